@@ -1,0 +1,48 @@
+# socgw developer entry points. Everything bootstraps itself on a fresh Debian 12 machine.
+#   make demo   simulated fleet behind the gateway
+#   make test   the test suite (installs what it needs first)
+#   make lint   ruff + mypy
+#   make bench  benchmarks into bench/results/
+#   make lock   regenerate the hash-pinned lock files from requirements*.in
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark iproute2
+
+.PHONY: all venv demo test lint bench lock clean
+
+all: test
+
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml tools/ensure-debian-packages
+	tools/ensure-debian-packages $(DEBIAN_PACKAGES)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/socgw demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff format --check gateway tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lock:
+	uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    requirements.in -o requirements.lock
+	uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    requirements-dev.in -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

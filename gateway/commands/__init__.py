@@ -1,0 +1,1 @@
+"""`socgw` sub-commands: one module per command family, each exposing `register(subparsers)`."""

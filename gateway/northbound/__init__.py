@@ -1,0 +1,1 @@
+"""Northbound adapters (SCADA masters)."""

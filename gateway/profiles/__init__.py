@@ -1,0 +1,1 @@
+"""Vendor profiles: loading, validation and the register codec."""

@@ -1,0 +1,1 @@
+"""Southbound adapters (field devices)."""
