@@ -1,0 +1,196 @@
+"""`socgw demo`: a simulated fleet (its own process) behind the gateway, with a live terminal view.
+
+The simulator runs as `socgw simulate` in a child process, exactly as a fleet on the wire would: the
+gateway reaches it only over Modbus TCP on loopback. The gateway's config is generated into a temporary
+directory and loaded through the same checks as a site's `gateway.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import uvloop
+from rich.console import Console
+from rich.live import Live
+
+from gateway.commands.run import configure_logging
+from gateway.commands.view import status_renderable
+from gateway.config import ConfigError, load_config
+from gateway.engine import Engine
+from gateway.sim.fleet import Endpoint
+from gateway.site_command import CommandUpdate
+from gateway.status import StatusServer
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+SIMULATOR_START_TIMEOUT_S = 60.0
+SCENARIO_DIRS = (Path(__file__).resolve().parents[2] / "scenarios", Path("/usr/share/socgw/scenarios"))
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run a simulated fleet behind the gateway, with a live view",
+        description=(
+            "Start the simulator (default: 8 packs of mixed capacity, SOC and temperature, accelerated time) "
+            "in a child process and the gateway against it over Modbus TCP on loopback; show the fleet live."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--scenario", type=Path, help="scenario file (default: scenarios/default.yaml)")
+    source.add_argument(
+        "--packs", type=int, help="N identical packs with spread SOCs instead of the scenario"
+    )
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second (default 60)")
+    parser.add_argument(
+        "--request-w",
+        type=float,
+        help="site request, + = discharge (default: half the fleet's available discharge power)",
+    )
+    parser.add_argument("--base-port", type=int, default=15020, help="first simulator port (default 15020)")
+    parser.add_argument("--no-ui", action="store_true", help="print one JSON status line per second instead")
+    parser.set_defaults(handler=run)
+
+
+def default_scenario() -> Path:
+    for directory in SCENARIO_DIRS:
+        candidate = directory / "default.yaml"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no default.yaml in {' or '.join(map(str, SCENARIO_DIRS))}: pass --scenario FILE"
+    )
+
+
+def simulator_command(args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, "-m", "gateway.cli", "simulate", "--speed", str(args.speed)]
+    if args.packs is not None:
+        return [*command, "--packs", str(args.packs), "--base-port", str(args.base_port)]
+    return [*command, "--scenario", str(args.scenario or default_scenario())]
+
+
+@contextlib.contextmanager
+def running_simulator(command: Sequence[str]) -> Iterator[list[Endpoint]]:
+    """Start the simulator, wait for its endpoint lines, and stop it (SIGTERM, then kill) afterwards."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        endpoints: list[Endpoint] = []
+        deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the simulator exited with status {process.wait()} before serving")
+            if line.startswith("serving "):
+                break
+            endpoints.append(Endpoint.parse(line))
+        else:
+            raise RuntimeError(f"the simulator did not start within {SIMULATOR_START_TIMEOUT_S:.0f} s")
+        yield endpoints
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def write_site_config(directory: Path, endpoints: Sequence[Endpoint]) -> Path:
+    """A gateway.yaml for the simulated fleet (JSON is YAML, and needs no quoting rules)."""
+    config = {
+        "site": {"name": "demo", "cycle_ms": 100},
+        "nodes": [
+            {"id": e.pack_id, "host": e.host, "port": e.port, "unit": e.unit_id, "profile": e.profile_key}
+            for e in endpoints
+        ],
+        "command": {"default_request_w": 0, "timeout_s": 31_536_000},
+        "logging": {"level": "warning", "balancing_log": str(directory / "balancing.log")},
+        "status": {"socket": str(directory / "status.sock")},
+    }
+    path = directory / "gateway.yaml"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+async def drive(engine: Engine, args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    if args.duration is not None:
+        loop.call_later(args.duration, stop.set)
+    status_server = StatusServer(engine.config.status_socket, engine.status)
+    await status_server.start()
+    runner = asyncio.create_task(engine.run(stop))
+    try:
+        await _wait_first_cycle(engine, stop)
+        if engine.last is not None:
+            request_w = args.request_w
+            if request_w is None:
+                request_w = round(engine.last.fleet.available_discharge_w / 2.0, -1)
+            engine.submit(CommandUpdate(source="demo", request_w=request_w))
+        if args.no_ui:
+            await _print_json(engine, stop)
+        else:
+            await _show(engine, stop)
+        await runner
+    finally:
+        stop.set()
+        await asyncio.gather(runner, return_exceptions=True)
+        await engine.shutdown()
+        await status_server.stop()
+
+
+async def _wait_first_cycle(engine: Engine, stop: asyncio.Event) -> None:
+    for _ in range(300):  # at most 30 s: connects run in the background and retry on their own
+        if (engine.last is not None and engine.last.fleet.online_nodes) or stop.is_set():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _print_json(engine: Engine, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        print(json.dumps(engine.status(), default=str), flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+async def _show(engine: Engine, stop: asyncio.Event) -> None:
+    with Live(status_renderable(engine.status()), console=Console(), refresh_per_second=4) as live:
+        while not stop.is_set():
+            live.update(status_renderable(engine.status()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.speed <= 0:
+        print(f"socgw demo: --speed must be > 0, got {args.speed}", file=sys.stderr)
+        return EXIT_FAILED
+    configure_logging("warning")
+    with tempfile.TemporaryDirectory(prefix="socgw-demo-") as temp:
+        try:
+            with running_simulator(simulator_command(args)) as endpoints:
+                try:
+                    config = load_config(write_site_config(Path(temp), endpoints))
+                except ConfigError as error:
+                    print(f"socgw demo: generated config rejected:\n{error}", file=sys.stderr)
+                    return EXIT_FAILED
+                print(f"socgw demo: {len(endpoints)} simulated packs; Ctrl-C stops", file=sys.stderr)
+                uvloop.run(drive(Engine(config), args))
+        except (RuntimeError, FileNotFoundError, ValueError) as error:
+            print(f"socgw demo: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_OK

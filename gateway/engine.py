@@ -1,0 +1,352 @@
+"""The control cycle: poll → fleet snapshot → dispatch → write → publish, every `cycle_ms`.
+
+Each step is a function of the previous step's output. Timing is paced on deadlines (not on "sleep a
+cycle after the work"), so the cycle does not drift; a cycle whose work ends past its deadline is an
+overrun, counted and logged once per change (not once per cycle). Commands from the northbound
+adapters arrive from their own threads through `submit_threadsafe` and take effect the next cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gateway.balancer import BalancerMemory, Dispatch, NodeMode, SiteCommand, dispatch
+from gateway.balancing_log import BalancingLog
+from gateway.config import NodeConfig, SiteConfig
+from gateway.fleet import FleetState, NodeState
+from gateway.sdnotify import Notifier
+from gateway.site_command import CommandUpdate, SiteCommandState
+from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
+from gateway.southbound.reading import Reading
+from gateway.southbound.session import ModbusSession, SessionOptions
+from gateway.timing import CycleStats
+
+log = logging.getLogger("socgw.engine")
+
+# Nodes whose setpoint the engine writes. Offline nodes cannot take it, and a node in maintenance
+# belongs to the technician working on it.
+WRITTEN_MODES = frozenset(
+    {NodeMode.ACTIVE, NodeMode.AT_RESERVE, NodeMode.BYPASSED_THERMAL, NodeMode.CALIBRATING}
+)
+
+
+@dataclass(frozen=True)
+class CycleSnapshot:
+    """What one cycle saw and decided; handed to every publisher."""
+
+    index: int
+    monotonic_s: float
+    wall_time: datetime
+    readings: tuple[Reading, ...]
+    fleet: FleetState
+    command: SiteCommand
+    dispatch: Dispatch
+
+
+class Publisher(Protocol):
+    """A northbound adapter: called on the loop once per cycle; must return quickly (hand work off)."""
+
+    def publish(self, snapshot: CycleSnapshot) -> None: ...
+
+
+def apply_node_config(state: NodeState, node: NodeConfig) -> NodeState:
+    """The site's own knowledge on top of the device's: capacity override and power caps."""
+    changes: dict[str, Any] = {}
+    if node.capacity_wh is not None:
+        changes["capacity_wh"] = node.capacity_wh
+    for field_name, cap in (
+        ("charge_limit_w", node.charge_limit_w),
+        ("discharge_limit_w", node.discharge_limit_w),
+    ):
+        if cap is not None:
+            reported = getattr(state, field_name)
+            changes[field_name] = cap if reported is None else min(reported, cap)
+    return dataclasses.replace(state, **changes) if changes else state
+
+
+def build_sessions(config: SiteConfig) -> list[ModbusSession]:
+    return [
+        ModbusSession(
+            node.node_id,
+            node.host,
+            node.port,
+            node.unit,
+            node.profile,
+            options=SessionOptions(timeout_s=None if node.timeout_ms is None else node.timeout_ms / 1000.0),
+        )
+        for node in config.nodes
+    ]
+
+
+class Engine:
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        sessions: Sequence[ModbusSession] | None = None,
+        publishers: Sequence[Publisher] = (),
+        clock: Callable[[], float] = time.monotonic,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.sessions = list(sessions) if sessions is not None else build_sessions(config)
+        self.publishers = list(publishers)
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.cycle_s = config.cycle_ms / 1000.0
+        self.nodes: Mapping[str, NodeConfig] = {node.node_id: node for node in config.nodes}
+        default = SiteCommand(
+            request_w=config.command.default_request_w,
+            charge_source=config.command.charge_source,
+            maintenance=frozenset(node.node_id for node in config.nodes if node.maintenance),
+        )
+        self.commands = SiteCommandState(default, config.command.timeout_s)
+        self.stats = CycleStats()
+        self.memory: BalancerMemory | None = None
+        self.last: CycleSnapshot | None = None
+        self.last_steps_ms: dict[str, float] = {}
+        self.balancing_log = (
+            BalancingLog(
+                config.logging.balancing_log,
+                config.logging.balancing_log_max_bytes,
+                config.logging.balancing_log_backups,
+            )
+            if config.logging.balancing_log is not None
+            else None
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._index = 0
+        self._overrunning = False
+        self._last_watchdog_s = -math.inf
+        self._was_commanded = False
+
+    # ---------------------------------------------------------------------------------------------
+    # commands
+
+    def submit(self, update: CommandUpdate) -> None:
+        """Apply a validated command (on the loop's thread); it takes effect the next cycle."""
+        self.commands.apply(update, self.clock())
+        log.info("command from %s accepted: %s", update.source, _describe_update(update))
+
+    def submit_threadsafe(self, update: CommandUpdate) -> None:
+        """For the protocol stacks' own threads: hand the command to the loop, never block."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            log.warning("command from %s dropped: the control loop is not running", update.source)
+            return
+        loop.call_soon_threadsafe(self.submit, update)
+
+    # ---------------------------------------------------------------------------------------------
+    # the cycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        failures = await connect_all(self.sessions, self.clock())
+        for node_id, error in failures.items():
+            log.warning("node %s not ready at start (it keeps retrying): %s", node_id, error)
+        gc.collect()
+        gc.freeze()  # long-lived objects leave the collector's generations: shorter pauses in the cycle
+
+    async def run_cycle(self) -> CycleSnapshot:
+        steps: dict[str, float] = {}
+        started = self.clock()
+        readings = tuple(await poll_all(self.sessions, started))
+        polled = self.clock()
+        steps["poll"] = (polled - started) * 1000.0
+        fleet = FleetState(
+            nodes=tuple(apply_node_config(r.to_node_state(), self.nodes[r.node_id]) for r in readings),
+            timestamp_s=polled,
+        )
+        command = self.commands.current(polled)
+        self._log_command_timeout(polled)
+        decision = dispatch(fleet, command, self.config.balancer, self.memory, polled)
+        self.memory = decision.memory
+        dispatched = self.clock()
+        steps["dispatch"] = (dispatched - polled) * 1000.0
+        setpoints = {
+            node.node_id: {"setpoint_w": node.setpoint_w}
+            for node in decision.nodes
+            if node.mode in WRITTEN_MODES
+        }
+        await write_all(self.sessions, setpoints, dispatched)
+        written = self.clock()
+        steps["write"] = (written - dispatched) * 1000.0
+        self._index += 1
+        snapshot = CycleSnapshot(
+            index=self._index,
+            monotonic_s=started,
+            wall_time=datetime.now(UTC),
+            readings=readings,
+            fleet=fleet,
+            command=command,
+            dispatch=decision,
+        )
+        for publisher in self.publishers:
+            try:
+                publisher.publish(snapshot)
+            except Exception:  # a broken publisher must not stop the control loop
+                log.exception("publisher %s failed", type(publisher).__name__)
+        published = self.clock()
+        steps["publish"] = (published - written) * 1000.0
+        steps["total"] = (published - started) * 1000.0
+        self.last = snapshot
+        self.last_steps_ms = steps
+        self._record_decision(snapshot)
+        return snapshot
+
+    async def run(self, stop: asyncio.Event, max_cycles: int | None = None) -> None:
+        """Cycle until `stop` is set (or `max_cycles` ran), paced on deadlines."""
+        await self.start()
+        self.notifier.ready(f"balancing {len(self.sessions)} nodes every {self.config.cycle_ms:g} ms")
+        deadline = self.clock()
+        cycles = 0
+        while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+            cycle_start = self.clock()
+            await self.run_cycle()
+            cycles += 1
+            finished = self.clock()
+            deadline += self.cycle_s
+            overrun = finished > deadline
+            self.stats.record(self.last_steps_ms, overrun)
+            self._note_overrun(overrun, finished - cycle_start)
+            if overrun:
+                deadline = finished  # skip the missed slots instead of bursting to catch up
+            self._watchdog(finished)
+            delay = max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def shutdown(self) -> None:
+        """Write the safe setpoint to every reachable node and close every connection."""
+        self.notifier.stopping()
+        safe = {
+            session.node_id: {"setpoint_w": self.config.command.safe_setpoint_w}
+            for session in self.sessions
+            if session.node_id not in self.commands.current(self.clock()).maintenance
+        }
+        try:
+            await asyncio.wait_for(write_all(self.sessions, safe, self.clock()), timeout=2.0)
+        except TimeoutError:
+            log.warning("not every node confirmed the safe setpoint within 2 s")
+        await close_all(self.sessions)
+        if self.balancing_log is not None:
+            self.balancing_log.close()
+        self._loop = None
+
+    # ---------------------------------------------------------------------------------------------
+    # status, logs
+
+    def status(self) -> dict[str, Any]:
+        snapshot = self.last
+        document: dict[str, Any] = {
+            "site": self.config.name,
+            "cycle_ms": self.config.cycle_ms,
+            "timing": self.stats.summary(),
+        }
+        if snapshot is None:
+            return document
+        fleet = snapshot.fleet
+        modes = {node.node_id: node for node in snapshot.dispatch.nodes}
+        document.update(
+            {
+                "cycle": snapshot.index,
+                "time": snapshot.wall_time.isoformat(),
+                "request_w": snapshot.command.request_w,
+                "commanded": self.commands.commanded(self.clock()),
+                "balancing_enabled": snapshot.command.balancing_enabled,
+                "served_w": snapshot.dispatch.served_w,
+                "unserved_w": snapshot.dispatch.unserved_w,
+                "alarms": list(snapshot.dispatch.alarms),
+                "fleet": {
+                    "mean_soc_pct": fleet.mean_soc_pct,
+                    "soc_spread_pct": fleet.soc_spread_pct,
+                    "stored_energy_wh": fleet.stored_energy_wh,
+                    "power_w": fleet.total_power_w,
+                    "available_discharge_w": fleet.available_discharge_w,
+                    "available_charge_w": fleet.available_charge_w,
+                },
+                "nodes": [
+                    {
+                        "id": state.node_id,
+                        "quality": str(state.quality),
+                        "error": state.error_code,
+                        "soc_pct": state.soc_pct,
+                        "power_w": state.power_w,
+                        "temp_c": state.temp_c,
+                        "setpoint_w": modes[state.node_id].setpoint_w if state.node_id in modes else None,
+                        "mode": str(modes[state.node_id].mode) if state.node_id in modes else None,
+                        "alarms": list(modes[state.node_id].alarms) if state.node_id in modes else [],
+                        "writes": session.writes.writes_total,
+                    }
+                    for state, session in zip(fleet.nodes, self.sessions, strict=True)
+                ],
+            }
+        )
+        return document
+
+    def _record_decision(self, snapshot: CycleSnapshot) -> None:
+        if self.balancing_log is None:
+            return
+        decision = {
+            "request_w": round(snapshot.command.request_w, 1),
+            "unserved_w": round(snapshot.dispatch.unserved_w, 1),
+            "alarms": list(snapshot.dispatch.alarms),
+            "nodes": {
+                node.node_id: {"setpoint_w": round(node.setpoint_w, 1), "mode": str(node.mode)}
+                for node in snapshot.dispatch.nodes
+            },
+        }
+        context = {
+            "mean_soc_pct": snapshot.fleet.mean_soc_pct,
+            "soc_spread_pct": snapshot.fleet.soc_spread_pct,
+        }
+        self.balancing_log.record(snapshot.wall_time.isoformat(timespec="milliseconds"), decision, context)
+
+    def _note_overrun(self, overrun: bool, duration_s: float) -> None:
+        if overrun and not self._overrunning:
+            log.warning(
+                "cycle overrun: %.1f ms for a %.0f ms cycle (%d overruns so far); see `socgw status` for the "
+                "slow step",
+                duration_s * 1000.0,
+                self.config.cycle_ms,
+                self.stats.overruns,
+            )
+        elif not overrun and self._overrunning:
+            log.info("cycle back within %.0f ms", self.config.cycle_ms)
+        self._overrunning = overrun
+
+    def _log_command_timeout(self, now_s: float) -> None:
+        commanded = self.commands.commanded(now_s)
+        if self._was_commanded and not commanded:
+            log.warning(
+                "site request from %s not refreshed within %.0f s: back to the default %.0f W",
+                self.commands.last_source,
+                self.commands.timeout_s,
+                self.commands.default.request_w,
+            )
+        self._was_commanded = commanded
+
+    def _watchdog(self, now_s: float) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is not None and now_s - self._last_watchdog_s >= interval:
+            self.notifier.watchdog()
+            self._last_watchdog_s = now_s
+
+
+def _describe_update(update: CommandUpdate) -> str:
+    fields = {
+        name: value
+        for name, value in dataclasses.asdict(update).items()
+        if name != "source" and value is not None
+    }
+    return ", ".join(f"{name}={value}" for name, value in fields.items()) or "nothing"
