@@ -1,0 +1,110 @@
+"""The site config: the shipped example is valid, and each kind of mistake is reported at its line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from gateway.balancer import ChargeSource
+from gateway.cli import main
+from gateway.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "gateway.yaml"
+PROFILE_DIRS = [REPO / "profiles"]
+
+GOOD_NODES = """\
+nodes:
+  - { id: pack-01, host: 127.0.0.1, port: 15020, unit: 1, profile: microstore/mp2000 }
+  - { id: pack-02, host: 127.0.0.1, port: 15021, unit: 1, profile: microstore/mp2000 }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, PROFILE_DIRS)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_example_config_is_valid_and_complete() -> None:
+    config = load_config(EXAMPLE, PROFILE_DIRS)
+    assert [node.node_id for node in config.nodes] == ["pack-01", "pack-02", "pack-03", "pack-04"]
+    assert all(node.profile.key == "microstore/mp2000" for node in config.nodes)
+    assert config.cycle_ms == 100
+    assert config.balancer.reserve_pct == 10
+    assert config.command.charge_source is ChargeSource.PV
+    assert config.logging.balancing_log == EXAMPLE.parent / "balancing.log"
+
+
+def test_defaults_fill_everything_but_nodes(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD_NODES), PROFILE_DIRS)
+    assert config.name == "site"
+    assert config.command.timeout_s == 60
+    assert config.command.safe_setpoint_w == 0
+    assert config.logging.balancing_log is None
+    assert config.balancer.ceiling_pct == 95
+    assert math.isinf(config.balancer.ramp_w_per_s)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (GOOD_NODES + "balancer:\n  reserv_pct: 10\n", ":5:3:", "did you mean `reserve_pct`"),
+        (GOOD_NODES + "sitee: {}\n", ":4:1:", "did you mean `site`"),
+        (GOOD_NODES.replace("microstore/mp2000 }\n", "microstore/mp200 }\n", 1), ":2:", "no profile"),
+        (GOOD_NODES.replace("port: 15021", "port: 70000"), ":3:", "1 <= port <= 65535"),
+        (GOOD_NODES.replace("pack-02", "pack-01"), ":3:", "used twice"),
+        (GOOD_NODES.replace("port: 15021", "port: 15020"), ":3:", "same host, port and unit"),
+        (GOOD_NODES + "balancer:\n  reserve_pct: 97\n", ":5:", "reserve_pct < ceiling_pct"),
+        (GOOD_NODES + "command:\n  charge_source: grid\n", ":5:18:", "`charge_source` must be `pv`"),
+        (GOOD_NODES + "site:\n  cycle_ms: 1\n", ":5:13:", "10..10000 ms"),
+        ("nodes: []\n", ":1:8:", "at least one node"),
+        (GOOD_NODES + "logging:\n  level: loud\n", ":5:10:", "`level` must be one of"),
+        (GOOD_NODES.replace("unit: 1,", "unit: one,", 1), ":2:", "`unit` must be an integer"),
+        (GOOD_NODES + "nodes: []\n", ":4:1:", "duplicate key 'nodes'"),
+    ],
+    ids=[
+        "misspelt-balancer-key",
+        "misspelt-section",
+        "unknown-profile",
+        "port-out-of-range",
+        "duplicate-id",
+        "duplicate-endpoint",
+        "reserve-above-ceiling",
+        "bad-charge-source",
+        "cycle-too-short",
+        "no-nodes",
+        "bad-log-level",
+        "unit-not-integer",
+        "duplicate-key",
+    ],
+)
+def test_each_mistake_is_reported_at_its_line(tmp_path: Path, text: str, where: str, message: str) -> None:
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert any(p.startswith(f"{path}{where}") and message in p for p in problems), problems
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
+    text = (
+        GOOD_NODES.replace("port: 15021", "port: 0") + "balancer:\n  reserv_pct: 10\nlogging:\n  level: x\n"
+    )
+    assert len(problems_of(write(tmp_path, text))) == 3
+
+
+def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-c", str(EXAMPLE)]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = write(tmp_path, GOOD_NODES.replace("port: 15021", "port: 70000"))
+    assert main(["validate", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:" in err
+    assert "1 problem(s)" in err

@@ -1,0 +1,104 @@
+"""`socgw run`, `socgw status` and `socgw demo` as a user runs them: separate processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from gateway.status import read_status
+from tests.conftest import StartFleet, socgw_command
+from tests.test_engine import site_config
+
+STATUS_WAIT_S = 30.0
+
+
+def wait_for_status(socket_path: Path, nodes: int) -> dict[str, object]:
+    deadline = time.monotonic() + STATUS_WAIT_S
+    last: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = read_status(socket_path)
+        except OSError:
+            last = {}
+        node_list = last.get("nodes")
+        if isinstance(node_list, list) and sum(n["quality"] == "good" for n in node_list) == nodes:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"the gateway never reported {nodes} good nodes: {last}")
+
+
+def test_run_serves_status_and_stops_cleanly_on_sigterm(tmp_path: Path, start_sim_fleet: StartFleet) -> None:
+    fleet = start_sim_fleet(packs=3, speed=1.0)
+    config = site_config(tmp_path, fleet.endpoints, "command:\n  default_request_w: 900\n")
+    process = subprocess.Popen(
+        socgw_command("run", "-c", config.path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        document = wait_for_status(config.status_socket, 3)
+        assert document["request_w"] == 900.0
+        time.sleep(0.5)  # a few cycles: the setpoints reach the packs
+        assert abs(sum(fleet.snapshot(e.pack_id).state.setpoint_w for e in fleet.endpoints) - 900.0) < 1.0
+        shown = subprocess.run(
+            socgw_command("status", "--socket", str(config.status_socket)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert "pack-01" in shown.stdout and "fleet SOC" in shown.stdout
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "stopped cleanly" in output
+    assert [fleet.snapshot(e.pack_id).state.setpoint_w for e in fleet.endpoints] == [0.0, 0.0, 0.0]
+    assert not config.status_socket.exists()
+
+
+def test_status_without_a_gateway_says_what_to_check(tmp_path: Path) -> None:
+    result = subprocess.run(
+        socgw_command("status", "--socket", str(tmp_path / "none.sock")),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "none.sock" in result.stderr and "socgw run" in result.stderr
+
+
+def test_run_refuses_a_bad_config_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "nodes:\n  - { id: 1bad, host: 127.0.0.1, port: 502, unit: 1, profile: microstore/mp2000 }\n"
+    )
+    result = subprocess.run(
+        socgw_command("run", "-c", str(path)), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert f"{path}:2:" in result.stderr
+
+
+def test_demo_without_ui_balances_the_default_fleet(free_tcp_port: int) -> None:
+    result = subprocess.run(
+        socgw_command(
+            "demo", "--no-ui", "--duration", "6", "--packs", "4", "--base-port", str(free_tcp_port)
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    documents = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(documents) >= 3
+    last = documents[-1]
+    assert len(last["nodes"]) == 4
+    assert all(node["quality"] == "good" for node in last["nodes"])
+    assert last["request_w"] > 0 and abs(last["served_w"] - last["request_w"]) < 1.0

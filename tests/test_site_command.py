@@ -1,0 +1,64 @@
+"""The site command in force: defaults, a master's request, its timeout, latched mode switches."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.balancer import ChargeSource, SiteCommand
+from gateway.site_command import CommandUpdate, SiteCommandState
+
+DEFAULT = SiteCommand(request_w=0.0, charge_source=ChargeSource.PV)
+
+
+def test_default_until_commanded() -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=60)
+    assert state.current(0.0) == DEFAULT
+    assert not state.commanded(0.0)
+
+
+def test_commanded_request_reverts_after_timeout() -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=60)
+    state.apply(CommandUpdate(source="test", request_w=5000.0), now_s=100.0)
+    assert state.current(159.9).request_w == 5000.0
+    assert state.commanded(160.0)
+    assert state.current(160.1).request_w == 0.0
+    state.apply(CommandUpdate(source="test", request_w=-2000.0), now_s=200.0)  # a refresh revives it
+    assert state.current(250.0).request_w == -2000.0
+
+
+def test_mode_switches_are_latched_and_survive_the_request_timeout() -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=1)
+    state.apply(CommandUpdate(source="a", balancing_enabled=False, maintenance=("pack-02", True)), 0.0)
+    state.apply(CommandUpdate(source="b", calibrate=("pack-03", True), charge_source=ChargeSource.AC), 0.5)
+    later = state.current(1000.0)
+    assert not later.balancing_enabled
+    assert later.maintenance == frozenset({"pack-02"})
+    assert later.calibrate == frozenset({"pack-03"})
+    assert later.charge_source is ChargeSource.AC
+    assert state.last_source == "b"
+    state.apply(CommandUpdate(source="c", maintenance=("pack-02", False)), 2.0)
+    assert state.current(2.0).maintenance == frozenset()
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        SiteCommandState(DEFAULT, timeout_s=0)
+
+
+@given(
+    request_w=st.floats(-1e6, 1e6),
+    at=st.floats(0, 1e6),
+    later=st.floats(0, 1e3),
+    timeout=st.floats(0.1, 1e3),
+)
+def test_request_in_force_exactly_within_timeout(
+    request_w: float, at: float, later: float, timeout: float
+) -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=timeout)
+    state.apply(CommandUpdate(source="p", request_w=request_w), at)
+    now = at + later
+    expected = request_w if now - at <= timeout else DEFAULT.request_w  # elapsed as the float sum gives it
+    assert state.current(now).request_w == expected
+    assert state.commanded(now) == (now - at <= timeout)
