@@ -173,15 +173,17 @@ class Identify:
 
     points: Mapping[str, Point]
     markers: Mapping[str, str | int] = field(default_factory=dict)
-    firmware_format: str = "string"  # "string" ("2.1.3"), "major_minor_x100" (201 -> 2.1), "major_minor_bytes"
+    # "string" ("2.1.3"), "major_minor_x100" (201 -> 2.1) or "major_minor_bytes" (0x0201 -> 2.1)
+    firmware_format: str = "string"
 
 
 @dataclass(frozen=True)
 class Comms:
-    max_registers_per_read: int = 125
+    max_registers_per_read: int = 125  # per holding/input read (Modbus allows at most 125)
     max_gap_registers: int = 0  # holes a block read may span (0: never read holes)
     min_request_gap_ms: float = 0.0
     timeout_ms: float = 80.0
+    max_bits_per_read: int = 2000  # per coil/discrete read (Modbus allows at most 2000)
 
 
 @dataclass(frozen=True)
