@@ -1,0 +1,1 @@
+"""Benchmarks and strategy comparisons for socgw (`python -m bench...`; results in bench/results/)."""
