@@ -80,10 +80,11 @@ def measurement(cycle_s: float, soc_resolution_pct: float) -> str:
         f"the fleet's usable energy. The run ends at the first cycle serving less than "
         f"{100 * (1 - SHORTFALL_FRACTION):g} % of the request while no pack is offline (that cycle "
         f"included), or when every pack is at reserve. The three strategies share every rule but the "
-        f"share (reserve 10 %, ceiling 95 %, thermal bypass 5 °C, deadband 10 W). Writes per node per "
-        f"minute count device writes over the whole run in simulated time; a sign flip is a written "
-        f"setpoint whose sign differs from the previous non-zero one; SOC spread is max − min over all "
-        f"packs (physics SOC). A dropped-out pack idles at 0 W (communication-loss watchdog)."
+        f"share (reserve 10 %, ceiling 95 %, thermal bypass 5 °C, deadband 10 W or 1 % of the limit). "
+        f"Writes per node per minute count device writes over the whole run in simulated time; a sign "
+        f"flip is a written setpoint whose sign differs from the previous non-zero one; SOC spread is "
+        f"max − min over all packs (physics SOC). A dropped-out pack idles at 0 W (communication-loss "
+        f"watchdog)."
     )
 
 

@@ -35,10 +35,12 @@ Rules, per node *i* with usable energy E_i (Wh, nameplate × SOH), reserve r and
 - **balancing_enabled False**: equal shares, each clamped to its node's limit and the excess handed on (the
   behaviour of a gateway without SOC balancing). Reserve, ceiling, thermal and offline rules still apply.
 - **No oscillation, no flash wear**: a node keeps its previous setpoint when the new one differs by less
-  than setpoint_deadband_w (unless the new one is 0 or of the other sign); when the held setpoints would
-  make the fleet total miss its target by the deadband or more, the holds furthest from target are
-  released. Then each change is limited to ramp_w_per_s × dt (dt from the memory's timestamp), except
-  where a node's allowed range forces it (offline, thermal, reserve, a lower limit: immediate).
+  than its deadband, the larger of setpoint_deadband_w and setpoint_deadband_pct of its limit (unless the
+  old or the new one is 0, or the sign changes); when the held setpoints would make the fleet total
+  miss its target by the fleet deadband (the larger of setpoint_deadband_w and setpoint_deadband_pct of
+  the target) or more, the holds furthest from target are released. Then each change is limited to
+  ramp_w_per_s × dt (dt from the memory's timestamp), except where a node's allowed range forces it
+  (offline, thermal, reserve, a lower limit: immediate).
   Hysteresis latches keep modes from chattering. With constant inputs the output is constant.
 
 `Dispatch.requested_w = served_w + unserved_w` always (served = sum of setpoints, so a ramp in progress
@@ -125,6 +127,10 @@ class BalancerParams:
     thermal_delta_c: float = 5.0
     thermal_hysteresis_c: float = 2.0
     setpoint_deadband_w: float = 10.0  # 0 disables
+    # Relative deadband: % of the node's limit in the setpoint's direction (and of the site request for the
+    # fleet total). SOC telemetry comes in 0.1 % steps, and each step moves a big or nearly empty pack's
+    # share by more than a fixed 10 W: without it, a long discharge rewrites setpoints every ~40 s.
+    setpoint_deadband_pct: float = 1.0
     ramp_w_per_s: float = math.inf  # per node; inf disables (most PCS ramp on their own)
     # Four 100 ms cycles: a pack that missed three polls in a row still takes part.
     max_telemetry_age_s: float = 0.4
@@ -150,6 +156,7 @@ class BalancerParams:
                 0.0 <= self.thermal_hysteresis_c < self.thermal_delta_c,
             ),
             ("setpoint_deadband_w >= 0 (finite)", 0.0 <= self.setpoint_deadband_w < math.inf),
+            ("0 <= setpoint_deadband_pct <= 10", 0.0 <= self.setpoint_deadband_pct <= 10.0),
             ("ramp_w_per_s > 0 (inf disables)", self.ramp_w_per_s > 0.0),
             ("max_telemetry_age_s > 0 (finite)", 0.0 < self.max_telemetry_age_s < math.inf),
             (
@@ -557,21 +564,25 @@ def _smooth(
         prior.append(p if p is not None else _finite(node.state.setpoint_w))
     result = [node.target_w for node in nodes]
 
-    deadband = params.setpoint_deadband_w
+    fraction = params.setpoint_deadband_pct / 100.0
     held: list[int] = []
     for i, (node, p) in enumerate(zip(nodes, prior, strict=True)):
         t = node.target_w
         lo, hi = node.allowed_w
+        deadband_w = max(params.setpoint_deadband_w, fraction * (hi if t > 0.0 else -lo))
         if (
             p is not None
             and t != 0.0
-            and (p == 0.0 or (p > 0.0) == (t > 0.0))
-            and abs(t - p) < deadband
+            and p != 0.0  # starting or stopping is never held back
+            and (p > 0.0) == (t > 0.0)
+            and abs(t - p) < deadband_w
             and lo <= p <= hi
         ):
             result[i] = p
             held.append(i)
-    error = sum(result) - sum(node.target_w for node in nodes)
+    target_total_w = sum(node.target_w for node in nodes)
+    deadband = max(params.setpoint_deadband_w, fraction * abs(target_total_w))
+    error = sum(result) - target_total_w
     if held and abs(error) >= deadband:
         # Release the holds that push the total the wrong way, furthest first; each release moves the
         # error towards 0 by less than the deadband, so this stops before it overshoots.

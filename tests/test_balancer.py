@@ -30,8 +30,8 @@ from gateway.balancer import (
 from gateway.fleet import FleetState, NodeState, Quality
 from gateway.sim import physics
 
-PLAIN = BalancerParams(reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=0.0)
-DEFAULTS_UNSMOOTHED = BalancerParams(setpoint_deadband_w=0.0)
+PLAIN = BalancerParams(reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=0.0, setpoint_deadband_pct=0.0)
+DEFAULTS_UNSMOOTHED = BalancerParams(setpoint_deadband_w=0.0, setpoint_deadband_pct=0.0)
 
 
 def pack(node_id: str, soc_pct: float | None, **fields: Any) -> NodeState:
@@ -379,7 +379,9 @@ def test_calibration_pauses_while_the_node_is_offline() -> None:
 
 
 def test_deadband_keeps_the_previous_setpoint_for_small_changes() -> None:
-    params = BalancerParams(reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=10.0)
+    params = BalancerParams(
+        reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=10.0, setpoint_deadband_pct=0.0
+    )
     first = run((pack("a", 80.0), pack("b", 40.0)), 900.0, params)
     # SOCs drift a little: targets move by about 1 W, setpoints stay.
     second = run((pack("a", 79.9), pack("b", 39.9)), 900.0, params, first.memory, 0.1)
@@ -390,19 +392,36 @@ def test_deadband_keeps_the_previous_setpoint_for_small_changes() -> None:
 
 
 def test_deadband_never_holds_a_stop_or_a_sign_change() -> None:
-    params = BalancerParams(reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=10.0)
+    params = BalancerParams(
+        reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=10.0, setpoint_deadband_pct=0.0
+    )
     first = run((pack("a", 50.0),), 5.0, params)
     assert run((pack("a", 50.0),), 0.0, params, first.memory, 0.1).setpoints_w == {"a": 0.0}
     assert run((pack("a", 50.0),), -4.0, params, first.memory, 0.1).setpoints_w == {"a": -4.0}
 
 
 def test_deadband_releases_holds_when_the_total_would_drift_too_far() -> None:
-    params = BalancerParams(reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=10.0)
+    params = BalancerParams(
+        reserve_pct=0.0, ceiling_pct=100.0, setpoint_deadband_w=10.0, setpoint_deadband_pct=0.0
+    )
     nodes = tuple(pack(f"p{i}", 50.0) for i in range(10))
     first = run(nodes, 1000.0, params)
     # +9 W per node would be held by each node's deadband: 90 W in total, far beyond 10 W.
     second = run(nodes, 1090.0, params, first.memory, 0.1)
     assert abs(second.served_w - 1090.0) < 10.0
+
+
+def test_relative_deadband_holds_big_packs_through_soc_steps() -> None:
+    # A few SOC steps move a 20 kW pack's share by ~50 W: more than 10 W, less than 1 % of its limit.
+    big = {"capacity_wh": 100_000.0, "discharge_limit_w": 20_000.0, "charge_limit_w": 20_000.0}
+    params = BalancerParams(reserve_pct=10.0, setpoint_deadband_w=10.0, setpoint_deadband_pct=1.0)
+    first = run((pack("a", 60.0, **big), pack("b", 40.0, **big)), 20_000.0, params)
+    second = run((pack("a", 59.5, **big), pack("b", 40.0, **big)), 20_000.0, params, first.memory, 0.1)
+    assert second.setpoints_w == first.setpoints_w
+    fixed_only = dataclasses.replace(params, setpoint_deadband_pct=0.0)
+    third = run((pack("a", 59.5, **big), pack("b", 40.0, **big)), 20_000.0, fixed_only, first.memory, 0.1)
+    assert third.setpoints_w != first.setpoints_w
+    assert third.served_w == pytest.approx(20_000.0)
 
 
 def test_steady_request_gives_constant_setpoints() -> None:

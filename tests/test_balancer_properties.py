@@ -58,6 +58,7 @@ def params(draw: st.DrawFn) -> BalancerParams:
         reserve_pct=reserve,
         ceiling_pct=draw(st.floats(reserve + 5.0, 100.0)),
         setpoint_deadband_w=0.0,
+        setpoint_deadband_pct=0.0,
     )
 
 

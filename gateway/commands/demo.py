@@ -23,13 +23,14 @@ import uvloop
 from rich.console import Console
 from rich.live import Live
 
-from gateway.commands.run import configure_logging
+from gateway.commands.run import configure_logging, serve
 from gateway.commands.view import status_renderable
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
+from gateway.northbound.adapter import NorthboundError
+from gateway.northbound.registry import known_sections
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
-from gateway.status import StatusServer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -59,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="site request, + = discharge (default: half the fleet's available discharge power)",
     )
     parser.add_argument("--base-port", type=int, default=15020, help="first simulator port (default 15020)")
+    parser.add_argument("--dnp3-port", type=int, default=20000, help="DNP3 outstation port (default 20000)")
+    parser.add_argument("--mms-port", type=int, default=10102, help="IEC 61850 MMS port (default 10102)")
     parser.add_argument("--no-ui", action="store_true", help="print one JSON status line per second instead")
     parser.set_defaults(handler=run)
 
@@ -74,9 +77,12 @@ def default_scenario() -> Path:
 
 
 def simulator_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "gateway.cli", "simulate", "--speed", str(args.speed)]
+    command = [
+        *(sys.executable, "-m", "gateway.cli", "simulate"),
+        *("--speed", str(args.speed), "--base-port", str(args.base_port)),
+    ]
     if args.packs is not None:
-        return [*command, "--packs", str(args.packs), "--base-port", str(args.base_port)]
+        return [*command, "--packs", str(args.packs)]
     return [*command, "--scenario", str(args.scenario or default_scenario())]
 
 
@@ -107,9 +113,9 @@ def running_simulator(command: Sequence[str]) -> Iterator[list[Endpoint]]:
             process.wait()
 
 
-def write_site_config(directory: Path, endpoints: Sequence[Endpoint]) -> Path:
+def write_site_config(directory: Path, endpoints: Sequence[Endpoint], args: argparse.Namespace) -> Path:
     """A gateway.yaml for the simulated fleet (JSON is YAML, and needs no quoting rules)."""
-    config = {
+    config: dict[str, object] = {
         "site": {"name": "demo", "cycle_ms": 100},
         "nodes": [
             {"id": e.pack_id, "host": e.host, "port": e.port, "unit": e.unit_id, "profile": e.profile_key}
@@ -119,6 +125,12 @@ def write_site_config(directory: Path, endpoints: Sequence[Endpoint]) -> Path:
         "logging": {"level": "warning", "balancing_log": str(directory / "balancing.log")},
         "status": {"socket": str(directory / "status.sock")},
     }
+    northbound = {
+        "dnp3": {"host": "127.0.0.1", "port": args.dnp3_port, "outstation_address": 10, "master_address": 1},
+        "iec61850": {"host": "127.0.0.1", "port": args.mms_port},
+    }
+    # The demo serves every protocol this build has an adapter for.
+    config["northbound"] = {key: value for key, value in northbound.items() if key in known_sections()}
     path = directory / "gateway.yaml"
     path.write_text(json.dumps(config, indent=2))
     return path
@@ -131,11 +143,9 @@ async def drive(engine: Engine, args: argparse.Namespace) -> None:
         loop.add_signal_handler(signal_number, stop.set)
     if args.duration is not None:
         loop.call_later(args.duration, stop.set)
-    status_server = StatusServer(engine.config.status_socket, engine.status)
-    await status_server.start()
-    runner = asyncio.create_task(engine.run(stop))
+    gateway = asyncio.create_task(serve(engine, stop))
     try:
-        await _wait_first_cycle(engine, stop)
+        await _wait_first_cycle(engine, stop, gateway)
         if engine.last is not None:
             request_w = args.request_w
             if request_w is None:
@@ -145,17 +155,14 @@ async def drive(engine: Engine, args: argparse.Namespace) -> None:
             await _print_json(engine, stop)
         else:
             await _show(engine, stop)
-        await runner
     finally:
         stop.set()
-        await asyncio.gather(runner, return_exceptions=True)
-        await engine.shutdown()
-        await status_server.stop()
+        await gateway  # raises what made the gateway fail (a port in use, ...)
 
 
-async def _wait_first_cycle(engine: Engine, stop: asyncio.Event) -> None:
+async def _wait_first_cycle(engine: Engine, stop: asyncio.Event, gateway: asyncio.Task[None]) -> None:
     for _ in range(300):  # at most 30 s: connects run in the background and retry on their own
-        if (engine.last is not None and engine.last.fleet.online_nodes) or stop.is_set():
+        if (engine.last is not None and engine.last.fleet.online_nodes) or stop.is_set() or gateway.done():
             return
         await asyncio.sleep(0.1)
 
@@ -184,13 +191,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             with running_simulator(simulator_command(args)) as endpoints:
                 try:
-                    config = load_config(write_site_config(Path(temp), endpoints))
+                    config = load_config(write_site_config(Path(temp), endpoints, args))
                 except ConfigError as error:
                     print(f"socgw demo: generated config rejected:\n{error}", file=sys.stderr)
                     return EXIT_FAILED
                 print(f"socgw demo: {len(endpoints)} simulated packs; Ctrl-C stops", file=sys.stderr)
                 uvloop.run(drive(Engine(config), args))
-        except (RuntimeError, FileNotFoundError, ValueError) as error:
+        except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)
             return EXIT_FAILED
     return EXIT_OK
