@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.status import read_status
@@ -85,10 +86,12 @@ def test_run_refuses_a_bad_config_with_its_line(tmp_path: Path) -> None:
     assert f"{path}:2:" in result.stderr
 
 
-def test_demo_without_ui_balances_the_default_fleet(free_tcp_port: int) -> None:
+def test_demo_without_ui_balances_the_default_fleet(free_tcp_ports: Callable[[int], list[int]]) -> None:
+    dnp3_port, mms_port, base_port = free_tcp_ports(3)
     result = subprocess.run(
         socgw_command(
-            "demo", "--no-ui", "--duration", "6", "--packs", "4", "--base-port", str(free_tcp_port)
+            *("demo", "--no-ui", "--duration", "6", "--packs", "4", "--base-port", str(base_port)),
+            *("--dnp3-port", str(dnp3_port), "--mms-port", str(mms_port)),
         ),
         capture_output=True,
         text=True,
