@@ -11,8 +11,14 @@ from gateway import __version__
 
 # Each module registers its sub-commands; the order is the order of `socgw --help`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.commands.run",
+    "gateway.commands.demo",
+    "gateway.commands.balance",
     "gateway.commands.profile",
+    "gateway.commands.field",
     "gateway.commands.simulate",
+    "gateway.commands.icd",
+    "gateway.commands.points",
 )
 
 

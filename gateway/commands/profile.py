@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.commands.field import add_profile_check
 from gateway.profiles.loader import Problem, load_profile, validate_profile
 from gateway.profiles.model import SourceMark
 from gateway.profiles.schema import schema_text
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Print the JSON Schema (draft 2020-12) of profile files on standard output.",
     )
     schema.set_defaults(handler=run_schema)
+    add_profile_check(commands)
 
 
 def _profile_files(paths: list[Path]) -> Iterator[Path]:

@@ -1,0 +1,236 @@
+"""How many units the southbound adapter polls in a paced 100 ms cycle, and what each costs the client.
+
+    python -m bench.poll_scale [--units 10 50 200 500] [--cycles 300] [--packs-per-sim 125]
+
+Method: for each N, start ceil(N / packs-per-sim) `socgw simulate --packs K --base-port 0` processes
+(the real simulator, microstore/mp2000 packs, uvloop). This process is the gateway side and uses exactly
+what the engine uses: one `ModbusSession` per unit, `connect_all`, then per cycle `poll_all` (the
+profile's planned block reads: 4 requests per unit for the mp2000) and `write_all` with a setpoint that
+changes every cycle by more than the deadband (1 write per unit), paced on deadlines every 100 ms like
+`Engine.run`. `gc.freeze()` after connecting, as the engine does. With 2+ CPUs the client is pinned to
+CPU 0 and the simulators to the others, so the client's numbers are its own.
+
+Printed per N: the active part of the cycle (poll + write) p50/p99/max, overruns (active part longer
+than the period), readings that were not good, and the client's CPU time (time.process_time) per
+unit-cycle. Tests never assert speed; this prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import uvloop
+
+from gateway.fleet import Quality
+from gateway.profiles.loader import ProfileLibrary
+from gateway.sim.fleet import Endpoint
+from gateway.southbound.modbus import (
+    ModbusSession,
+    SessionOptions,
+    close_all,
+    connect_all,
+    poll_all,
+    write_all,
+)
+from gateway.timing import percentile
+
+REPO = Path(__file__).resolve().parents[1]
+PERIOD_S = 0.1
+PROFILE = "microstore/mp2000"
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Result:
+    units: int
+    simulators: int
+    cycles: int
+    active_p50_ms: float
+    active_p99_ms: float
+    active_max_ms: float
+    overruns: int
+    not_good_readings: int
+    failed_writes: int
+    cpu_us_per_unit_cycle: float
+    requests_per_unit_cycle: float
+
+
+class Simulators:
+    """`socgw simulate` processes serving `units` packs between them; stopped on exit."""
+
+    def __init__(self, units: int, per_process: int, cpus: set[int] | None) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+        self.endpoints: list[Endpoint] = []
+        self._units, self._per_process, self._cpus = units, per_process, cpus
+
+    def __enter__(self) -> Simulators:
+        remaining = self._units
+        while remaining > 0:
+            count = min(remaining, self._per_process)
+            remaining -= count
+            cpus = self._cpus
+
+            def pin_simulator(cpus: set[int] | None = cpus) -> None:
+                if cpus:
+                    os.sched_setaffinity(0, cpus)
+
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "simulate", "--packs", str(count), "--base-port", "0"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=REPO,
+                preexec_fn=pin_simulator,  # noqa: PLW1509 - only sets the CPU affinity
+            )
+            self.processes.append(process)
+            self.endpoints.extend(self._announced(process))
+        return self
+
+    @staticmethod
+    def _announced(process: subprocess.Popen[str]) -> list[Endpoint]:
+        assert process.stdout is not None
+        endpoints: list[Endpoint] = []
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for line in process.stdout:
+            if line.startswith("serving "):
+                return endpoints
+            endpoints.append(Endpoint.parse(line))
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError(f"the simulator did not start (exit status {process.poll()})")
+
+    def __exit__(self, *_: object) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+@dataclass(frozen=True)
+class Plan:
+    cycles: int
+    warmup: int
+    packs_per_sim: int
+    pin: bool
+    options: SessionOptions
+
+
+async def measure(endpoints: Sequence[Endpoint], plan: Plan) -> tuple[list[float], dict[str, int]]:
+    cycles, warmup = plan.cycles, plan.warmup
+    library = ProfileLibrary([REPO / "profiles"])
+    profile = library.get(PROFILE)
+    sessions = [
+        ModbusSession(f"u{i}", e.host, e.port, e.unit_id, profile, options=plan.options)
+        for i, e in enumerate(endpoints)
+    ]
+    failures = await connect_all(sessions, time.monotonic())
+    if failures:
+        raise RuntimeError(f"{len(failures)} unit(s) did not connect, e.g. {next(iter(failures.values()))}")
+    gc.collect()
+    gc.freeze()
+    active_ms: list[float] = []
+    counts = {"not_good": 0, "failed_writes": 0, "requests": 0, "cpu_ns": 0}
+    requests_before = cpu_before = 0
+    deadline = time.monotonic()
+    for cycle in range(warmup + cycles):
+        if cycle == warmup:
+            requests_before = sum(s.link.requests for s in sessions)
+            cpu_before = time.process_time_ns()
+        started = time.monotonic()
+        readings = await poll_all(sessions, started)
+        setpoint = 100.0 if cycle % 2 else 200.0  # more than the deadband apart: one write per unit-cycle
+        outcomes = await write_all(sessions, {s.node_id: {"setpoint_w": setpoint} for s in sessions}, started)
+        finished = time.monotonic()
+        if cycle >= warmup:
+            active_ms.append((finished - started) * 1000.0)
+            counts["not_good"] += sum(1 for r in readings if r.quality is not Quality.GOOD)
+            counts["failed_writes"] += sum(1 for o in outcomes.values() for w in o if w.error is not None)
+        deadline = max(deadline + PERIOD_S, finished)  # skip missed slots, as the engine does
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    counts["cpu_ns"] = time.process_time_ns() - cpu_before
+    counts["requests"] = sum(s.link.requests for s in sessions) - requests_before
+    await close_all(sessions)
+    gc.unfreeze()
+    return active_ms, counts
+
+
+def run_one(units: int, plan: Plan) -> Result:
+    cpus = set(range(os.cpu_count() or 1))
+    sim_cpus = cpus - {0} if plan.pin and len(cpus) > 1 else None
+    if sim_cpus:
+        os.sched_setaffinity(0, {0})
+    with Simulators(units, plan.packs_per_sim, sim_cpus) as simulators:
+        active_ms, counts = uvloop.run(measure(simulators.endpoints, plan))
+        processes = len(simulators.processes)
+    cycles = plan.cycles
+    unit_cycles = units * cycles
+    return Result(
+        units=units,
+        simulators=processes,
+        cycles=cycles,
+        active_p50_ms=round(percentile(active_ms, 0.5), 2),
+        active_p99_ms=round(percentile(active_ms, 0.99), 2),
+        active_max_ms=round(max(active_ms), 2),
+        overruns=sum(1 for ms in active_ms if ms > PERIOD_S * 1000.0),
+        not_good_readings=counts["not_good"],
+        failed_writes=counts["failed_writes"],
+        cpu_us_per_unit_cycle=round(counts["cpu_ns"] / 1000.0 / unit_cycles, 1),
+        requests_per_unit_cycle=round(counts["requests"] / unit_cycles, 2),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--units", type=int, nargs="+", default=[10, 50, 200, 500])
+    parser.add_argument("--cycles", type=int, default=300, help="measured cycles per N (default 300 = 30 s)")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--packs-per-sim", type=int, default=125, help="packs per simulator process")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin client and simulators to CPUs")
+    parser.add_argument(
+        "--slow-poll-every",
+        type=int,
+        default=SessionOptions().slow_poll_every,
+        help="read the points outside FAST_POINTS every Nth poll (1: the whole map every cycle)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    results = []
+    header = f"{'units':>5} {'sims':>4} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'overruns':>8} "
+    print(header + f"{'not good':>8} {'CPU µs/unit-cycle':>17} {'req/unit-cycle':>14}", flush=True)
+    for units in args.units:
+        options = SessionOptions(slow_poll_every=args.slow_poll_every)
+        result = run_one(units, Plan(args.cycles, args.warmup, args.packs_per_sim, not args.no_pin, options))
+        results.append(result)
+        print(
+            f"{result.units:>5} {result.simulators:>4} {result.active_p50_ms:>7.2f} "
+            f"{result.active_p99_ms:>7.2f} {result.active_max_ms:>7.2f} "
+            f"{result.overruns:>4}/{result.cycles:<3} "
+            f"{result.not_good_readings + result.failed_writes:>8} {result.cpu_us_per_unit_cycle:>17.1f} "
+            f"{result.requests_per_unit_cycle:>14.2f}",
+            flush=True,
+        )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return 0 if all(math.isfinite(r.active_p99_ms) for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""One Modbus TCP connection to one device, with every failure classified into a `FieldError`.
+
+Built on pymodbus's `AsyncModbusTcpClient` (3.16), configured for a 100 ms control loop: no retries, a
+short per-request timeout, pymodbus's own reconnect switched off (the session owns reconnects, with
+jitter, and knows why each attempt failed), pymodbus's "close after N silent requests" switched off
+(same reason), TCP_NODELAY on the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Awaitable, Sequence
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from gateway.profiles.model import Table
+from gateway.southbound.errors import (
+    EXCEPTION_CODES,
+    EXCEPTION_NAMES,
+    FUNCTION_NAMES,
+    ErrorCode,
+    Facts,
+    FieldError,
+    NodeContext,
+    Region,
+    Target,
+)
+from gateway.southbound.frames import Anomaly, FrameInspector
+
+_READ_FUNCTION = {Table.COIL: 0x01, Table.DISCRETE: 0x02, Table.HOLDING: 0x03, Table.INPUT: 0x04}
+_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
+_NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent requests; we decide that
+
+
+def silence_pymodbus_logging() -> None:
+    """pymodbus logs every timeout and every dropped frame at ERROR, once per request: at 10 Hz that floods
+    the journal. The session reports each of those as one classified message per change of state."""
+    logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+
+
+class ModbusLink:
+    """A persistent connection to `target.host:target.port`; requests go to any unit id over it."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        min_request_gap_s: float = 0.0,
+        context: NodeContext | None = None,
+    ) -> None:
+        silence_pymodbus_logging()
+        self.target = target
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.min_request_gap_s = min_request_gap_s
+        self.context = context or NodeContext()  # for the messages; the session updates it
+        self.requests = 0
+        self._client: AsyncModbusTcpClient | None = None
+        self._inspector = FrameInspector()
+        self._lost = False
+        self._next_request_at = 0.0
+        self._late_mark = 0  # late answers counted up to the last good answer
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    def _error(
+        self,
+        code: ErrorCode,
+        detail: str,
+        *,
+        region: Region | None = None,
+        function_code: int | None = None,
+        writing: bool = False,
+        exception_code: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> FieldError:
+        facts = Facts(
+            code,
+            detail,
+            self.target,
+            region=region,
+            function_code=function_code,
+            exception_code=exception_code,
+            writing=writing,
+            extra=extra or {},
+        )
+        return FieldError(facts, self.context)
+
+    async def open(self) -> None:
+        """Connect (closing any previous connection first); raises a classified FieldError."""
+        self.close()
+        client = AsyncModbusTcpClient(
+            self.target.host,
+            port=self.target.port,
+            timeout=self.timeout_s,
+            retries=0,
+            reconnect_delay=0,  # 0 disables pymodbus's background reconnect task
+            trace_packet=self._trace_packet,
+            trace_connect=self._on_connection_change,
+        )
+        client.set_max_no_responses(_NEVER_CLOSE_BY_ITSELF)
+        try:
+            # pymodbus's connect() swallows the OSError and returns False; calling the same transport
+            # factory ourselves tells the operator "refused" from "unreachable" from "no answer".
+            await asyncio.wait_for(client.ctx.call_create(), timeout=self.connect_timeout_s)
+        except TimeoutError:
+            client.close()
+            raise self._error(
+                ErrorCode.CONNECT_TIMEOUT, f"no answer to the TCP connect within {self.connect_timeout_s:g} s"
+            ) from None
+        except ConnectionRefusedError:
+            client.close()
+            raise self._error(ErrorCode.CONN_REFUSED, "connection refused") from None
+        except OSError as error:
+            client.close()
+            code = ErrorCode.UNREACHABLE if error.errno in _UNREACHABLE_ERRNOS else ErrorCode.CONN_RESET
+            raise self._error(code, f"cannot connect: {error.strerror or error}") from None
+        transport = client.ctx.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            # uvloop and asyncio set it already; set it anyway so a small request never waits for Nagle.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client = client
+        self._lost = False
+        self._next_request_at = 0.0
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _on_connection_change(self, connected: bool) -> None:
+        if not connected:
+            self._lost = True
+            self._fail_fast("connection lost")
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        passed = self._inspector(sending, data)
+        if not sending and self._inspector.observation is not None:
+            self._fail_fast(self._inspector.observation.detail)
+        return passed
+
+    def _fail_fast(self, reason: str) -> None:
+        """End the outstanding request now rather than at its timeout: after a reset, a foreign unit id or
+        a malformed frame, no valid answer will come, and waiting would stretch the whole cycle.
+
+        pymodbus awaits `ctx.response_future` with `wait_for`; failing that future makes the request raise
+        ModbusIOException at once (our `_no_answer` then classifies it from what was observed)."""
+        client = self._client
+        future = client.ctx.response_future if client is not None else None
+        if future is not None and not future.done():
+            future.set_exception(ModbusIOException(reason))
+
+    async def read(self, table: Table, address: int, count: int, unit: int) -> list[int]:
+        """Words of `count` registers (or 0/1 per bit for coil/discrete tables) starting at `address`."""
+        region = Region(table, address, count)
+        function_code = _READ_FUNCTION[table]
+        response = await self._execute(region, function_code, False, unit, ())
+        if table.is_bit_table:
+            bits: Sequence[bool] = response.bits
+            words = [int(bit) for bit in bits[:count]]
+        else:
+            words = list(response.registers)
+        if len(words) != count:
+            raise self._error(
+                ErrorCode.MALFORMED,
+                f"{len(words)} values in the answer to a read of {count}",
+                region=region,
+                function_code=function_code,
+            )
+        return words
+
+    async def write(self, table: Table, address: int, words: Sequence[int], unit: int) -> None:
+        """Write registers (function 06 for one, 16 for several) or coils (05 / 15)."""
+        if not table.is_writable:
+            raise ValueError(f"the {table.value} table is read-only in Modbus")
+        region = Region(table, address, len(words))
+        if table is Table.COIL:
+            function_code = 0x05 if len(words) == 1 else 0x0F
+        else:
+            function_code = 0x06 if len(words) == 1 else 0x10
+        await self._execute(region, function_code, True, unit, words)
+
+    @staticmethod
+    def _send(
+        client: AsyncModbusTcpClient, function_code: int, region: Region, unit: int, words: Sequence[int]
+    ) -> Awaitable[ModbusPDU]:
+        address, count = region.address, region.count
+        if function_code == 0x01:
+            return client.read_coils(address, count=count, device_id=unit)
+        if function_code == 0x02:
+            return client.read_discrete_inputs(address, count=count, device_id=unit)
+        if function_code == 0x03:
+            return client.read_holding_registers(address, count=count, device_id=unit)
+        if function_code == 0x04:
+            return client.read_input_registers(address, count=count, device_id=unit)
+        if function_code == 0x05:
+            return client.write_coil(address, bool(words[0]), device_id=unit)
+        if function_code == 0x0F:
+            return client.write_coils(address, [bool(w) for w in words], device_id=unit)
+        if function_code == 0x06:
+            return client.write_register(address, words[0], device_id=unit)
+        return client.write_registers(address, list(words), device_id=unit)
+
+    async def _execute(
+        self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
+    ) -> ModbusPDU:
+        client = self._client
+        if client is None or not client.connected:
+            raise self._error(
+                ErrorCode.CONN_RESET if self._lost else ErrorCode.NOT_CONNECTED,
+                "connection lost" if self._lost else "not connected",
+                region=region,
+                function_code=function_code,
+                writing=writing,
+            )
+        if self.min_request_gap_s > 0:
+            await self._pace()
+        self.requests += 1
+        self._inspector.begin()
+        try:
+            # A request on a disconnected client raises synchronously: keep the call inside the try.
+            response = await self._send(client, function_code, region, unit, words)
+        except ModbusIOException:
+            raise self._no_answer(region, function_code, writing) from None
+        except ConnectionException:
+            raise self._error(
+                ErrorCode.CONN_RESET,
+                "connection lost",
+                region=region,
+                function_code=function_code,
+                writing=writing,
+            ) from None
+        finally:
+            self._inspector.end()
+            if self.min_request_gap_s > 0:
+                self._next_request_at = asyncio.get_running_loop().time() + self.min_request_gap_s
+        if response.isError():
+            exception_code = int(getattr(response, "exception_code", 0))
+            raise self._error(
+                EXCEPTION_CODES.get(exception_code, ErrorCode.EXCEPTION),
+                f"{EXCEPTION_NAMES.get(exception_code, 'exception')} (Modbus exception {exception_code:02X}) "
+                f"to {FUNCTION_NAMES.get(function_code, f'function {function_code}')}",
+                region=region,
+                function_code=function_code,
+                exception_code=exception_code,
+                writing=writing,
+            )
+        self._late_mark = self._inspector.late_answers
+        return response
+
+    async def _pace(self) -> None:
+        """Honour the profile's minimum gap between two requests to the same device."""
+        wait_s = self._next_request_at - asyncio.get_running_loop().time()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+
+    def _no_answer(self, region: Region, function_code: int, writing: bool) -> FieldError:
+        """Explain a request that got no usable answer, from what the frame inspector saw meanwhile."""
+        observation = self._inspector.observation
+        code = ErrorCode.TIMEOUT
+        detail = f"no answer within {self.timeout_s * 1000:g} ms"
+        extra: dict[str, str] = {}
+        if observation is not None and observation.anomaly is Anomaly.MALFORMED:
+            code, detail = ErrorCode.MALFORMED, f"malformed answer: {observation.detail}"
+        elif observation is not None and observation.anomaly is Anomaly.UNIT_MISMATCH:
+            code, detail = ErrorCode.UNIT_MISMATCH, f"the answer came from unit {observation.unit}"
+            extra["got"] = str(observation.unit)
+        elif self._lost:
+            code, detail = ErrorCode.CONN_RESET, "the device closed the connection during the request"
+        elif self._inspector.pending_bytes:
+            code = ErrorCode.MALFORMED
+            detail = f"{self._inspector.pending_bytes} bytes received that never formed a Modbus TCP frame"
+        elif self._inspector.late_answers > self._late_mark:
+            extra["late"] = "1"
+        return self._error(
+            code, detail, region=region, function_code=function_code, writing=writing, extra=extra
+        )

@@ -1,0 +1,590 @@
+"""One session per field unit: connection lifecycle, identification, cyclic reads, setpoint writes.
+
+Reconnects are ours, not pymodbus's (its reconnect task is switched off in `ModbusLink`): pymodbus
+doubles a fixed delay up to `reconnect_delay_max` (default 300 s) without jitter, never retries a
+first connect that failed, and reports nothing about why an attempt failed. Here every attempt is
+classified (refused / unreachable / timeout / wrong device), logged once per change, paced by capped
+exponential backoff with jitter (`Backoff`), and runs as a background task so that a unit coming back
+never stretches the control cycle of the others.
+
+A session moves between three states:
+  DISCONNECTED --(attempt due)--> CONNECTING --(connected and identified)--> READY
+  READY --(connection lost / malformed or foreign answers / `max_silent_requests` timeouts)--> DISCONNECTED
+A Modbus exception (01..0B) does not drop the connection: the device answered, the link is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from gateway.fleet import Quality, node_from_values
+from gateway.profiles.codec import (
+    CodecError,
+    Value,
+    active_labels,
+    check_write,
+    decode,
+    decode_points,
+    encode,
+)
+from gateway.profiles.codec import label_of as enum_label
+from gateway.profiles.model import DataType, Point, Profile
+from gateway.profiles.plan import ReadBlock, plan_reads, split_block
+from gateway.southbound.backoff import Backoff
+from gateway.southbound.errors import ErrorCode, Facts, FieldError, NodeContext, Region, Target
+from gateway.southbound.identify import (
+    Selection,
+    common_points,
+    marker_mismatches,
+    select_variant,
+    variant_ranges,
+)
+from gateway.southbound.link import ModbusLink
+from gateway.southbound.reading import Reading
+from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
+
+log = logging.getLogger("gateway.southbound")
+
+# What the balancer and the northbound need fresh every cycle. The rest (setpoint read-back, enable,
+# capacity, SOH, heartbeat, reserve, vendor extras) changes rarely or is what the gateway itself wrote,
+# and is read every `slow_poll_every`-th poll: for the mp2000 that is 1 request per cycle instead of 4,
+# and requests are what a poll costs (see bench/poll_scale.py).
+FAST_POINTS = frozenset(
+    {
+        "soc_pct",
+        "power_w",
+        "current_a",
+        "voltage_v",
+        "charge_limit_w",
+        "discharge_limit_w",
+        "state",
+        "alarms",
+        "temp_c",
+        "temp_max_c",
+        "temp_min_c",
+        "cell_voltage_min_v",
+        "cell_voltage_max_v",
+    }
+)
+
+# Failures after which the stream cannot be trusted (or will not heal by asking again soon).
+_DROP_AT_ONCE = frozenset({ErrorCode.MALFORMED, ErrorCode.UNIT_MISMATCH, ErrorCode.CONN_RESET})
+
+
+class SessionState(enum.StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    timeout_s: float | None = None  # per request; None: the profile's comms.timeout_ms (default 80 ms)
+    connect_timeout_s: float = 1.0  # connects run in the background: they never hold up a cycle
+    backoff_base_s: float = 0.1
+    backoff_cap_s: float = 2.0
+    stale_limit_s: float = 2.0  # last good values are carried (quality stale) this long, then failed
+    slow_poll_every: int = 10  # points outside FAST_POINTS are read every Nth poll (1: every poll)
+    max_silent_requests: int = 2  # consecutive timeouts before re-connecting (in the background)
+    writes: WritePolicy = field(default_factory=WritePolicy)
+
+
+class ModbusSession:
+    """The gateway's view of one unit (`node_id`) at `host:port`, Modbus unit id `unit`, read with `profile`.
+
+    Call `connect(now)` once at start-up (optional: `poll` connects on its own), then `poll(now)` and
+    `write_setpoints(values, now)` every cycle, and `close()` at the end. `now` is the caller's monotonic
+    clock in seconds; it stamps readings and paces reconnects and writes. `poll` never raises.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        host: str,
+        port: int,
+        unit: int,
+        profile: Profile,
+        *,
+        options: SessionOptions | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.profile = profile
+        self.options = options or SessionOptions()
+        self.target = Target(host, port, unit)
+        comms = profile.comms
+        self.context = NodeContext(
+            node_id=node_id,
+            profile_key=profile.key,
+            variants=variant_ranges(profile),
+            address_notation=profile.address_notation,
+        )
+        self.link = ModbusLink(
+            self.target,
+            timeout_s=self.options.timeout_s or comms.timeout_ms / 1000.0,
+            connect_timeout_s=self.options.connect_timeout_s,
+            min_request_gap_s=comms.min_request_gap_ms / 1000.0,
+            context=self.context,
+        )
+        self.state = SessionState.DISCONNECTED
+        self.error: FieldError | None = None  # why the last request or connect failed (None: all well)
+        self.condition: FieldError | None = None  # a standing condition while polling works (E_FW_UNKNOWN)
+        self.selection: Selection | None = None
+        self.points: Mapping[str, Point] = {}  # the map in use: the variant's, or the common points
+        self.read_only = False
+        self.connects = 0  # successful connections (reconnect churn shows here)
+        self.writes = WriteState(self.options.writes)
+        self._backoff = Backoff(
+            self.options.backoff_base_s, self.options.backoff_cap_s, rng or random.Random()
+        )
+        self._next_attempt_s = -math.inf
+        self._connect_task: asyncio.Task[None] | None = None
+        self._connect_failure: FieldError | None = None
+        self._cyclic: dict[str, Point] = {}
+        self._full_plan: list[ReadBlock] = []  # every cyclic point
+        self._fast_plan: list[ReadBlock] = []  # FAST_POINTS and their scale registers
+        self._polls = 0  # polls on this connection
+        self._identity: dict[str, Value | None] = {}
+        self._silent = 0
+        self._fresh_connection = False
+        self._good_values: Mapping[str, Value | None] = {}
+        self._good_raw: dict[str, list[int]] = {}
+        self._good_at_s: float | None = None
+        self._state_label: str | None = None
+        self._alarms: tuple[str, ...] = ()
+        self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
+        self._not_connected = FieldError(
+            Facts(ErrorCode.NOT_CONNECTED, "not connected yet", self.target), self.context
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # connection
+
+    async def connect(self, now: float) -> None:
+        """Connect and identify the device now; raises the classified FieldError (also recorded)."""
+        await self._cancel_connect_task()
+        self.state = SessionState.CONNECTING
+        try:
+            await self._establish()
+        except FieldError as error:
+            self._connect_failed(error, now)
+            raise
+
+    async def close(self) -> None:
+        """Release the connection (and stop a connect in progress)."""
+        await self._cancel_connect_task()
+        self.link.close()
+        self.state = SessionState.DISCONNECTED
+
+    async def _cancel_connect_task(self) -> None:
+        task, self._connect_task = self._connect_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _establish(self) -> None:
+        """Open the connection, identify the device and choose the register map; READY on success."""
+        try:
+            await self.link.open()
+            await self._identify()
+        except BaseException:
+            self.link.close()
+            raise
+        self.state = SessionState.READY
+        self.connects += 1
+        self._silent = 0
+        self._fresh_connection = True
+        self.writes.forget_device()
+
+    async def _establish_quietly(self) -> None:
+        try:
+            await self._establish()
+        except FieldError as error:
+            self._connect_failure = error
+        except Exception as error:  # a bug must not kill the task silently: contained to this node
+            log.exception("node %s: unexpected error while connecting", self.node_id)
+            self._connect_failure = self._internal(error)
+
+    def _start_connect(self) -> None:
+        self.state = SessionState.CONNECTING
+        self._connect_failure = None
+        self._connect_task = asyncio.create_task(self._establish_quietly(), name=f"connect {self.node_id}")
+
+    def _harvest_connect(self, now: float) -> None:
+        task = self._connect_task
+        if task is None or not task.done():
+            return
+        self._connect_task = None
+        if self._connect_failure is not None:
+            self._connect_failed(self._connect_failure, now)
+
+    def _connect_failed(self, error: FieldError, now: float) -> None:
+        self.state = SessionState.DISCONNECTED
+        self._set_error(error)
+        self._next_attempt_s = now + self._backoff.next_delay_s()
+
+    def _drop(self, now: float) -> None:
+        """Give up on the current connection; the next attempt waits for the backoff."""
+        self.link.close()
+        self.state = SessionState.DISCONNECTED
+        self._next_attempt_s = now + self._backoff.next_delay_s()
+
+    async def _identify(self) -> None:
+        identify = self.profile.identify
+        raw = await self._read_blocks(plan_reads(identify.points.values(), self.profile.comms))
+        values = self._decode(identify.points, raw)
+        mismatches = marker_mismatches(self.profile, values)
+        if mismatches:
+            raise FieldError(
+                Facts(
+                    ErrorCode.PROFILE_MISMATCH,
+                    "; ".join(mismatches),
+                    self.target,
+                    points=tuple(identify.markers),
+                ),
+                self.context,
+            )
+        selection = select_variant(self.profile, values)
+        self.selection = selection
+        variant = selection.variant
+        self.context = replace(
+            self.context,
+            firmware=selection.firmware_text,
+            variant=None if variant is None else str(variant.firmware),
+        )
+        self.link.context = self.context
+        if variant is not None:
+            self.points, self.read_only, condition = variant.points, False, None
+        else:
+            self.points, self.read_only = common_points(self.profile), True
+            condition = FieldError(
+                Facts(
+                    ErrorCode.FW_UNKNOWN,
+                    selection.problem or "unknown firmware",
+                    self.target,
+                    points=("firmware",),
+                    extra={"common": str(len(self.points))},
+                ),
+                self.context,
+            )
+        self._set_condition(condition)
+        self._identity = values
+        # Identification registers are static: read once per connection, not every cycle (unless a
+        # cyclic point needs one as its scale factor).
+        scale_registers = {p.scale_register for p in self.points.values() if p.scale_register}
+        self._cyclic = {
+            name: point
+            for name, point in self.points.items()
+            if point.access.readable and (name not in identify.points or name in scale_registers)
+        }
+        fast = {name for name in self._cyclic if name in FAST_POINTS}
+        fast |= {sf for name in fast if (sf := self._cyclic[name].scale_register) is not None}
+        self._full_plan = plan_reads(self._cyclic.values(), self.profile.comms)
+        # Whole blocks of the full plan: leaving the slow points out of a block would cut it at every
+        # hole (profiles rarely allow reading holes) and cost more requests, not fewer.
+        self._fast_plan = [
+            b for b in self._full_plan if any(p.name in fast for p in b.points)
+        ] or self._full_plan
+        self._polls = 0
+
+    # ----------------------------------------------------------------------------------------------
+    # polling
+
+    async def poll(self, now: float) -> Reading:
+        """One cycle's reading of this unit. Never raises; never waits for a reconnect."""
+        try:
+            return await self._poll(now)
+        except Exception as error:  # a bug must not take the other units' poll down
+            log.exception("node %s: unexpected error while polling", self.node_id)
+            self._set_error(self._internal(error))
+            return self._carried(now)
+
+    async def _poll(self, now: float) -> Reading:
+        if self.state is SessionState.CONNECTING:
+            self._harvest_connect(now)
+        if self.state is SessionState.READY and not self.link.connected:
+            self._request_failed(
+                FieldError(
+                    Facts(ErrorCode.CONN_RESET, "the device closed the connection", self.target), self.context
+                ),
+                now,
+            )
+        if self.state is SessionState.READY:
+            full = self._polls % max(1, self.options.slow_poll_every) == 0
+            self._polls += 1
+            try:
+                raw = await self._read_blocks(self._full_plan if full else self._fast_plan)
+                values = self._decode(self._cyclic, raw)
+            except FieldError as error:
+                self._request_failed(error, now)
+            else:
+                if not full:  # the slow points keep their values from the last full poll
+                    values = {**self._good_values, **values}
+                    raw = {**self._good_raw, **raw}
+                return self._good(values, raw, now)
+        elif self.state is SessionState.DISCONNECTED and now >= self._next_attempt_s:
+            self._start_connect()
+        return self._carried(now)
+
+    async def _read_blocks(self, plan: Sequence[ReadBlock]) -> dict[str, list[int]]:
+        raw: dict[str, list[int]] = {}
+        unit = self.target.unit
+        for block in plan:
+            try:
+                words = await self.link.read(block.table, block.start, block.count, unit)
+            except FieldError as error:
+                raise error.in_context(self.context, tuple(p.name for p in block.points)) from None
+            raw.update(split_block(block, words))
+        return raw
+
+    def _decode(
+        self, points: Mapping[str, Point], raw: Mapping[str, Sequence[int]]
+    ) -> dict[str, Value | None]:
+        try:
+            return decode_points(points, raw)
+        except CodecError as error:
+            raise FieldError(Facts(ErrorCode.DECODE, str(error), self.target), self.context) from None
+
+    def _good(self, values: dict[str, Value | None], raw: dict[str, list[int]], now: float) -> Reading:
+        self._silent = 0
+        self._backoff.reset()
+        self._clear_error()
+        for name, value in self._identity.items():
+            values.setdefault(name, value)
+        state_point, alarm_point = self.points.get("state"), self.points.get("alarms")
+        state_raw, alarms_raw = values.get("state"), values.get("alarms")
+        self._state_label = (
+            enum_label(state_point, int(state_raw))
+            if state_point is not None and isinstance(state_raw, int | float)
+            else None
+        )
+        self._alarms = (
+            active_labels(alarm_point, int(alarms_raw))
+            if alarm_point is not None and isinstance(alarms_raw, int | float)
+            else ()
+        )
+        self._good_values, self._good_raw, self._good_at_s = values, raw, now
+        if self._fresh_connection:
+            self._fresh_connection = False
+            self.writes.learn(self.points, values, raw, now)
+            self._check_model_fit(values)
+        return Reading(
+            self.node_id,
+            Quality.GOOD,
+            values,
+            0.0,
+            self.condition,
+            now,
+            self._state_label,
+            self._alarms,
+            self.context.firmware,
+            self.read_only,
+        )
+
+    def _check_model_fit(self, values: Mapping[str, Value | None]) -> None:
+        """Say once per connection if the fleet model will reject these values (a profile type error)."""
+        try:
+            node_from_values(self.node_id, {**values, "state": self._state_label})
+        except ValueError as error:
+            log.error("%s (profile %s)", error, self.profile.key)
+
+    def _carried(self, now: float) -> Reading:
+        error = self.error or self._not_connected
+        if self._good_at_s is not None and now - self._good_at_s <= self.options.stale_limit_s:
+            return Reading(
+                self.node_id,
+                Quality.STALE,
+                self._good_values,
+                now - self._good_at_s,
+                error,
+                now,
+                self._state_label,
+                self._alarms,
+                self.context.firmware,
+                self.read_only,
+            )
+        age = math.inf if self._good_at_s is None else now - self._good_at_s
+        return Reading(self.node_id, Quality.FAILED, {}, age, error, now, firmware=self.context.firmware)
+
+    def _request_failed(self, error: FieldError, now: float) -> None:
+        self._set_error(error)
+        if not error.code.is_connection_fault:
+            return  # the device answered (an exception): the connection is fine
+        self._silent += 1
+        if (
+            not self.link.connected
+            or error.code in _DROP_AT_ONCE
+            or self._silent >= self.options.max_silent_requests
+        ):
+            self._drop(now)
+
+    # ----------------------------------------------------------------------------------------------
+    # writing
+
+    async def write_setpoints(self, setpoints: Mapping[str, float], now: float) -> list[WriteOutcome]:
+        """Write the values that changed (beyond their deadband), then the heartbeat if due.
+
+        Never raises: each point's outcome says what happened. A value outside the point's bounds is
+        refused before anything is sent.
+        """
+        outcomes = []
+        for name, value in setpoints.items():
+            try:
+                outcome = await self._write_point(name, value, now)
+            except Exception as error:  # contained to this node
+                log.exception("node %s: unexpected error while writing %s", self.node_id, name)
+                outcome = WriteOutcome(name, value, WriteStatus.FAILED, self._internal(error))
+            outcomes.append(outcome)
+        heartbeat = await self._heartbeat(now)
+        if heartbeat is not None:
+            outcomes.append(heartbeat)
+        return outcomes
+
+    def _write_refusal(self, code: ErrorCode, detail: str, point: str, **extra: str) -> FieldError:
+        return FieldError(
+            Facts(code, detail, self.target, points=(point,), writing=True, extra=extra), self.context
+        )
+
+    async def _write_point(self, name: str, value: float, now: float) -> WriteOutcome:
+        def failed(error: FieldError) -> WriteOutcome:
+            self._log_write_error(name, error)
+            return WriteOutcome(name, value, WriteStatus.FAILED, error)
+
+        if self.state is not SessionState.READY or not self.link.connected:
+            return failed(self.error or self._not_connected)
+        if self.read_only:
+            assert self.condition is not None
+            return failed(self.condition)
+        point = self.points.get(name)
+        if point is None:
+            known = ", ".join(sorted(n for n, p in self.points.items() if p.access.writable))
+            return failed(
+                self._write_refusal(
+                    ErrorCode.POINT_UNKNOWN, f"{self.profile.key} has no point {name!r}", name, known=known
+                )
+            )
+        if name in self.writes.disabled:
+            return failed(self.writes.disabled[name])
+        try:
+            check_write(point, value)
+            words = encode(point, value, self._scale_factor(point))
+        except CodecError as error:
+            return failed(self._write_refusal(ErrorCode.WRITE_REJECTED, str(error), name))
+        skip = self.writes.decide(point, value, words, now)
+        if skip is not None:
+            return WriteOutcome(name, value, skip)
+        try:
+            await self._send_write(point, words)
+        except FieldError as error:
+            self.writes.failed(point, now)
+            if error.code is ErrorCode.ILLEGAL_FUNCTION:
+                self.writes.disabled[name] = error
+            if error.code.is_connection_fault:
+                self._request_failed(error, now)
+            return failed(error)
+        self.writes.written(point, value, words, now)
+        if name in self._good_values:
+            # The device acknowledged it: show it now rather than after the next slow poll reads it back.
+            self._good_values = {**self._good_values, name: value}
+            self._good_raw[name] = list(words)
+        self._clear_write_error(name)
+        return WriteOutcome(name, value, WriteStatus.WRITTEN)
+
+    async def _send_write(self, point: Point, words: Sequence[int]) -> None:
+        unit = self.target.unit
+        try:
+            await self.link.write(point.table, point.address, words, unit)
+            if point.name not in self.options.writes.verify_points or not point.access.readable:
+                return
+            back = await self.link.read(point.table, point.address, point.count, unit)
+        except FieldError as error:
+            raise error.in_context(self.context, (point.name,)) from None
+        if list(back) != list(words):
+            raise self._write_refusal(
+                ErrorCode.WRITE_NOT_APPLIED,
+                f"wrote {list(words)} to {Region(point.table, point.address, point.count).describe()}, "
+                f"read back {back}",
+                point.name,
+            )
+
+    def _scale_factor(self, point: Point) -> int | None:
+        if point.scale_register is None:
+            return None
+        sf_point, sf_words = self.points.get(point.scale_register), self._good_raw.get(point.scale_register)
+        if sf_point is None or sf_words is None:
+            return None  # encode() then names the missing scale register
+        value = decode(sf_point, sf_words)
+        return None if value is None or isinstance(value, str) else int(value)
+
+    async def _heartbeat(self, now: float) -> WriteOutcome | None:
+        point = self.points.get("heartbeat")
+        if (
+            point is None
+            or not point.access.writable
+            or self.read_only
+            or self.state is not SessionState.READY
+            or point.type is DataType.STR
+        ):
+            return None
+        counter = self.writes.next_heartbeat(point, now)
+        if counter is None:
+            return None
+        try:
+            await self._send_write(point, encode(point, counter))
+        except (FieldError, CodecError) as error:
+            self.writes.heartbeat_sent(None, now)
+            field_error = (
+                error
+                if isinstance(error, FieldError)
+                else self._write_refusal(ErrorCode.WRITE_REJECTED, str(error), point.name)
+            )
+            self._log_write_error(point.name, field_error)
+            if field_error.code.is_connection_fault:
+                self._request_failed(field_error, now)
+            return WriteOutcome(point.name, counter, WriteStatus.FAILED, field_error)
+        self.writes.heartbeat_sent(counter, now)
+        self._clear_write_error(point.name)
+        return WriteOutcome(point.name, counter, WriteStatus.WRITTEN)
+
+    # ----------------------------------------------------------------------------------------------
+    # logging once per change of state
+
+    def _set_error(self, error: FieldError) -> None:
+        if self.error is None or self.error.state_key != error.state_key:
+            log.warning("%s", error)
+        self.error = error
+
+    def _clear_error(self) -> None:
+        if self.error is not None:
+            log.info("node %s: polling again (after %s)", self.node_id, self.error.code)
+            self.error = None
+
+    def _set_condition(self, condition: FieldError | None) -> None:
+        if condition is not None and (
+            self.condition is None or self.condition.state_key != condition.state_key
+        ):
+            log.warning("%s", condition)
+        self.condition = condition
+
+    def _log_write_error(self, point: str, error: FieldError) -> None:
+        if self._write_errors.get(point) != error.state_key:
+            self._write_errors[point] = error.state_key
+            if error is not self.error:  # a failed connection was logged as such already
+                log.warning("%s", error)
+
+    def _clear_write_error(self, point: str) -> None:
+        if self._write_errors.pop(point, None) is not None:
+            log.info("node %s: writes to %s work again", self.node_id, point)
+
+    def _internal(self, error: Exception) -> FieldError:
+        return FieldError(
+            Facts(ErrorCode.INTERNAL, f"{type(error).__name__}: {error}", self.target), self.context
+        )
