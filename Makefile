@@ -4,14 +4,18 @@
 #   make lint   ruff + mypy
 #   make bench  benchmarks into bench/results/
 #   make lock   regenerate the hash-pinned lock files from requirements*.in
+#   make deb    the Debian 12 package dist/socgw_<version>_amd64.deb (packaging/build)
+#   make deb-test  build, lintian, install, run as the service, upgrade, purge (packaging/deb-test; root)
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark iproute2
+DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl
 
-.PHONY: all venv demo test lint bench lock clean
+DEB_DIR := dist
+
+.PHONY: all venv demo test lint bench lock clean deb deb-test
 
 all: test
 
@@ -43,6 +47,13 @@ lock:
 	    requirements.in -o requirements.lock
 	uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	    requirements-dev.in -o requirements-dev.lock
+
+deb:
+	packaging/build $(DEB_DIR)
+
+# Needs the dev environment: the live check talks to the installed gateway with dnp3py and iec61850.
+deb-test: $(STAMP)
+	packaging/deb-test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,29 @@
+"""What one control cycle saw and decided: the engine hands it to every northbound publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateway.balancer import BalancerParams, Dispatch, NodeDispatch, SiteCommand
+from gateway.fleet import FleetState
+
+
+@dataclass(frozen=True)
+class CycleSnapshot:
+    index: int
+    monotonic_s: float
+    wall_time: datetime
+    fleet: FleetState
+    command: SiteCommand
+    dispatch: Dispatch
+    params: BalancerParams
+    _by_node: Mapping[str, NodeDispatch] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Publishers look a node's decision up once per published point: index it once per cycle.
+        object.__setattr__(self, "_by_node", {node.node_id: node for node in self.dispatch.nodes})
+
+    def node_dispatch(self, node_id: str) -> NodeDispatch | None:
+        return self._by_node.get(node_id)
