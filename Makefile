@@ -35,8 +35,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gateway tests bench
-	$(VENV)/bin/ruff format --check gateway tests bench
+	$(VENV)/bin/ruff check gateway tests bench packaging
+	$(VENV)/bin/ruff format --check gateway tests bench packaging
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
