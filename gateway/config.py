@@ -150,10 +150,10 @@ class _Checker:
 
 def _load_nodes(checker: _Checker, root: MarkedMap, library: ProfileLibrary) -> tuple[NodeConfig, ...]:
     raw_nodes = root.get("nodes")
-    if not isinstance(raw_nodes, MarkedList) or not raw_nodes:
+    if not isinstance(raw_nodes, MarkedList):
         checker.problem(
             root.value_mark("nodes") if "nodes" in root else root.mark,
-            "`nodes` must list at least one node (id, host, port, unit, profile); "
+            "`nodes` must be a list of nodes (id, host, port, unit, profile), `[]` while commissioning; "
             "`socgw discover CIDR` prints a ready-to-paste section",
         )
         return ()

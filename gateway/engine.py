@@ -16,18 +16,17 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.balancer import BalancerMemory, Dispatch, NodeMode, SiteCommand, dispatch
+from gateway.balancer import BalancerMemory, NodeMode, SiteCommand, dispatch
 from gateway.balancing_log import BalancingLog
 from gateway.config import NodeConfig, SiteConfig
 from gateway.fleet import FleetState, NodeState
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
+from gateway.snapshot import CycleSnapshot
 from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
-from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.timing import CycleStats
 
@@ -38,19 +37,6 @@ log = logging.getLogger("socgw.engine")
 WRITTEN_MODES = frozenset(
     {NodeMode.ACTIVE, NodeMode.AT_RESERVE, NodeMode.BYPASSED_THERMAL, NodeMode.CALIBRATING}
 )
-
-
-@dataclass(frozen=True)
-class CycleSnapshot:
-    """What one cycle saw and decided; handed to every publisher."""
-
-    index: int
-    monotonic_s: float
-    wall_time: datetime
-    readings: tuple[Reading, ...]
-    fleet: FleetState
-    command: SiteCommand
-    dispatch: Dispatch
 
 
 class Publisher(Protocol):
@@ -186,10 +172,10 @@ class Engine:
             index=self._index,
             monotonic_s=started,
             wall_time=datetime.now(UTC),
-            readings=readings,
             fleet=fleet,
             command=command,
             dispatch=decision,
+            params=self.config.balancer,
         )
         for publisher in self.publishers:
             try:

@@ -107,8 +107,9 @@ class FleetState:
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._by_id
 
-    @property
+    @functools.cached_property
     def online_nodes(self) -> tuple[NodeState, ...]:
+        # Cached: every aggregate and every publisher asks, many times a cycle; the snapshot never changes.
         return tuple(node for node in self.nodes if node.online)
 
     @property

@@ -66,7 +66,7 @@ def test_defaults_fill_everything_but_nodes(tmp_path: Path) -> None:
         (GOOD_NODES + "balancer:\n  reserve_pct: 97\n", ":5:", "reserve_pct < ceiling_pct"),
         (GOOD_NODES + "command:\n  charge_source: grid\n", ":5:18:", "`charge_source` must be `pv`"),
         (GOOD_NODES + "site:\n  cycle_ms: 1\n", ":5:13:", "10..10000 ms"),
-        ("nodes: []\n", ":1:8:", "at least one node"),
+        ("nodes: {}\n", ":1:8:", "`nodes` must be a list"),
         (GOOD_NODES + "logging:\n  level: loud\n", ":5:10:", "`level` must be one of"),
         (GOOD_NODES.replace("unit: 1,", "unit: one,", 1), ":2:", "`unit` must be an integer"),
         (GOOD_NODES + "nodes: []\n", ":4:1:", "duplicate key 'nodes'"),
@@ -98,6 +98,10 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
         GOOD_NODES.replace("port: 15021", "port: 0") + "balancer:\n  reserv_pct: 10\nlogging:\n  level: x\n"
     )
     assert len(problems_of(write(tmp_path, text))) == 3
+
+
+def test_an_empty_fleet_is_valid_while_commissioning(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "nodes: []\n"), PROFILE_DIRS).nodes == ()
 
 
 def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,9 +16,10 @@ import uvloop
 
 from gateway.balancer import NodeMode
 from gateway.config import SiteConfig, load_config
-from gateway.engine import CycleSnapshot, Engine
+from gateway.engine import Engine
 from gateway.sim.fleet import Endpoint, FleetThread
 from gateway.site_command import CommandUpdate
+from gateway.snapshot import CycleSnapshot
 from tests.conftest import PROFILES, StartFleet, free_port
 
 T = TypeVar("T")

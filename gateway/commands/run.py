@@ -9,14 +9,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import uvloop
 
 from gateway.commands.view import status_table_text
 from gateway.config import ConfigError, SiteConfig, load_config
-from gateway.engine import Engine, Publisher
+from gateway.engine import Engine
+from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
+from gateway.northbound.registry import create_adapters
 from gateway.status import StatusServer, default_status_socket, read_status
 
 EXIT_OK = 0
@@ -64,29 +65,45 @@ def configure_logging(level: str) -> None:
 
 
 def load_or_report(path: Path, command: str) -> SiteConfig | None:
+    """The site config with its northbound sections checked, or None after printing every problem."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        create_adapters(config, lambda _update: None)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         print(f"socgw {command}: {len(error.problems)} problem(s) in {path}", file=sys.stderr)
         return None
+    return config
 
 
-async def serve(config: SiteConfig, publishers: Sequence[Publisher] = ()) -> None:
-    """Run the engine with its status socket until SIGTERM/SIGINT, then shut down safely."""
-    engine = Engine(config, publishers=publishers)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signal_number, stop.set)
-    status_server = StatusServer(config.status_socket, engine.status)
-    await status_server.start()
+async def serve(engine: Engine, stop: asyncio.Event) -> None:
+    """Run the engine, its northbound adapters and its status socket until `stop`, then shut down safely:
+    safe setpoints written, connections closed, adapters stopped (on this, the main, thread)."""
+    adapters = create_adapters(engine.config, engine.submit_threadsafe)
+    status_server = StatusServer(engine.config.status_socket, engine.status)
+    started: list[NorthboundAdapter] = []
     try:
+        for adapter in adapters:
+            adapter.start()
+            started.append(adapter)
+        engine.publishers.extend(started)
+        await status_server.start()
         await engine.run(stop)
     finally:
         await engine.shutdown()
         await status_server.stop()
+        for adapter in reversed(started):
+            adapter.stop()
+
+
+async def serve_until_signal(config: SiteConfig) -> None:
+    engine = Engine(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    await serve(engine, stop)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,9 +119,11 @@ def run(args: argparse.Namespace) -> int:
         config.cycle_ms,
         args.config,
     )
+    if not config.nodes:
+        log.warning("no nodes configured: add them to `nodes:` in %s (see socgw discover)", args.config)
     try:
-        uvloop.run(serve(config))
-    except OSError as error:
+        uvloop.run(serve_until_signal(config))
+    except (OSError, NorthboundError) as error:
         log.error("%s", error)
         return EXIT_FAILED
     log.info("stopped cleanly")

@@ -1,0 +1,70 @@
+"""`socgw icd`: the SCL ICD file of the IEC 61850 server, for the SCADA engineer's configuration tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gateway.commands.run import DEFAULT_CONFIG
+from gateway.config import ConfigError, load_config
+from gateway.northbound.iec61850 import load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "icd",
+        help="write the SCL ICD file describing the IEC 61850 server",
+        description=(
+            "Write the SCL ICD file (IED, logical devices, datasets, report control blocks and "
+            "DataTypeTemplates) describing exactly the model `socgw run` serves over MMS for this config."
+        ),
+    )
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="site config file")
+    parser.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_settings(load_config(args.config))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"socgw icd: {len(error.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if loaded is None:
+        print(
+            f"socgw icd: {args.config} has no enabled `northbound.iec61850` section: there is no IEC 61850 "
+            "server to describe",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    settings, plan = loaded
+    # libiec61850 loads only for this command (and when the server starts).
+    from gateway.northbound.iec61850_model import BuiltModel
+    from gateway.northbound.scl import icd_text
+
+    built = BuiltModel(plan)
+    try:
+        text = icd_text(built, tls=settings.tls is not None)
+    finally:
+        built.destroy()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"socgw icd: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"socgw icd: wrote {args.output} (IED {plan.ied_name}, {len(plan.devices)} logical devices, "
+        f"map {settings.map_path} {plan.iec_map.map_version})",
+        file=sys.stderr,
+    )
+    return EXIT_OK

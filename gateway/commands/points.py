@@ -1,0 +1,143 @@
+"""`socgw points --dnp3 [--format md|csv] -c CONFIG`: the device profile a SCADA engineer imports.
+
+One row per point the outstation serves for this site's map and fleet: index, type, name, description,
+scale, unit, class, deadband (and what a write may be, for outputs), exactly as the running gateway
+publishes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.commands.run import DEFAULT_CONFIG
+from gateway.config import ConfigError, load_config
+from gateway.mapping.dnp3 import Command, Dnp3Map, PointType, ResolvedPoint
+from gateway.northbound.dnp3 import Dnp3Settings, parse_settings
+
+EXIT_OK = 0
+EXIT_BAD_CONFIG = 2
+COLUMNS = ("index", "type", "name", "description", "scale", "unit", "class", "deadband", "write")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "points",
+        help="print the point list (device profile) a SCADA master imports",
+        description="Print every point the northbound protocol serves for this site: index, type, name, "
+        "description, scale, unit, event class and deadband.",
+    )
+    protocol = parser.add_mutually_exclusive_group(required=True)
+    protocol.add_argument("--dnp3", action="store_true", help="the DNP3 outstation's points")
+    parser.add_argument("--format", choices=("md", "csv"), default="md", help="Markdown (default) or CSV")
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="site config file")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        site = load_config(args.config)
+        parsed = parse_settings(site)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"socgw points: {len(error.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if parsed is None:
+        print(
+            f"socgw points: {args.config} serves no DNP3: add `northbound: {{dnp3: {{}}}}` "
+            "(see docs/dnp3.md)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
+    settings, dnp3_map = parsed
+    points = dnp3_map.expand([node.node_id for node in site.nodes])
+    rows = [_row(point) for point in points]
+    if args.format == "csv":
+        sys.stdout.write(_csv(rows))
+    else:
+        sys.stdout.write(_markdown(site.name, settings, dnp3_map, len(site.nodes), rows))
+    return EXIT_OK
+
+
+def _write_text(point: ResolvedPoint) -> str:
+    spec = point.spec
+    if not point.type.output:
+        return ""
+    if spec.command is None:
+        return "read-only (NOT_SUPPORTED)"
+    if spec.command is Command.REQUEST_W:
+        low = "" if spec.minimum is None else str(spec.minimum)
+        high = "" if spec.maximum is None else str(spec.maximum)
+        bounds = f"{low}..{high}, " if low or high else ""
+        return f"{bounds}within ± rated power"
+    return "latch on / latch off (or close / trip)"
+
+
+def _row(point: ResolvedPoint) -> tuple[str, ...]:
+    spec = point.spec
+    analog = point.type.analog
+    return (
+        str(point.index),
+        point.type.short,
+        point.name,
+        point.description,
+        spec.scale_text() if analog else "",
+        spec.unit,
+        str(spec.event_class),
+        str(spec.deadband) if analog else "",
+        _write_text(point),
+    )
+
+
+def _csv(rows: Sequence[tuple[str, ...]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _markdown(
+    site_name: str, settings: Dnp3Settings, dnp3_map: Dnp3Map, nodes: int, rows: Sequence[tuple[str, ...]]
+) -> str:
+    link = "mutual TLS" if settings.tls is not None else "TCP"
+    rated = (
+        f"{settings.rated_power_w:.0f} W (configured)"
+        if settings.rated_power_w is not None
+        else "learned at run time: the sum of each pack's highest reported discharge limit (AI32)"
+    )
+    buffers = settings.event_buffer
+    counts = {point_type: sum(1 for row in rows if row[1] == point_type.short) for point_type in PointType}
+    lines = [
+        f"# DNP3 device profile: {site_name}",
+        "",
+        f"- Outstation link address {settings.outstation_address}, master {settings.master_address}; "
+        f"{link} on {settings.host}:{settings.port}; unsolicited responses "
+        f"{'allowed' if settings.unsolicited else 'off'}.",
+        f"- Map `{dnp3_map.path}` version {dnp3_map.version}: {dnp3_map.description}",
+        f"- {nodes} node(s), node n = n-th entry of `nodes:` (room for {dnp3_map.max_nodes}); "
+        + ", ".join(f"{count} {point_type.short}" for point_type, count in counts.items()),
+        f"- Rated power behind `0.1 % of rated power`: {rated}.",
+        "- Analogs are 32-bit integer counts: engineering value = count × scale. Deadbands are in counts; "
+        "an event when a count moved by more than its deadband since its last event, or its flags changed.",
+        "- Static variations g30v1, g1v2, g40v1, g10v2; events g32v1, g2v1, g42v1, g11v1, all in Class 1 "
+        "(class 0: no events). Read g32v3 / g2v2 explicitly for time-tagged events.",
+        f"- Event buffers: {buffers.binary} binary, {buffers.analog} analog, {buffers.binary_output_status} "
+        f"binary output status, {buffers.analog_output_status} analog output status events.",
+        "- Indices below the highest one that are not listed exist (the stack allocates them) and always "
+        "report value 0 with the RESTART flag only.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    lines.extend("| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
