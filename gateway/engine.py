@@ -96,7 +96,7 @@ class Engine:
             charge_source=config.command.charge_source,
             maintenance=frozenset(node.node_id for node in config.nodes if node.maintenance),
         )
-        self.commands = SiteCommandState(default, config.command.timeout_s)
+        self.commands = SiteCommandState(default, config.command.timeout_s, config.balancer)
         self.stats = CycleStats()
         self.memory: BalancerMemory | None = None
         self.last: CycleSnapshot | None = None
@@ -121,7 +121,11 @@ class Engine:
 
     def submit(self, update: CommandUpdate) -> None:
         """Apply a validated command (on the loop's thread); it takes effect the next cycle."""
-        self.commands.apply(update, self.clock())
+        try:
+            self.commands.apply(update, self.clock())
+        except ValueError as error:  # a race between two masters' limits: the adapter checked each alone
+            log.warning("command from %s refused: %s", update.source, error)
+            return
         log.info("command from %s accepted: %s", update.source, _describe_update(update))
 
     def submit_threadsafe(self, update: CommandUpdate) -> None:
@@ -155,7 +159,8 @@ class Engine:
         )
         command = self.commands.current(polled)
         self._log_command_timeout(polled)
-        decision = dispatch(fleet, command, self.config.balancer, self.memory, polled)
+        params = self.commands.params
+        decision = dispatch(fleet, command, params, self.memory, polled)
         self.memory = decision.memory
         dispatched = self.clock()
         steps["dispatch"] = (dispatched - polled) * 1000.0
@@ -175,7 +180,7 @@ class Engine:
             fleet=fleet,
             command=command,
             dispatch=decision,
-            params=self.config.balancer,
+            params=params,
         )
         for publisher in self.publishers:
             try:
@@ -250,6 +255,8 @@ class Engine:
                 "request_w": snapshot.command.request_w,
                 "commanded": self.commands.commanded(self.clock()),
                 "balancing_enabled": snapshot.command.balancing_enabled,
+                "reserve_pct": snapshot.params.reserve_pct,
+                "ceiling_pct": snapshot.params.ceiling_pct,
                 "served_w": snapshot.dispatch.served_w,
                 "unserved_w": snapshot.dispatch.unserved_w,
                 "alarms": list(snapshot.dispatch.alarms),

@@ -3,7 +3,8 @@
 Pure: time is passed in. A commanded power request that its master stops refreshing reverts to the
 default after `timeout_s` (the "API timeout" pattern of DER controllers), so a master that dies does not
 leave the site discharging at its last request forever. Mode switches (balancing on/off, maintenance,
-calibration) are latched: they stay until commanded otherwise.
+calibration) and the reserve and ceiling a master sets are latched: they stay until commanded otherwise
+(or the gateway restarts, when the config's values apply again).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from gateway.balancer import ChargeSource, SiteCommand
+from gateway.balancer import BalancerParams, ChargeSource, SiteCommand
 
 
 @dataclass(frozen=True)
@@ -24,20 +25,33 @@ class CommandUpdate:
     balancing_enabled: bool | None = None
     maintenance: tuple[str, bool] | None = None  # (node id, on/off)
     calibrate: tuple[str, bool] | None = None
+    reserve_pct: float | None = None  # the balancer's backup reserve
+    ceiling_pct: float | None = None  # the balancer's SOC ceiling for charging
 
 
 class SiteCommandState:
-    def __init__(self, default: SiteCommand, timeout_s: float) -> None:
+    def __init__(self, default: SiteCommand, timeout_s: float, params: BalancerParams | None = None) -> None:
         if timeout_s <= 0:
             raise ValueError(f"the command timeout must be > 0 s, got {timeout_s}")
         self.default = default
+        self.base_params = params or BalancerParams()
+        self.params = self.base_params  # with the reserve and ceiling masters set
         self.timeout_s = timeout_s
         self._latched = default
         self._request_w: float | None = None
         self._request_at_s = 0.0
+        self._limits: dict[str, float] = {}  # reserve_pct / ceiling_pct set by a master
         self.last_source: str | None = None
 
     def apply(self, update: CommandUpdate, now_s: float) -> None:
+        """Take a validated update. Raises ValueError, and changes nothing, when a reserve or ceiling does
+        not fit the balancer's rules together with the values in force (reserve + hysteresis < ceiling)."""
+        limits = dict(self._limits)
+        if update.reserve_pct is not None:
+            limits["reserve_pct"] = update.reserve_pct
+        if update.ceiling_pct is not None:
+            limits["ceiling_pct"] = update.ceiling_pct
+        params = dataclasses.replace(self.base_params, **limits) if limits else self.base_params
         latched = self._latched
         if update.request_w is not None:
             self._request_w = update.request_w
@@ -55,6 +69,8 @@ class SiteCommandState:
             changed = latched.calibrate | {node_id} if on else latched.calibrate - {node_id}
             latched = dataclasses.replace(latched, calibrate=changed)
         self._latched = latched
+        self._limits = limits
+        self.params = params
         self.last_source = update.source
 
     def commanded(self, now_s: float) -> bool:

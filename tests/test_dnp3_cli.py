@@ -55,7 +55,8 @@ def test_points_prints_the_device_profile_as_markdown_and_csv(tmp_path: Path) ->
     assert by_key[("AI", 961)][4:8] == ["0.1", "%", "1", "5"]
     assert by_key[("AI", 44)][4] == "-1"  # AN2018: charging power is negative
     assert by_key[("AO", 93)][4] == "0.1 % of rated power" and by_key[("AO", 93)][8].startswith("-1000..1000")
-    assert by_key[("AO", 100)][8].startswith("read-only")
+    assert by_key[("AO", 100)][8] == "0..1000, reserve + hysteresis < ceiling"
+    assert by_key[("AI", 537)][8] == ""  # inputs are not written
     assert by_key[("BO", 1102)][2] == "control2.Maintenance"
 
 

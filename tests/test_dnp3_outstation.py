@@ -153,7 +153,7 @@ def test_power_targets_move_the_packs_and_bad_commands_change_nothing(
             assert await master.direct_operate(analog_output_block(93, -2000, variation=2)) == OUT_OF_RANGE
             assert await master.direct_operate(analog_output_block(1000, int(rated) + 1)) == OUT_OF_RANGE
             assert await master.direct_operate(analog_output_block(94, 10)) == NOT_SUPPORTED
-            assert await master.direct_operate(analog_output_block(100, 200)) == NOT_SUPPORTED  # read-only
+            assert await master.direct_operate(analog_output_block(537, 200)) == NOT_SUPPORTED  # an input
             assert await master.direct_operate(crob_block(5, LATCH_ON)) == NOT_SUPPORTED
             await gateway.cycles(2)
             assert request_w() == -1200.0
@@ -172,6 +172,37 @@ def test_power_targets_move_the_packs_and_bad_commands_change_nothing(
     assert all("dnp3 master 1 @ 127.0.0.1" in message for message in accepted)
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert any("OUT_OF_RANGE" in m and "AO93" in m for m in refused)
+
+
+def test_reserve_and_ceiling_outputs_retune_the_balancer_within_its_rules(
+    tmp_path: Path, start_sim_fleet: StartFleet, free_tcp_port: int
+) -> None:
+    fleet = start_sim_fleet(packs=2, speed=1.0)
+    config = dnp3_site_config(tmp_path, fleet.endpoints, {"port": free_tcp_port})
+
+    async def scenario() -> None:
+        async with running_gateway(config) as gateway, connected_master(free_tcp_port) as master:
+            engine = gateway.engine
+
+            def limits() -> tuple[float, float]:
+                assert engine.last is not None
+                return engine.last.params.reserve_pct, engine.last.params.ceiling_pct
+
+            assert limits() == (10.0, 95.0)  # the config's
+            # AO100/AO101 in 0.1 %: reserve 20 %, ceiling 90 %; the balancer uses them the next cycle.
+            assert await master.direct_operate(analog_output_block(100, 200)) == SUCCESS
+            assert await master.direct_operate(analog_output_block(101, 900)) == SUCCESS
+            await gateway.cycles(2)
+            assert limits() == (20.0, 90.0)
+            await master.integrity_poll()
+            assert master.handler.analog_inputs[161].value == 200  # AI161 minimum reserve follows
+            # A reserve that leaves no room below the ceiling (hysteresis 2 %), or beyond the range: refused.
+            assert await master.direct_operate(analog_output_block(100, 890)) == OUT_OF_RANGE
+            assert await master.direct_operate(analog_output_block(101, 1001)) == OUT_OF_RANGE
+            await gateway.cycles(2)
+            assert limits() == (20.0, 90.0)
+
+    run(scenario)
 
 
 def test_crobs_switch_balancing_maintenance_and_the_charge_discharge_mode(

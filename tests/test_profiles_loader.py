@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import jsonschema  # type: ignore[import-untyped]  # no types-jsonschema in the dev lock
+import jsonschema
 import pytest
 
 from gateway.profiles.codec import decode, decode_firmware, encode

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.balancer import ChargeSource, SiteCommand
+from gateway.balancer import BalancerParams, ChargeSource, SiteCommand
 from gateway.site_command import CommandUpdate, SiteCommandState
 
 DEFAULT = SiteCommand(request_w=0.0, charge_source=ChargeSource.PV)
@@ -62,3 +62,15 @@ def test_request_in_force_exactly_within_timeout(
     expected = request_w if now - at <= timeout else DEFAULT.request_w  # elapsed as the float sum gives it
     assert state.current(now).request_w == expected
     assert state.commanded(now) == (now - at <= timeout)
+
+
+def test_reserve_and_ceiling_are_latched_and_checked_against_each_other() -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=60, params=BalancerParams(reserve_pct=10, ceiling_pct=95))
+    state.apply(CommandUpdate(source="scada", reserve_pct=20.0), 0.0)
+    state.apply(CommandUpdate(source="scada", ceiling_pct=90.0), 1.0)
+    assert (state.params.reserve_pct, state.params.ceiling_pct) == (20.0, 90.0)
+    assert state.params.thermal_delta_c == 5.0  # the rest stays the config's
+    with pytest.raises(ValueError, match="reserve_pct"):
+        state.apply(CommandUpdate(source="scada", reserve_pct=89.0, request_w=100.0), 2.0)  # 89 + 2 > 90
+    assert (state.params.reserve_pct, state.params.ceiling_pct) == (20.0, 90.0)
+    assert state.current(2.0).request_w == DEFAULT.request_w  # a refused update changes nothing at all

@@ -75,6 +75,8 @@ def _write_text(point: ResolvedPoint) -> str:
         high = "" if spec.maximum is None else str(spec.maximum)
         bounds = f"{low}..{high}, " if low or high else ""
         return f"{bounds}within ± rated power"
+    if spec.command in (Command.RESERVE_PCT, Command.CEILING_PCT):
+        return f"{spec.minimum}..{spec.maximum}, reserve + hysteresis < ceiling"
     return "latch on / latch off (or close / trip)"
 
 

@@ -73,6 +73,8 @@ class Command(enum.StrEnum):
     """What a master's write to an output point does."""
 
     REQUEST_W = "request_w"  # AO: the site power request, + = discharge
+    RESERVE_PCT = "reserve_pct"  # AO: the balancer's backup reserve (AN2018 minimum reserve)
+    CEILING_PCT = "ceiling_pct"  # AO: the balancer's SOC ceiling (AN2018 maximum reserve)
     CHARGE_DISCHARGE_ENABLED = "charge_discharge_enabled"  # BO: AN2018 "enable charge/discharge mode"
     BALANCING_ENABLED = "balancing_enabled"  # BO: SOC balancing on (off: equal split)
     NODE_MAINTENANCE = "node_maintenance"  # BO in a node block: take the node out of the dispatch
@@ -82,6 +84,8 @@ class Command(enum.StrEnum):
 COMMAND_TYPES: Mapping[Command, PointType] = MappingProxyType(
     {
         Command.REQUEST_W: PointType.ANALOG_OUTPUT,
+        Command.RESERVE_PCT: PointType.ANALOG_OUTPUT,
+        Command.CEILING_PCT: PointType.ANALOG_OUTPUT,
         Command.CHARGE_DISCHARGE_ENABLED: PointType.BINARY_OUTPUT,
         Command.BALANCING_ENABLED: PointType.BINARY_OUTPUT,
         Command.NODE_MAINTENANCE: PointType.BINARY_OUTPUT,

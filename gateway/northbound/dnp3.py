@@ -37,6 +37,7 @@ from typing import Any
 
 import opendnp3 as o
 
+from gateway.balancer import BalancerParams
 from gateway.config import ConfigError, SiteConfig
 from gateway.mapping.dnp3 import (
     Command,
@@ -414,6 +415,7 @@ class Dnp3Outstation:
         # Rated power: configured, else the sum of each node's highest discharge limit seen so far.
         self._node_max_discharge_w: dict[str, float] = {}
         self.rated_power_w: float | None = settings.rated_power_w
+        self._params: BalancerParams | None = None
         # AN2018 charge/discharge mode (BO18). Written only on the stack's thread, read by publish:
         # plain attributes, atomic under the GIL.
         self.charge_discharge_enabled = True
@@ -522,6 +524,7 @@ class Dnp3Outstation:
         if outstation is None:
             return
         self._learn_rated_power(snapshot)
+        self._params = snapshot.params  # read by the stack's thread to check reserve/ceiling writes
         adapter_values: Mapping[str, Value] = {
             "dnp3.rated_power_w": self.rated_power_w,
             "dnp3.charge_discharge_enabled": self.charge_discharge_enabled,
@@ -621,6 +624,8 @@ class Dnp3Outstation:
         low, high = spec.minimum, spec.maximum
         if (low is not None and count < low) or (high is not None and count > high):
             return _Decision(o.CommandStatus.OUT_OF_RANGE, f"{value:g} is outside {low}..{high}")
+        if control.command in (Command.RESERVE_PCT, Command.CEILING_PCT):
+            return self._limit_decision(control.command, count * spec.scale)
         rated = self.rated_power_w
         if spec.rated_permille:
             if not rated:
@@ -645,6 +650,28 @@ class Dnp3Outstation:
         return _Decision(
             o.CommandStatus.SUCCESS, "", CommandUpdate(source="", request_w=watts), target_w=watts
         )
+
+    def _limit_decision(self, command: Command, pct: float) -> _Decision:
+        """A reserve or ceiling fits the balancer's rules with the other values in force."""
+        params = self._params
+        if params is None:
+            return _Decision(o.CommandStatus.HARDWARE_ERROR, "no cycle has run yet: try again")
+        reserve = command is Command.RESERVE_PCT
+        try:
+            dataclasses.replace(params, **{str(command): pct})
+        except ValueError:
+            return _Decision(
+                o.CommandStatus.OUT_OF_RANGE,
+                f"{command} {pct:g} % does not fit: the balancer needs reserve + hysteresis "
+                f"({params.reserve_hysteresis_pct:g} %) < ceiling <= 100; now reserve "
+                f"{params.reserve_pct:g} %, ceiling {params.ceiling_pct:g} %",
+            )
+        update = (
+            CommandUpdate(source="", reserve_pct=pct)
+            if reserve
+            else CommandUpdate(source="", ceiling_pct=pct)
+        )
+        return _Decision(o.CommandStatus.SUCCESS, "", update)
 
     def _binary_decision(self, control: _Control, crob: Any) -> _Decision:
         state = _crob_state(crob)
