@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.balancer import BalancerParams, ChargeSource
-from gateway.profiles.loader import Problem, ProfileError, ProfileLibrary, default_profile_dirs
+from gateway.profiles.loader import Problem, ProblemsError, ProfileError, ProfileLibrary, default_profile_dirs
 from gateway.profiles.model import Profile, SourceMark
 from gateway.status import default_status_socket
 from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
@@ -27,12 +27,8 @@ NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """The site config is not usable; `problems` lists every problem, each with file:line:column."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 @dataclass(frozen=True)

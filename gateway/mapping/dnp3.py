@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.northbound.sources import FLEET_SOURCES, NODE_SOURCES
-from gateway.profiles.loader import SEMVER, Problem
+from gateway.profiles.loader import SEMVER, Problem, ProblemsError
 from gateway.profiles.model import NO_MARK, SourceMark
 from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
@@ -268,12 +268,8 @@ class Dnp3Map:
         return resolved
 
 
-class MappingError(Exception):
+class MappingError(ProblemsError):
     """A point map could not be loaded; `problems` lists every problem found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 # --- Finding maps ------------------------------------------------------------------------------------

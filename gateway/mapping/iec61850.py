@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.northbound.sources import FLEET_SOURCES, NODE_SOURCES
-from gateway.profiles.loader import Problem
+from gateway.profiles.loader import Problem, ProblemsError
 from gateway.profiles.model import SourceMark
 from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
@@ -82,12 +82,8 @@ REPORT_KEYS = ("dataset", "buffered", "rpt_id", "buf_time_ms", "integrity_period
 REPORT_DEFAULT_KEYS = ("buf_time_ms", "integrity_period_ms", "triggers", "options")
 
 
-class MappingError(Exception):
+class MappingError(ProblemsError):
     """The map is not usable; `problems` lists every problem, each with file:line:column."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 @dataclass(frozen=True)

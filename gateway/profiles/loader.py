@@ -164,7 +164,7 @@ _ADDRESS_SPACE = 65536
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong in a profile, where it is, and how to fix it."""
+    """One thing wrong in a file people write (profile, site config, map): where, and how to fix it."""
 
     mark: SourceMark
     message: str
@@ -173,12 +173,16 @@ class Problem:
         return f"{self.mark}: {self.message}"
 
 
-class ProfileError(Exception):
-    """A profile could not be loaded; `problems` lists every problem found."""
+class ProblemsError(Exception):
+    """A file could not be used; `problems` lists every problem found, one per line in the message."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class ProfileError(ProblemsError):
+    """A profile could not be loaded."""
 
 
 def _source(mark: Mark) -> SourceMark:
