@@ -29,7 +29,10 @@ def _soc_bar(soc_pct: float | None) -> Text:
 
 
 def _number(value: Any, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+    if value is None:
+        return "-"
+    # Floating-point noise such as -3e-12 W must not print as "-0".
+    return format(round(value, 6) + 0.0, fmt)
 
 
 def status_renderable(document: Mapping[str, Any]) -> Group:
