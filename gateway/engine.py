@@ -195,16 +195,14 @@ class Engine:
         self._record_decision(snapshot)
         return snapshot
 
-    async def run(self, stop: asyncio.Event, max_cycles: int | None = None) -> None:
-        """Cycle until `stop` is set (or `max_cycles` ran), paced on deadlines."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Cycle until `stop` is set, paced on deadlines."""
         await self.start()
         self.notifier.ready(f"balancing {len(self.sessions)} nodes every {self.config.cycle_ms:g} ms")
         deadline = self.clock()
-        cycles = 0
-        while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+        while not stop.is_set():
             cycle_start = self.clock()
             await self.run_cycle()
-            cycles += 1
             finished = self.clock()
             deadline += self.cycle_s
             overrun = finished > deadline
