@@ -18,6 +18,19 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bench.balancing", ("--out", str(RESULTS), "--random", "50", "--seed", "1", "--quick")),
     ("bench.sim_capacity", ("--json", str(RESULTS / "sim_capacity.json"))),
     ("bench.poll_scale", ("--json", str(RESULTS / "poll_scale.json"))),
+    ("bench.pipeline", ("--json", str(RESULTS / "pipeline.json"))),
+    # The same without the IEC 61850 server, to show what it costs the loop's core.
+    (
+        "bench.pipeline",
+        (
+            *("--packs", "200", "500", "--seconds", "30", "--profile-seconds", "0"),
+            *("--northbound", "dnp3", "--json", str(RESULTS / "pipeline-variant.json")),
+        ),
+    ),
+    ("bench.freshness", ("--json", str(RESULTS / "freshness.json"))),
+    ("bench.scada_load", ("--json", str(RESULTS / "scada_load.json"))),
+    # Last: collects every JSON above into summary.md and its plots.
+    ("bench.report", ("--results", str(RESULTS))),
 )
 
 

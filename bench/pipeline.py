@@ -1,0 +1,610 @@
+"""The full gateway pipeline at scale: how many packs one core balances in a paced 100 ms cycle.
+
+    python -m bench.pipeline [--packs 10 50 200 500 1000] [--seconds 60] [--profile-seconds 10]
+                             [--quick] [--json bench/results/pipeline.json]
+
+Method, per N: ceil(N / 125) `socgw simulate --packs K --base-port 0` processes (microstore/mp2000 packs
+at real-time speed, bench.poll_scale's Simulators) pinned to CPU 1, and the gateway in its own process
+pinned to CPU 0 (every thread of it: the asyncio/uvloop loop, the DNP3 stack's threads, the IEC 61850
+server and updater threads): `serve()` of `socgw run` (Engine.run + the DNP3 outstation + the IEC 61850
+MMS server, default maps) from a generated site config. Every cycle polls every pack, dispatches,
+writes changed setpoints and publishes to both adapters. The site request steps between 25 % and 50 %
+of the fleet's rated discharge power every 10 s, as a dispatching SCADA would, so every pack's
+setpoint moves (writes) and the published values move. The gateway records every cycle (Engine's own
+step timings and overrun flag, and its process CPU time). After all nodes are good and a 5 s warm-up,
+the parent marks a window of `--seconds`; inside it: cycle p50/p99/max (poll start to publish end),
+per step p50/p99, overruns (a cycle ending past its deadline, Engine's definition), nodes not good,
+setpoint writes, CPU per pack-cycle (the gateway process's CPU over the window / (N x cycles)), the
+CPU per thread (from /proc/PID/task), RSS and its peak (/proc/PID/status). Then `--profile-seconds` of
+cProfile on the loop thread (the numbers of that part are not in the timings): the top functions by own
+time, and own time grouped by area (pymodbus, asyncio, socgw southbound/northbound/balancer, ...).
+With 1 CPU nothing is pinned. Tests never assert speed; this prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import math
+import os
+import pstats
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.poll_scale import Simulators
+from gateway.commands.run import configure_logging, serve
+from gateway.config import load_config
+from gateway.engine import Engine
+from gateway.fleet import Quality
+from gateway.sim.fleet import Endpoint
+from gateway.site_command import CommandUpdate
+from gateway.status import read_status
+from gateway.timing import CycleStats, percentile
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+LOOPBACK = "127.0.0.1"
+CYCLE_MS = 100.0
+PACK_RATED_W = 1200.0  # microstore/mp2000, the simulator's default pack
+PACKS_PER_SIMULATOR = 125
+GATEWAY_CPU = 0
+ONLINE_TIMEOUT_S = 180.0
+WARMUP_S = 5.0
+REQUEST_STEP_S = 10.0
+ADAPTERS = ("dnp3", "iec61850")
+DEFAULT_DNP3_MAX_NODES = 256  # mappings/dnp3/default.yaml
+STEPS = ("poll", "dispatch", "write", "publish", "total")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- the gateway side (child process) ----------------------------------------------------------
+
+
+@dataclass
+class RecordingStats(CycleStats):
+    """Engine's CycleStats, plus every cycle's (monotonic end, process CPU, steps, overrun, not good)."""
+
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    engine: Engine | None = None
+
+    def record(self, step_ms: Mapping[str, float], overrun: bool) -> None:
+        super().record(step_ms, overrun)
+        last = self.engine.last if self.engine is not None else None
+        not_good = 0 if last is None else sum(1 for n in last.fleet.nodes if n.quality is not Quality.GOOD)
+        self.samples.append(
+            {
+                "t": time.monotonic(),
+                "cpu": time.process_time(),
+                "steps": {step: round(ms, 3) for step, ms in step_ms.items()},
+                "overrun": overrun,
+                "not_good": not_good,
+            }
+        )
+
+
+class Recorder:
+    """SIGUSR1 marks the window's start (thread names, write count); SIGUSR2 its end and starts cProfile
+    for `profile_s`; SIGTERM writes everything to `path` as JSON and stops the gateway."""
+
+    def __init__(self, engine: Engine, path: Path, profile_s: float) -> None:
+        self.engine, self.path, self.profile_s = engine, path, profile_s
+        self.stats = RecordingStats(engine=engine)
+        engine.stats = self.stats
+        self.marks: dict[str, Any] = {}
+        self.profiler = cProfile.Profile()
+
+    def _writes(self) -> int:
+        return sum(session.writes.writes_total for session in self.engine.sessions)
+
+    def start_window(self) -> None:
+        self.marks["threads"] = {str(t.native_id): t.name for t in threading.enumerate()}
+        self.marks["writes_start"] = self._writes()
+
+    def end_window(self) -> None:
+        self.marks["writes_end"] = self._writes()
+        if self.profile_s > 0:
+            self.profiler.enable()
+            asyncio.get_running_loop().call_later(self.profile_s, self.profiler.disable)
+
+    def save(self) -> None:
+        self.profiler.disable()
+        document: dict[str, Any] = {"samples": self.stats.samples, **self.marks}
+        if self.profile_s > 0:
+            with contextlib.suppress(TypeError):  # pstats refuses an empty profile (stopped early)
+                document["profile"] = profile_summary(pstats.Stats(self.profiler))
+        self.path.write_text(json.dumps(document))
+
+
+async def step_requests(engine: Engine, low_w: float, high_w: float, stop: asyncio.Event) -> None:
+    high = False
+    while not stop.is_set():
+        engine.submit(CommandUpdate(source="bench", request_w=high_w if high else low_w))
+        high = not high
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=REQUEST_STEP_S)
+
+
+async def serve_recorded(
+    config_path: Path, record: Path, profile_s: float, low_w: float, high_w: float
+) -> None:
+    engine = Engine(load_config(config_path))
+    recorder = Recorder(engine, record, profile_s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def save_and_stop() -> None:
+        recorder.save()  # before the shutdown: a crash while stopping must not lose the measurement
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, save_and_stop)
+    loop.add_signal_handler(signal.SIGINT, save_and_stop)
+    loop.add_signal_handler(signal.SIGUSR1, recorder.start_window)
+    loop.add_signal_handler(signal.SIGUSR2, recorder.end_window)
+    stepper = asyncio.create_task(step_requests(engine, low_w, high_w, stop))
+    try:
+        await serve(engine, stop)
+    finally:
+        stop.set()
+        await stepper
+
+
+# --- where the loop's time goes (cProfile) -----------------------------------------------------
+
+AREAS = (  # the first match of a path fragment names the area
+    ("/pymodbus/", "pymodbus (Modbus client)"),
+    ("/gateway/southbound/", "socgw southbound (sessions, codec use)"),
+    ("/gateway/profiles/", "socgw profile codec"),
+    ("/gateway/northbound/dnp3", "socgw DNP3 adapter"),
+    ("/gateway/northbound/iec61850", "socgw IEC 61850 adapter"),
+    ("/gateway/northbound/", "socgw northbound (shared)"),
+    ("/gateway/balancer", "socgw balancer"),
+    ("/gateway/fleet", "socgw fleet snapshot"),
+    ("/gateway/", "socgw engine and the rest"),
+    ("/asyncio/", "asyncio"),
+    ("/uvloop/", "uvloop"),
+    ("opendnp3", "opendnp3 binding"),
+    ("pyiec61850", "libiec61850 binding"),
+)
+
+
+def area_of(filename: str, function: str) -> str:
+    for fragment, area in AREAS:
+        if fragment in filename:
+            return area
+    if filename == "~":  # C functions: built-ins and extension methods
+        if "uvloop" in function or "Loop" in function or "socket" in function:
+            return "uvloop / sockets (C)"
+        return "built-ins (C)"
+    return "other Python"
+
+
+def profile_summary(stats: pstats.Stats, top: int = 25) -> dict[str, Any]:
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in raw.values()) or 1.0
+    areas: dict[str, float] = {}
+    functions = []
+    for (filename, line, name), (_, calls, own_s, cumulative_s, _) in raw.items():
+        area = area_of(filename, name)
+        areas[area] = areas.get(area, 0.0) + own_s
+        short = filename.split("site-packages/")[-1].split(f"{REPO}/")[-1]
+        short = short.split(f"python{sys.version_info.major}.{sys.version_info.minor}/")[-1]
+        functions.append(
+            {
+                "function": f"{short}:{line}({name})",
+                "calls": calls,
+                "own_s": round(own_s, 4),
+                "own_pct": round(100.0 * own_s / total, 1),
+                "cumulative_s": round(cumulative_s, 4),
+            }
+        )
+    functions.sort(key=lambda f: -float(str(f["own_s"])))
+    return {
+        "profiled_s": round(total, 3),
+        "areas_pct": {
+            a: round(100.0 * s / total, 1) for a, s in sorted(areas.items(), key=lambda kv: -kv[1])
+        },
+        "top_own_time": functions[:top],
+    }
+
+
+# --- the parent: simulators, the gateway process, the window -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_split() -> tuple[set[int] | None, set[int] | None]:
+    """(gateway CPUs, everything else's CPUs): CPU 0 and the rest, or (None, None) on one CPU."""
+    allowed = set(range(os.cpu_count() or 1))
+    if len(allowed) < 2:
+        return None, None
+    return {GATEWAY_CPU}, allowed - {GATEWAY_CPU}
+
+
+def write_site_config(
+    directory: Path, endpoints: Sequence[Endpoint], northbound: Mapping[str, Any], request_w: float
+) -> Path:
+    """A gateway.yaml for the simulated packs with both northbound adapters (JSON is YAML). Every
+    simulator process numbers its packs from pack-01, so several of them get the ids renumbered."""
+    ids = [e.pack_id for e in endpoints]
+    if len(set(ids)) < len(ids):
+        ids = [f"pack-{i + 1:04d}" for i in range(len(ids))]
+    northbound = dict(northbound)
+    if "dnp3" in northbound and len(ids) > DEFAULT_DNP3_MAX_NODES:
+        northbound["dnp3"] = {**northbound["dnp3"], "map": str(roomy_dnp3_map(directory, len(ids)))}
+    document = {
+        "site": {"name": "bench", "cycle_ms": CYCLE_MS},
+        "nodes": [
+            {"id": node_id, "host": e.host, "port": e.port, "unit": e.unit_id, "profile": e.profile_key}
+            for node_id, e in zip(ids, endpoints, strict=True)
+        ],
+        "command": {"default_request_w": request_w, "timeout_s": 31_536_000},
+        "logging": {"level": "warning", "balancing_log": None},
+        "status": {"socket": str(directory / "status.sock")},
+        "northbound": northbound,
+    }
+    path = directory / "gateway.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def roomy_dnp3_map(directory: Path, packs: int) -> Path:
+    """The default DNP3 map with room for `packs` nodes. The default reserves 256: its AN2018 battery
+    banks (27 AIs each from AI955) would run into socgw's private AIs at 8000 beyond that, so this copy
+    moves the private fleet AIs (8000-8099) to just after the last bank, B = 955 + 27·packs rounded
+    up to a hundred, and the per-node AIs (8100 + 4·(n−1)) to B + 100; nothing else changes (same
+    points, classes and deadbands)."""
+    base = math.ceil((955 + 27 * packs) / 100) * 100
+    text = (REPO / "mappings" / "dnp3" / "default.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"\bindex: 80(\d\d)\b", lambda m: f"index: {base + int(m[1])}", text)
+    text = text.replace("start: 8100", f"start: {base + 100}")
+    text = re.sub(r"^max_nodes: \d+", f"max_nodes: {packs}", text, flags=re.MULTILINE)
+    path = directory / "dnp3-map.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) per thread id of a process."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0])
+    return values
+
+
+@dataclass
+class GatewayProcess:
+    """The recording gateway (`python -m bench.pipeline --serve`) in its own process."""
+
+    process: subprocess.Popen[bytes]
+    status: Path
+    record: Path
+    nodes: int
+    window: tuple[float, float] = (0.0, 0.0)
+    cpu_before: dict[int, float] = field(default_factory=dict)
+    cpu_after: dict[int, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    recorded: dict[str, Any] = field(default_factory=dict)
+
+    def wait_online(self, timeout_s: float = ONLINE_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited with status {self.process.returncode}")
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                nodes = read_status(self.status, timeout_s=5.0).get("nodes") or []
+                if len(nodes) == self.nodes and all(node["quality"] == "good" for node in nodes):
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"not all {self.nodes} nodes came online within {timeout_s:.0f} s")
+
+    def start_window(self) -> None:
+        self.cpu_before = thread_cpu_s(self.process.pid)
+        self.process.send_signal(signal.SIGUSR1)
+        self.window = (time.monotonic(), 0.0)
+
+    def end_window(self) -> None:
+        self.window = (self.window[0], time.monotonic())
+        self.cpu_after = thread_cpu_s(self.process.pid)
+        self.memory = memory_kib(self.process.pid)
+        self.process.send_signal(signal.SIGUSR2)
+        time.sleep(0.5)  # handled before a SIGTERM that may follow (the loop takes signals in any order)
+
+    def result(self) -> dict[str, Any]:
+        """What the gateway recorded (read when it stopped)."""
+        if not self.recorded:
+            raise RuntimeError(f"the gateway (exit status {self.process.returncode}) left no record")
+        return self.recorded
+
+
+@contextlib.contextmanager
+def gateway_process(
+    directory: Path,
+    endpoints: Sequence[Endpoint],
+    northbound: Mapping[str, Any],
+    cpus: set[int] | None,
+    *,
+    profile_s: float = 0.0,
+    request_low_w: float | None = None,
+    request_high_w: float | None = None,
+) -> Iterator[GatewayProcess]:
+    """Start the recording gateway for these packs (pinned to `cpus`) and wait until every node is good."""
+    rated_w = len(endpoints) * PACK_RATED_W
+    low_w = rated_w / 4 if request_low_w is None else request_low_w
+    high_w = rated_w / 2 if request_high_w is None else request_high_w
+    config = write_site_config(directory, endpoints, northbound, low_w)
+    record = directory / "record.json"
+
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    command = [sys.executable, "-m", "bench.pipeline", "--serve", str(config), "--record", str(record)]
+    command += ["--profile-seconds", str(profile_s), "--request-w", str(low_w), str(high_w)]
+    process = subprocess.Popen(command, cwd=REPO, preexec_fn=pin)  # noqa: PLW1509 - only sets affinity
+    gateway = GatewayProcess(process, directory / "status.sock", record, len(endpoints))
+    try:
+        gateway.wait_online()
+        yield gateway
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            gateway.recorded = json.loads(record.read_text())
+
+
+def window_samples(samples: Sequence[dict[str, Any]], window: tuple[float, float]) -> list[dict[str, Any]]:
+    return [s for s in samples if window[0] <= s["t"] <= window[1]]
+
+
+def cycle_summary(samples: Sequence[dict[str, Any]], packs: int) -> dict[str, Any]:
+    """Cycle timings, overruns and CPU per pack-cycle of the samples of one window."""
+    if not samples:
+        raise RuntimeError("no cycle ended inside the measured window")
+    totals = [float(s["steps"]["total"]) for s in samples]
+    steps = {
+        step: {
+            "p50_ms": round(percentile([s["steps"][step] for s in samples], 0.5), 2),
+            "p99_ms": round(percentile([s["steps"][step] for s in samples], 0.99), 2),
+        }
+        for step in STEPS
+    }
+    overran = [s for s in samples if s["overrun"]]
+    overrun_steps = {
+        step: round(percentile([s["steps"][step] for s in overran], 0.5), 2) for step in STEPS if overran
+    }
+    cycles = len(samples)
+    cpu_s = samples[-1]["cpu"] - samples[0]["cpu"]
+    span_s = samples[-1]["t"] - samples[0]["t"]
+    return {
+        "cycles": cycles,
+        "cycles_per_s": round((cycles - 1) / span_s, 2) if span_s > 0 else 0.0,
+        "cycle_p50_ms": round(percentile(totals, 0.5), 2),
+        "cycle_p99_ms": round(percentile(totals, 0.99), 2),
+        "cycle_max_ms": round(max(totals), 2),
+        "overruns": sum(1 for s in samples if s["overrun"]),
+        "not_good_node_cycles": sum(int(s["not_good"]) for s in samples),
+        "steps_ms": steps,
+        "overrun_cycles_steps_p50_ms": overrun_steps,
+        "cpu_us_per_pack_cycle": round(cpu_s * 1e6 / (packs * max(1, cycles - 1)), 1),
+        "gateway_cpu_pct": round(100.0 * cpu_s / span_s, 1) if span_s > 0 else 0.0,
+    }
+
+
+def thread_split(gateway: GatewayProcess, names: Mapping[str, str]) -> dict[str, float]:
+    """CPU % of one core per thread name over the window (unnamed threads are the C stacks' own)."""
+    span_s = gateway.window[1] - gateway.window[0]
+    split: dict[str, float] = {}
+    for tid, after in gateway.cpu_after.items():
+        used = after - gateway.cpu_before.get(tid, 0.0)
+        if tid == gateway.process.pid:
+            name = "main (asyncio loop)"
+        else:
+            name = names.get(str(tid), "native threads (opendnp3, libiec61850)")
+        split[name] = split.get(name, 0.0) + used
+    return {
+        name: round(100.0 * used / span_s, 1) for name, used in sorted(split.items(), key=lambda kv: -kv[1])
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    profile_s: float
+    packs_per_sim: int
+    adapters: tuple[str, ...] = ADAPTERS
+
+
+def run_one(packs: int, plan: Plan) -> dict[str, Any]:
+    gateway_cpus, other_cpus = cpu_split()
+    if other_cpus:
+        os.sched_setaffinity(0, other_cpus)  # this process and the simulators stay off the gateway's core
+    with (
+        tempfile.TemporaryDirectory(prefix="socgw-pipeline-") as temp,
+        Simulators(packs, plan.packs_per_sim, other_cpus) as simulators,
+    ):
+        # Picked once the simulators listen, so their ports cannot take these.
+        northbound = {adapter: {"host": LOOPBACK, "port": free_port()} for adapter in plan.adapters}
+        started = time.monotonic()
+        with gateway_process(
+            Path(temp), simulators.endpoints, northbound, gateway_cpus, profile_s=plan.profile_s
+        ) as gateway:
+            online_s = time.monotonic() - started
+            time.sleep(WARMUP_S)
+            load_before = os.getloadavg()[0]
+            gateway.start_window()
+            time.sleep(plan.seconds)
+            gateway.end_window()
+            time.sleep(plan.profile_s + 0.5 if plan.profile_s > 0 else 0.0)
+        document = gateway.result()
+        simulator_processes = len(simulators.processes)
+    samples = window_samples(document["samples"], gateway.window)
+    writes = int(document.get("writes_end", 0)) - int(document.get("writes_start", 0))
+    result: dict[str, Any] = {
+        "packs": packs,
+        "simulator_processes": simulator_processes,
+        "window_s": round(gateway.window[1] - gateway.window[0], 1),
+        "start_to_all_good_s": round(online_s, 1),
+        **cycle_summary(samples, packs),
+        "setpoint_writes": writes,
+        "writes_per_pack_per_min": round(writes / packs / (plan.seconds / 60.0), 2),
+        "rss_mib": round(gateway.memory.get("VmRSS", 0) / 1024.0, 1),
+        "rss_peak_mib": round(gateway.memory.get("VmHWM", 0) / 1024.0, 1),
+        "thread_cpu_pct": thread_split(gateway, document.get("threads", {})),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "gateway_exit_status": gateway.process.returncode,  # 0: it stopped cleanly on SIGTERM
+    }
+    if "profile" in document:
+        result["profile"] = document["profile"]
+    return result
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory_gib = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory_gib = int(Path("/proc/meminfo").read_text().split()[1]) / 1024.0 / 1024.0
+    return {
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory_gib, 1),
+        "kernel": os.uname().release,
+        "python": sys.version.split()[0],
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def print_row(result: Mapping[str, Any]) -> None:
+    print(
+        f"{result['packs']:>5} {result['cycles']:>6} {result['cycle_p50_ms']:>8.1f} "
+        f"{result['cycle_p99_ms']:>8.1f} "
+        f"{result['cycle_max_ms']:>8.1f} {result['overruns']:>8} {result['cpu_us_per_pack_cycle']:>10.1f} "
+        f"{result['gateway_cpu_pct']:>6.1f} {result['rss_mib']:>7.1f} {result['not_good_node_cycles']:>8} "
+        f"{result['load_average_1min'][1]:>5.2f}",
+        flush=True,
+    )
+    steps = " ".join(f"{k} {v['p50_ms']}/{v['p99_ms']}" for k, v in result["steps_ms"].items())
+    print(f"      steps p50/p99 ms: {steps}; threads % of a core: {result['thread_cpu_pct']}", flush=True)
+    if "profile" in result:
+        print(f"      loop profile (own time): {result['profile']['areas_pct']}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--packs", type=int, nargs="+", help="fleet sizes (default 10 50 200 500 1000)")
+    parser.add_argument("--seconds", type=float, help="measured window per N (default 60)")
+    parser.add_argument(
+        "--profile-seconds", type=float, help="cProfile after each window (default 10, 0: none)"
+    )
+    parser.add_argument("--packs-per-sim", type=int, default=PACKS_PER_SIMULATOR)
+    parser.add_argument(
+        "--northbound",
+        nargs="*",
+        choices=ADAPTERS,
+        default=list(ADAPTERS),
+        help="adapters to run (default both; none: the southbound and balancer alone)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: N = 10 and 50, 5 s each, 2 s profile"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    # The gateway side, started by the parent.
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--request-w", type=float, nargs=2, default=(0.0, 0.0), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        configure_logging("warning")
+        low_w, high_w = args.request_w
+        uvloop.run(serve_recorded(args.serve, args.record, args.profile_seconds or 0.0, low_w, high_w))
+        return 0
+    packs = args.packs or ([10, 50] if args.quick else [10, 50, 200, 500, 1000])
+    seconds = args.seconds or (5.0 if args.quick else 60.0)
+    profile_s = args.profile_seconds if args.profile_seconds is not None else (2.0 if args.quick else 10.0)
+    plan = Plan(seconds, profile_s, args.packs_per_sim, tuple(args.northbound))
+    about = machine()
+    print(
+        f"pipeline: {about['cpus']} CPU(s) ({about['cpu_model']}), "
+        f"load average {about['load_average_at_start']}; "
+        f"gateway pinned to CPU {GATEWAY_CPU}, simulators ({args.packs_per_sim} packs each) to the others; "
+        f"{seconds:g} s window per N",
+        flush=True,
+    )
+    print(
+        f"{'packs':>5} {'cycles':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'overruns':>8} "
+        f"{'µs/pack-cyc':>10} {'CPU %':>6} {'RSS MiB':>7} {'not good':>8} {'load':>5}",
+        flush=True,
+    )
+    results: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for n in packs:
+        try:
+            result = run_one(n, plan)
+        except RuntimeError as error:  # one N that cannot run must not lose the others
+            print(f"{n:>5} failed: {error}", flush=True)
+            failed.append({"packs": n, "error": str(error)})
+            continue
+        results.append(result)
+        print_row(result)
+        fitting = [r["packs"] for r in results if r["overruns"] == 0]
+        document = {
+            "benchmark": "pipeline",
+            "method": __doc__,
+            "machine": about,
+            "cycle_ms": CYCLE_MS,
+            "window_s": seconds,
+            "northbound": list(plan.adapters),
+            "quick": args.quick,
+            "largest_n_without_overrun": max(fitting) if fitting else None,
+            "results": results,
+            "failed": failed,
+        }
+        if args.json is not None:  # after every N, so a long run leaves what it measured
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0 if results and not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
