@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.commands.run import DEFAULT_CONFIG
+from gateway.commands.run import DEFAULT_CONFIG, report_problems
 from gateway.config import ConfigError, load_config
 from gateway.northbound.iec61850 import load_settings
 
@@ -33,9 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_settings(load_config(args.config))
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        print(f"socgw icd: {len(error.problems)} problem(s) in {args.config}", file=sys.stderr)
+        report_problems(error, "icd", args.config)
         return EXIT_BAD_CONFIG
     if loaded is None:
         print(

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.commands.run import DEFAULT_CONFIG
+from gateway.commands.run import DEFAULT_CONFIG, report_problems
 from gateway.config import ConfigError, load_config
 from gateway.mapping.dnp3 import Command, Dnp3Map, PointType, ResolvedPoint
 from gateway.northbound.dnp3 import Dnp3Settings, parse_settings
@@ -43,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
         site = load_config(args.config)
         parsed = parse_settings(site)
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        print(f"socgw points: {len(error.problems)} problem(s) in {args.config}", file=sys.stderr)
+        report_problems(error, "points", args.config)
         return EXIT_BAD_CONFIG
     if parsed is None:
         print(

@@ -70,11 +70,16 @@ def load_or_report(path: Path, command: str) -> SiteConfig | None:
         config = load_config(path)
         create_adapters(config, lambda _update: None)
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        print(f"socgw {command}: {len(error.problems)} problem(s) in {path}", file=sys.stderr)
+        report_problems(error, command, path)
         return None
     return config
+
+
+def report_problems(error: ConfigError, command: str, path: Path) -> None:
+    """Every problem as file:line:column on stderr, then a count naming the file."""
+    for problem in error.problems:
+        print(problem, file=sys.stderr)
+    print(f"socgw {command}: {len(error.problems)} problem(s) in {path}", file=sys.stderr)
 
 
 async def serve(engine: Engine, stop: asyncio.Event) -> None:
