@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -155,6 +155,8 @@ class Metrics:
     recovered_first_bound_pct: float  # the headline, see HEADLINE_DEFINITION
     first_bound_h: float | None  # None: no pack reached the bound before the run ended
     first_bound_node: str | None
+    first_bound_offline: tuple[str, ...]  # packs offline at that moment: the rest carried the request
+    first_bound_spread_pct: float  # SOC spread then: how far apart the packs were when one ran out
     terminal_first_bound_kwh: float  # delivered (absorbed) at the terminals by then
     recovered_end_pct: float  # the same ratio when the run ended
     terminal_end_kwh: float
@@ -167,6 +169,17 @@ class Metrics:
     sign_flips_total: int
     dropout_shortfall_kwh: float  # request not served while a pack was offline (does not end the run)
     thermal_bypass_pack_h: float  # summed over packs
+
+
+class _FirstBound(NamedTuple):
+    """The first cycle in which a pack reported its bound (or the run's end, if none did)."""
+
+    time_s: float | None
+    node_id: str | None
+    recovered_pct: float
+    terminal_wh: float
+    spread_pct: float
+    offline: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -307,7 +320,7 @@ def simulate(
         for spec in scenario.packs
     ]
     memory: BalancerMemory | None = None
-    first_bound: tuple[float, str, float, float] | None = None  # time, node, recovered %, terminal Wh
+    first_bound: _FirstBound | None = None
     spread_under_s: float | None = None
     shortfall_wh = 0.0
     bypass_s = 0.0
@@ -335,7 +348,14 @@ def simulate(
         at_bound = _at_bound(scenario, readings)
         if at_bound and first_bound is None:
             terminal_wh = _terminal_wh(packs, scenario.charge)
-            first_bound = (now_s, at_bound[0], _recovered_pct(scenario, packs), terminal_wh)
+            first_bound = _FirstBound(
+                now_s,
+                at_bound[0],
+                _recovered_pct(scenario, packs),
+                terminal_wh,
+                _spread_pct(packs),
+                tuple(sorted(offline)),
+            )
             if stop_at_first_bound:
                 ended = "first bound"
                 break
@@ -367,18 +387,21 @@ def simulate(
 
     recovered_end = _recovered_pct(scenario, packs)
     terminal_end_wh = _terminal_wh(packs, scenario.charge)
-    bound_s, bound_node, bound_pct, bound_wh = first_bound or (None, None, recovered_end, terminal_end_wh)
+    final_spread = _spread_pct(packs)
+    bound = first_bound or _FirstBound(None, None, recovered_end, terminal_end_wh, final_spread, ())
     minutes = max(now_s, cycle_s) / 60.0
     metrics = Metrics(
-        recovered_first_bound_pct=bound_pct,
-        first_bound_h=None if bound_s is None else bound_s / SECONDS_PER_HOUR,
-        first_bound_node=bound_node,
-        terminal_first_bound_kwh=bound_wh / 1000.0,
+        recovered_first_bound_pct=bound.recovered_pct,
+        first_bound_h=None if bound.time_s is None else bound.time_s / SECONDS_PER_HOUR,
+        first_bound_node=bound.node_id,
+        first_bound_offline=bound.offline,
+        first_bound_spread_pct=bound.spread_pct,
+        terminal_first_bound_kwh=bound.terminal_wh / 1000.0,
         recovered_end_pct=recovered_end,
         terminal_end_kwh=terminal_end_wh / 1000.0,
         served_h=now_s / SECONDS_PER_HOUR,
         ended=ended,
-        final_spread_pct=_spread_pct(packs),
+        final_spread_pct=final_spread,
         spread_under_target_h=None if spread_under_s is None else spread_under_s / SECONDS_PER_HOUR,
         writes_per_node_per_min=sum(pack.writes for pack in packs) / len(packs) / minutes,
         sign_flips_max_per_node=max(pack.flips for pack in packs),
@@ -523,7 +546,11 @@ def markdown_table(result: ScenarioResult) -> str:
         (f"{moved} at the terminals in the run (kWh)", [f"{m[n].terminal_end_kwh:.1f}" for n in names]),
         ("request served for (h)", [f"{m[n].served_h:.2f}" for n in names]),
         ("run ended by", [m[n].ended for n in names]),
-        ("final SOC spread (%)", [f"{m[n].final_spread_pct:.1f}" for n in names]),
+        (
+            f"SOC spread when the first pack reached {word} (%)",
+            [f"{m[n].first_bound_spread_pct:.1f}" for n in names],
+        ),
+        ("SOC spread when the run ended (%)", [f"{m[n].final_spread_pct:.1f}" for n in names]),
         (
             f"time until SOC spread < {SPREAD_TARGET_PCT:g} % (h)",
             [_hours(m[n].spread_under_target_h) for n in names],
@@ -645,39 +672,75 @@ def write_outputs(results: Sequence[ScenarioResult], out: Path) -> str:
 @dataclass(frozen=True)
 class RandomFleetResult:
     scenario: Scenario
-    headlines_pct: Mapping[str, float]  # by strategy name
+    metrics: Mapping[str, Metrics]  # by strategy name, each run to its end
+    # socgw on the same fleet with its dropout removed: whether a miss is the dropout's doing
+    ours_without_dropout_pct: float
+
+    def headline_pct(self, strategy: str) -> float:
+        return self.metrics[strategy].recovered_first_bound_pct
 
 
 def random_fleets(
     count: int, seed: int, cycle_s: float, soc_resolution_pct: float = SOC_RESOLUTION_PCT
 ) -> list[RandomFleetResult]:
-    """The headline metric of every strategy on `count` random fleets (runs stop at the first reserve)."""
+    """Every strategy on `count` random fleets, each run to its end (final spread, writes per minute)."""
     rng = random.Random(seed)
     results = []
     for index in range(count):
         scenario = random_scenario(rng, index)
-        headlines = {
-            name: simulate(
-                scenario, name, cycle_s, soc_resolution_pct=soc_resolution_pct, stop_at_first_bound=True
-            ).metrics.recovered_first_bound_pct
+        metrics = {
+            name: simulate(scenario, name, cycle_s, soc_resolution_pct=soc_resolution_pct).metrics
             for name in STRATEGIES
         }
-        results.append(RandomFleetResult(scenario, headlines))
+        undisturbed = simulate(
+            replace(scenario, dropouts=()),
+            "socgw",
+            cycle_s,
+            soc_resolution_pct=soc_resolution_pct,
+            stop_at_first_bound=True,
+        )
+        results.append(RandomFleetResult(scenario, metrics, undisturbed.metrics.recovered_first_bound_pct))
     return results
+
+
+RANDOM_METRICS: tuple[tuple[str, str], ...] = (
+    ("recovered_first_bound_pct", "recovered before the first pack reached reserve (%)"),
+    ("first_bound_spread_pct", "SOC spread when the first pack reached reserve (%)"),
+    ("final_spread_pct", "SOC spread when the run ended (%)"),
+    ("writes_per_node_per_min", "setpoint writes per node per minute"),
+)
 
 
 def distribution_table(fleets: Sequence[RandomFleetResult], seed: int) -> str:
     lines = [
-        f"### Recovered before the first pack reached reserve, {len(fleets)} random fleets (seed {seed})",
+        f"### {len(fleets)} random fleets (seed {seed}), every run to its end",
         "",
-        "| strategy | min | p10 | median | max |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| metric | strategy | min | p10 | median | p90 | max |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in STRATEGIES:
-        values = np.asarray([fleet.headlines_pct[name] for fleet in fleets])
-        low, p10, median, high = np.percentile(values, [0.0, 10.0, 50.0, 100.0])
-        lines.append(f"| {LABELS[name]} | {low:.1f} | {p10:.1f} | {median:.1f} | {high:.1f} |")
+    for key, label in RANDOM_METRICS:
+        for name in STRATEGIES:
+            values = np.asarray([getattr(fleet.metrics[name], key) for fleet in fleets])
+            cells = " | ".join(f"{v:.1f}" for v in np.percentile(values, [0.0, 10.0, 50.0, 90.0, 100.0]))
+            lines.append(f"| {label} | {LABELS[name]} | {cells} |")
+    misses = [fleet for fleet in fleets if fleet.headline_pct("socgw") < 99.0]
+    lines += ["", f"socgw under 99 %: {len(misses)} of {len(fleets)}"]
+    for fleet in misses:
+        offline = fleet.metrics["socgw"].first_bound_offline
+        lines.append(
+            f"- {fleet.scenario.name}: {fleet.headline_pct('socgw'):.1f} %"
+            + (f", {', '.join(offline)} offline when the first pack reached reserve" if offline else "")
+            + f"; without its dropout {fleet.ours_without_dropout_pct:.1f} %"
+        )
     return "\n".join(lines)
+
+
+def random_json(fleet: RandomFleetResult) -> dict[str, Any]:
+    return {
+        **_fleet_json(fleet.scenario),
+        "results": {name: asdict(metrics) for name, metrics in fleet.metrics.items()},
+        "socgw_without_dropout_pct": fleet.ours_without_dropout_pct,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -702,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="SOC telemetry resolution, 0 for none (default: %(default)s %%, as the shipped profiles)",
     )
     parser.add_argument(
-        "--random", type=int, metavar="N", help="N random fleets: print the headline's spread"
+        "--random", type=int, metavar="N", help="N random fleets: distributions of the metrics"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of --random (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -721,10 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "headline_definition": HEADLINE_DEFINITION,
             "measurement": measurement(cycle_s, args.soc_resolution),
             "seed": args.seed,
-            "fleets": [
-                {**_fleet_json(fleet.scenario), "headlines_pct": dict(fleet.headlines_pct)}
-                for fleet in fleets
-            ],
+            "fleets": [random_json(fleet) for fleet in fleets],
         }
         path = args.out / "balancing-random.json"
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

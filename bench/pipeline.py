@@ -18,6 +18,7 @@ setpoint writes, CPU per pack-cycle (the gateway process's CPU over the window /
 CPU per thread (from /proc/PID/task), RSS and its peak (/proc/PID/status). Then `--profile-seconds` of
 cProfile on the loop thread (the numbers of that part are not in the timings): the top functions by own
 time, and own time grouped by area (pymodbus, asyncio, socgw southbound/northbound/balancer, ...).
+DNP3 beyond the default map's max_nodes: the shipped mappings/dnp3/large.yaml (docs/dnp3.md).
 With 1 CPU nothing is pinned. Tests never assert speed; this prints it.
 """
 
@@ -28,10 +29,8 @@ import asyncio
 import contextlib
 import cProfile
 import json
-import math
 import os
 import pstats
-import re
 import signal
 import socket
 import subprocess
@@ -51,6 +50,7 @@ from gateway.commands.run import configure_logging, serve
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.fleet import Quality
+from gateway.mapping.dnp3 import DEFAULT_MAP, LARGE_MAP, find_map, load_dnp3_map
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
 from gateway.status import read_status
@@ -67,7 +67,6 @@ ONLINE_TIMEOUT_S = 180.0
 WARMUP_S = 5.0
 REQUEST_STEP_S = 10.0
 ADAPTERS = ("dnp3", "iec61850")
-DEFAULT_DNP3_MAX_NODES = 256  # mappings/dnp3/default.yaml
 STEPS = ("poll", "dispatch", "write", "publish", "total")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -249,8 +248,8 @@ def write_site_config(
     if len(set(ids)) < len(ids):
         ids = [f"pack-{i + 1:04d}" for i in range(len(ids))]
     northbound = dict(northbound)
-    if "dnp3" in northbound and len(ids) > DEFAULT_DNP3_MAX_NODES:
-        northbound["dnp3"] = {**northbound["dnp3"], "map": str(roomy_dnp3_map(directory, len(ids)))}
+    if "dnp3" in northbound and len(ids) > load_dnp3_map(find_map(DEFAULT_MAP, directory)).max_nodes:
+        northbound["dnp3"] = {**northbound["dnp3"], "map": LARGE_MAP}
     document = {
         "site": {"name": "bench", "cycle_ms": CYCLE_MS},
         "nodes": [
@@ -264,22 +263,6 @@ def write_site_config(
     }
     path = directory / "gateway.yaml"
     path.write_text(json.dumps(document))
-    return path
-
-
-def roomy_dnp3_map(directory: Path, packs: int) -> Path:
-    """The default DNP3 map with room for `packs` nodes. The default reserves 256: its AN2018 battery
-    banks (27 AIs each from AI955) would run into socgw's private AIs at 8000 beyond that, so this copy
-    moves the private fleet AIs (8000-8099) to just after the last bank, B = 955 + 27·packs rounded
-    up to a hundred, and the per-node AIs (8100 + 4·(n−1)) to B + 100; nothing else changes (same
-    points, classes and deadbands)."""
-    base = math.ceil((955 + 27 * packs) / 100) * 100
-    text = (REPO / "mappings" / "dnp3" / "default.yaml").read_text(encoding="utf-8")
-    text = re.sub(r"\bindex: 80(\d\d)\b", lambda m: f"index: {base + int(m[1])}", text)
-    text = text.replace("start: 8100", f"start: {base + 100}")
-    text = re.sub(r"^max_nodes: \d+", f"max_nodes: {packs}", text, flags=re.MULTILINE)
-    path = directory / "dnp3-map.yaml"
-    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -84,10 +84,14 @@ def test_ours_fills_every_pack_to_the_ceiling_together(results: dict[str, Scenar
 
 def test_ours_beats_both_alternatives_on_random_fleets() -> None:
     for fleet in random_fleets(3, seed=7, cycle_s=QUICK_CYCLE_S):
-        ours = fleet.headlines_pct["socgw"]
+        ours = fleet.headline_pct("socgw")
         assert 0.0 <= ours <= 100.0
-        assert ours >= fleet.headlines_pct["equal_split"], fleet.scenario
-        assert ours >= fleet.headlines_pct["soc_proportional"], fleet.scenario
+        assert ours >= fleet.headline_pct("equal_split"), fleet.scenario
+        assert ours >= fleet.headline_pct("soc_proportional"), fleet.scenario
+        # Balanced packs run out together, and writes stay paced.
+        ours_spread = fleet.metrics["socgw"].first_bound_spread_pct
+        assert ours_spread <= fleet.metrics["equal_split"].first_bound_spread_pct, fleet.scenario
+        assert 0.0 < fleet.metrics["socgw"].writes_per_node_per_min <= 60.0 / QUICK_CYCLE_S
 
 
 def test_command_writes_tables_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +111,12 @@ def test_random_mode_prints_the_distribution(tmp_path: Path, capsys: pytest.Capt
     assert main(["--quick", "--random", "2", "--seed", "3", "--out", str(tmp_path)]) == 0
 
     printed = capsys.readouterr().out
-    assert "| strategy | min | p10 | median | max |" in printed
+    assert "| metric | strategy | min | p10 | median | p90 | max |" in printed
+    assert "| SOC spread when the first pack reached reserve (%) | socgw (ours) |" in printed
+    assert "| setpoint writes per node per minute | equal split |" in printed
     document = json.loads((tmp_path / "balancing-random.json").read_text(encoding="utf-8"))
     assert len(document["fleets"]) == 2
-    assert all(len(fleet["dropouts"]) == 1 for fleet in document["fleets"])
+    for fleet in document["fleets"]:
+        assert len(fleet["dropouts"]) == 1
+        assert set(fleet["results"]) == {"socgw", "equal_split", "soc_proportional"}
+        assert 0.0 <= fleet["socgw_without_dropout_pct"] <= 100.0

@@ -3,21 +3,29 @@ make, each reported with file:line:column and the fix."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from gateway.mapping.dnp3 import (
+    BlockPoint,
     Command,
+    Dnp3Map,
     MappingError,
+    NodeBlock,
+    PointSpec,
     PointType,
     find_map,
     load_dnp3_map,
     validate_dnp3_map,
 )
+from gateway.profiles.model import NO_MARK
 from tests.conftest import REPO
 
 DEFAULT_MAP = REPO / "mappings" / "dnp3" / "default.yaml"
+LARGE_MAP = REPO / "mappings" / "dnp3" / "large.yaml"
 HEADER = 'map_version: "1.0.0"\nmax_nodes: 4\n'
 
 
@@ -95,6 +103,83 @@ def test_the_default_map_follows_an2018_and_fits_256_nodes() -> None:
     assert all(p.spec.event_class in (0, 1) for p in points)  # the binding reports events in Class 1
     with pytest.raises(ValueError, match="room for 256"):
         dnp3_map.expand([f"pack-{n}" for n in range(257)])
+
+
+def test_the_default_map_points_a_bigger_fleet_to_the_large_map() -> None:
+    dnp3_map = load_dnp3_map(DEFAULT_MAP)
+    with pytest.raises(ValueError, match=r"has 257 nodes") as raised:
+        dnp3_map.expand([f"pack-{n}" for n in range(257)])
+    message = str(raised.value)
+    assert re.search(rf"\(max_nodes at {re.escape(str(DEFAULT_MAP))}:\d+:\d+\)", message), message
+    assert "mappings/dnp3/large.yaml (up to 1024 packs; set `northbound.dnp3.map: large`)" in message
+    with pytest.raises(ValueError, match=r"the shipped mappings/dnp3/large\.yaml has room for 1024"):
+        dnp3_map.expand([f"pack-{n}" for n in range(1025)])
+
+
+# large.yaml is default.yaml with socgw's private AIs moved above its 1024 banks, and nothing else.
+PRIVATE_FLEET_AI = range(8000, 8100)
+LARGE_FLEET_AI_START = 28700
+LARGE_BLOCK_STARTS = {"node": (8100, 28800)}  # block name -> (default start, large start)
+
+
+def _unmarked(spec: PointSpec) -> PointSpec:
+    return dataclasses.replace(spec, mark=NO_MARK)
+
+
+def _single_points(dnp3_map: Dnp3Map, *, moved: bool) -> dict[tuple[PointType, int], PointSpec]:
+    def index(point_type: PointType, index: int) -> int:
+        if moved and point_type is PointType.ANALOG_INPUT and index in PRIVATE_FLEET_AI:
+            return LARGE_FLEET_AI_START + index - PRIVATE_FLEET_AI.start
+        return index
+
+    return {(p.type, index(p.type, p.index)): _unmarked(p.spec) for p in dnp3_map.points}
+
+
+def _blocks(dnp3_map: Dnp3Map, *, moved: bool) -> list[NodeBlock]:
+    def start(block: NodeBlock) -> int:
+        if not moved or block.name not in LARGE_BLOCK_STARTS:
+            return block.start
+        default_start, large_start = LARGE_BLOCK_STARTS[block.name]
+        assert block.start == default_start, block.name
+        return large_start
+
+    return [
+        dataclasses.replace(
+            block,
+            start=start(block),
+            mark=NO_MARK,
+            points=tuple(BlockPoint(p.offset, _unmarked(p.spec)) for p in block.points),
+        )
+        for block in dnp3_map.blocks
+    ]
+
+
+def test_the_large_map_is_the_default_with_the_private_ais_moved() -> None:
+    default, large = load_dnp3_map(DEFAULT_MAP), load_dnp3_map(LARGE_MAP)
+    assert (default.max_nodes, large.max_nodes) == (256, 1024)
+    assert large.version == "1.0.0" and large.description != default.description
+    assert _single_points(default, moved=True) == _single_points(large, moved=False)
+    assert _blocks(default, moved=True) == _blocks(large, moved=False)
+
+
+def test_the_large_map_fits_1024_nodes_above_its_banks_and_refuses_1025(tmp_path: Path) -> None:
+    large = load_dnp3_map(LARGE_MAP)
+    assert find_map("large", tmp_path) == LARGE_MAP
+    points = large.expand([f"pack-{n:04d}" for n in range(1, 1025)])
+    by_key = {(p.type, p.index): p for p in points}
+    assert len(by_key) == len(points)  # no index twice
+    for key, source in AN2018_POINTS.items():
+        assert by_key[key].spec.source == source, key
+    for point in points:  # the private AIs sit above the 1024th bank
+        if point.type is PointType.ANALOG_INPUT and point.index >= 955:
+            assert (point.index < 955 + 27 * 1024) == point.name.startswith("bank"), point.name
+    assert max(p.index for p in points) == 28800 + 4 * 1023 + 2
+    with pytest.raises(
+        ValueError, match=r"has 1025 nodes but DNP3 map .*large\.yaml has room for 1024"
+    ) as raised:
+        large.expand([f"pack-{n}" for n in range(1025)])
+    assert re.search(rf"\(max_nodes at {re.escape(str(LARGE_MAP))}:\d+:\d+\)", str(raised.value))
+    assert "use a map of your own with more room" in str(raised.value)
 
 
 def test_maps_are_found_by_name_or_path(tmp_path: Path) -> None:

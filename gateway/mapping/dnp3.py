@@ -38,6 +38,8 @@ MAX_INDEX = 65535  # DNP3 point indices are 16-bit
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 MAP_SUBDIR = "dnp3"  # maps live in <mappings dir>/dnp3/<name>.yaml
+DEFAULT_MAP = "default"
+LARGE_MAP = "large"  # shipped beside the default for fleets the default has no room for
 
 
 class PointType(enum.Enum):
@@ -241,12 +243,10 @@ class Dnp3Map:
     def expand(self, node_ids: Sequence[str]) -> list[ResolvedPoint]:
         """Every point for a fleet of `node_ids` (node n = node_ids[n - 1]), by type then index.
 
-        Raises ValueError when the fleet has more nodes than the map reserves room for."""
-        if len(node_ids) > self.max_nodes:
-            raise ValueError(
-                f"the fleet has {len(node_ids)} nodes but the DNP3 map {self.path} reserves room for "
-                f"{self.max_nodes} (max_nodes at {self.max_nodes_mark}): use a map with more room"
-            )
+        Raises ValueError (`room_problem`'s text) when the fleet has more nodes than the map has room for."""
+        problem = self.room_problem(len(node_ids))
+        if problem is not None:
+            raise ValueError(problem)
         resolved = [
             ResolvedPoint(p.type, p.index, p.spec.name, p.spec.description, p.spec) for p in self.points
         ]
@@ -266,6 +266,32 @@ class Dnp3Map:
         order = {point_type: position for position, point_type in enumerate(PointType)}
         resolved.sort(key=lambda point: (order[point.type], point.index))
         return resolved
+
+    def room_problem(self, nodes: int) -> str | None:
+        """Why a fleet of `nodes` nodes does not fit this map, and what to do; None when it fits."""
+        if nodes <= self.max_nodes:
+            return None
+        return (
+            f"the site has {nodes} nodes but DNP3 map {self.path} has room for {self.max_nodes} "
+            f"(max_nodes at {self.max_nodes_mark}): {self._more_room(nodes)}"
+        )
+
+    def _more_room(self, nodes: int) -> str:
+        own = "a map of your own with more room"
+        # Only the shipped default gets the hint: a site's own map was made on purpose.
+        if Path(self.path).name != f"{DEFAULT_MAP}.yaml":
+            return f"use {own}"
+        try:
+            large = load_dnp3_map(find_map(LARGE_MAP, Path(self.path).parent))
+        except (OSError, MappingError):
+            return f"use {own}"
+        shipped = f"mappings/{MAP_SUBDIR}/{LARGE_MAP}.yaml"
+        if nodes > large.max_nodes:
+            return f"use {own} (the shipped {shipped} has room for {large.max_nodes})"
+        return (
+            f"use the map shipped as {shipped} (up to {large.max_nodes} packs; set "
+            f"`northbound.dnp3.map: {LARGE_MAP}`) or {own}"
+        )
 
 
 class MappingError(ProblemsError):

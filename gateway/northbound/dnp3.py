@@ -40,6 +40,7 @@ import opendnp3 as o
 from gateway.balancer import BalancerParams
 from gateway.config import ConfigError, SiteConfig
 from gateway.mapping.dnp3 import (
+    DEFAULT_MAP,
     Command,
     Dnp3Map,
     MappingError,
@@ -260,7 +261,7 @@ def _tls_files(reader: _Section, config_dir: Path) -> TlsFiles | None:
 
 
 def _load_map(reader: _Section, config_dir: Path, nodes: int) -> Dnp3Map | None:
-    reference = reader.section.get("map", "default")
+    reference = reader.section.get("map", DEFAULT_MAP)
     mark = reader.section.value_mark("map")
     if not isinstance(reference, str) or not reference:
         reader.problem(mark, "`map` must be a map name (mappings/dnp3/<name>.yaml) or a file path")
@@ -273,12 +274,9 @@ def _load_map(reader: _Section, config_dir: Path, nodes: int) -> Dnp3Map | None:
     except MappingError as error:
         reader.problems.extend(error.problems)
         return None
-    if nodes > dnp3_map.max_nodes:
-        reader.problem(
-            mark,
-            f"the site has {nodes} nodes but DNP3 map {dnp3_map.path} has room for {dnp3_map.max_nodes} "
-            f"(max_nodes at {dnp3_map.max_nodes_mark}): use a map with a larger max_nodes",
-        )
+    problem = dnp3_map.room_problem(nodes)
+    if problem is not None:
+        reader.problem(mark, problem)
         return None
     return dnp3_map
 
