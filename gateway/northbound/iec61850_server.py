@@ -6,6 +6,7 @@ Kept apart from `iec61850.py` so that loading the C library waits until a server
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,8 @@ from gateway.northbound.iec61850_model import BuiltModel
 from gateway.northbound.iec61850_plan import ModelPlan
 from gateway.northbound.iec61850_stderr import NativeStderr
 from gateway.northbound.iec61850_updater import Updater
+
+log = logging.getLogger("socgw.iec61850")
 
 # Clients change nothing by writing: setpoints arrive as controls, checked before they are accepted.
 READ_ONLY_FCS = (
@@ -86,8 +89,10 @@ class RunningServer:
             raise
 
     def close(self) -> None:
-        self.updater.stop()
-        self._teardown()
+        if self.updater.stop():
+            self._teardown()
+        else:
+            self._abandon()
 
     def _teardown(self) -> None:
         # Order matters: no handler may run once the subscribers are gone, and the model outlives the
@@ -105,3 +110,16 @@ class RunningServer:
             iec.TLSConfiguration_destroy(self._tls)
             self._tls = None
         NativeStderr.release()
+
+    def _abandon(self) -> None:
+        """Shut the service down around an updater thread that still writes into the model: freeing
+        the server or the model under it would crash the process (SIGSEGV), so they stay allocated."""
+        if iec.IedServer_isRunning(self._server):
+            iec.IedServer_stop(self._server)  # frees nothing: clients and control handlers end
+        if self._controls is not None:
+            self._controls.release()
+            self._controls = None
+        log.error(
+            "IEC 61850: the updater thread is still writing into the model, so the server, its model, "
+            "TLS settings and C stderr capture are left allocated (leaked) instead of freed under it"
+        )

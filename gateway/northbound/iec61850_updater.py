@@ -1,10 +1,11 @@
 """Publishes each cycle's snapshot into the MMS model, on the adapter's own thread.
 
 `offer` (called on the asyncio loop) only drops the snapshot into a one-place slot, replacing one the
-thread has not taken yet: a slow update skips cycles instead of queueing them. The thread computes every
-published value off the loop, then writes what changed (value, quality, time) through ctypes
-(`iec61850_lock`), holding the data-model lock once per logical device. `t` is the time of the last
-change of value or quality, as IEC 61850-7-3 defines it, so unchanged data costs nothing.
+thread has not taken yet: a slow update skips cycles instead of queueing them. The thread goes through
+the logical devices one by one: it computes the device's published values off the loop, then writes
+what changed (value, quality, time) through ctypes (`iec61850_lock`), holding the data-model lock for
+that device. `t` is the time of the last change of value or quality, as IEC 61850-7-3 defines it, so
+unchanged data costs nothing. `stop` is noticed between two devices: the rest of the snapshot is dropped.
 
 Quality: an unknown value (an offline pack, a point the profile lacks) is invalid + failure, keeping the
 last value; the values of a pack whose latest poll failed (`Quality.STALE`) are questionable + oldData,
@@ -25,7 +26,7 @@ import pyiec61850.pyiec61850 as iec
 from gateway.fleet import Quality
 from gateway.northbound.iec61850_lock import ModelWriter
 from gateway.northbound.iec61850_model import FixedValue, Publication, ValueKind
-from gateway.northbound.sources import read_fleet, read_node
+from gateway.northbound.sources import LOSS_INDICATORS, read_fleet, read_node
 from gateway.snapshot import CycleSnapshot
 
 log = logging.getLogger("socgw.iec61850")
@@ -34,15 +35,12 @@ QUALITY_GOOD = iec.QUALITY_VALIDITY_GOOD
 QUALITY_OLD = iec.QUALITY_VALIDITY_QUESTIONABLE | iec.QUALITY_DETAIL_OLD_DATA
 QUALITY_INVALID = iec.QUALITY_VALIDITY_INVALID | iec.QUALITY_DETAIL_FAILURE
 QUALITY_NOT_YET = iec.QUALITY_VALIDITY_INVALID  # before the first cycle
-# The node quantities that describe a lost pack themselves: fresh even when its telemetry is not
-# (the same set `sources.read_node` keeps for offline nodes).
-LOSS_INDICATORS = frozenset({"node.online", "node.comm_failed", "node.mode"})
 STOP_TIMEOUT_S = 5.0
 
 Shown = float | bool | int | None
 
 
-class Reading(NamedTuple):  # a tuple, not a dataclass: ~5000 are made per cycle at 200 packs
+class Reading(NamedTuple):  # a tuple, not a dataclass: one per changed data object, thousands a cycle
     value: Shown  # None: unknown (the last value stays, with invalid quality)
     quality: int
     time_ms: int
@@ -87,6 +85,15 @@ def _convert(publication: Publication, raw: float | bool | None) -> Shown:
     return float(raw)
 
 
+Sourced = tuple[int, Publication]  # position in `Updater.publications`, a publication with a source
+
+
+def _devices(publications: Sequence[Publication]) -> list[list[Sourced]]:
+    """The sourced publications grouped by logical device (of one node, or of the fleet)."""
+    sourced = [(i, p) for i, p in enumerate(publications) if p.spec.source is not None]
+    return [list(group) for _, group in itertools.groupby(sourced, key=lambda item: item[1].node_id)]
+
+
 class LatestSlot:
     """Holds at most one snapshot: `put` replaces what was not taken yet (latest wins)."""
 
@@ -123,8 +130,9 @@ class Updater:
         self._writer = writer
         self.publications = list(publications)
         self._shown: list[tuple[Shown, int] | None] = [None] * len(self.publications)
-        self._sourced = [(i, p) for i, p in enumerate(self.publications) if p.spec.source is not None]
+        self._devices = _devices(self.publications)
         self._slot = LatestSlot()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
 
@@ -141,14 +149,14 @@ class Updater:
                     writer.int32(item.attribute, item.value)
         # Constants are good from the start; everything else is invalid until the first cycle.
         time_ms = int(now.timestamp() * 1000)
-        self._write(
-            [
-                (p, Reading(_convert(p, p.spec.value), QUALITY_GOOD, time_ms))
-                if p.spec.source is None
-                else (p, Reading(None, QUALITY_NOT_YET, time_ms))
-                for p in self.publications
-            ]
-        )
+        readings = [
+            (p, Reading(_convert(p, p.spec.value), QUALITY_GOOD, time_ms))
+            if p.spec.source is None
+            else (p, Reading(None, QUALITY_NOT_YET, time_ms))
+            for p in self.publications
+        ]
+        for _, device in itertools.groupby(readings, key=lambda change: change[0].node_id):
+            self._write(list(device))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="socgw-iec61850-updater", daemon=True)
@@ -157,46 +165,65 @@ class Updater:
     def offer(self, snapshot: CycleSnapshot) -> None:
         self._slot.put(snapshot)
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop the thread (it drops the rest of a snapshot it is writing); False when it is still
+        running after STOP_TIMEOUT_S, and so may still write into the model."""
+        self._stopping.set()
         self._slot.close()
-        if self._thread is not None:
-            self._thread.join(STOP_TIMEOUT_S)
-            if self._thread.is_alive():
-                log.error("the IEC 61850 updater thread did not stop within %.0f s", STOP_TIMEOUT_S)
-            self._thread = None
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(STOP_TIMEOUT_S)
+        if thread.is_alive():
+            log.error("the IEC 61850 updater thread did not stop within %.0f s", STOP_TIMEOUT_S)
+            return False
+        self._thread = None
+        return True
 
     def apply(self, snapshot: CycleSnapshot) -> int:
-        """Write this snapshot's changes into the model; returns how many data objects changed."""
-        changes: list[tuple[Publication, Reading]] = []
-        shown = self._shown
+        """Write this snapshot's changes into the model, device by device, until `stop`; returns how
+        many data objects changed."""
         now_ms = snapshot_time_ms(snapshot)
-        for index, publication in self._sourced:
-            reading = read_publication(publication, snapshot, now_ms)
-            key = (reading.value, reading.quality)
-            if shown[index] != key:
-                shown[index] = key
-                changes.append((publication, reading))
-        self._write(changes)
-        return len(changes)
+        stopping = self._stopping
+        shown = self._shown
+        written = 0
+        for done, device in enumerate(self._devices):
+            if stopping.is_set():
+                log.debug(
+                    "stopping: cycle %d left after %d of %d devices", snapshot.index, done, len(self._devices)
+                )
+                break
+            changes = []
+            for position, publication in device:
+                reading = read_publication(publication, snapshot, now_ms)
+                if shown[position] != (reading.value, reading.quality):
+                    changes.append((position, publication, reading))
+            if changes:
+                # Recorded once the whole device is read: a source that raises leaves none marked shown.
+                for position, _, reading in changes:
+                    shown[position] = (reading.value, reading.quality)
+                self._write([(publication, reading) for _, publication, reading in changes])
+                written += len(changes)
+        return written
 
     def _write(self, changes: Sequence[tuple[Publication, Reading]]) -> None:
-        """One lock per logical device: a client reading meanwhile sees each device whole, and waits at
-        most one device's updates (every changed value costs libiec61850 a scan of every buffered
-        report's dataset, so a whole large fleet under one lock would hold reads for long)."""
+        """One logical device's changes under one lock: a client reading meanwhile sees each device
+        whole, and waits at most one device's updates (every changed value costs libiec61850 a scan of
+        every buffered report's dataset, so a whole large fleet under one lock would hold reads for long)."""
         writer = self._writer
-        for _, group in itertools.groupby(changes, key=lambda change: change[0].node_id):
-            with writer.locked():
-                for publication, reading in group:
-                    value = reading.value
-                    if value is not None:
-                        if publication.kind is ValueKind.FLOAT:
-                            writer.float(publication.value_attribute, float(value))
-                        elif publication.kind is ValueKind.BOOL:
-                            writer.boolean(publication.value_attribute, bool(value))
-                        else:
-                            writer.int32(publication.value_attribute, int(value))
-                    writer.quality(publication.quality_attribute, reading.quality)
-                    writer.utc_ms(publication.time_attribute, reading.time_ms)
+        write_float, write_bool, write_int = writer.float, writer.boolean, writer.int32
+        write_quality, write_time = writer.quality, writer.utc_ms
+        with writer.locked():
+            for publication, (value, quality, time_ms) in changes:
+                if value is not None:
+                    if publication.kind is ValueKind.FLOAT:
+                        write_float(publication.value_attribute, float(value))
+                    elif publication.kind is ValueKind.BOOL:
+                        write_bool(publication.value_attribute, bool(value))
+                    else:
+                        write_int(publication.value_attribute, int(value))
+                write_quality(publication.quality_attribute, quality)
+                write_time(publication.time_attribute, time_ms)
 
     def _run(self) -> None:
         while (snapshot := self._slot.take()) is not None:

@@ -285,9 +285,14 @@ def read_fleet(name: str, snapshot: CycleSnapshot) -> Value:
     return FLEET_SOURCES[name].read(snapshot)
 
 
+# The node quantities that describe a lost pack themselves: known (and fresh) even when its telemetry
+# is not.
+LOSS_INDICATORS = frozenset({"node.online", "node.comm_failed", "node.mode"})
+
+
 def read_node(name: str, snapshot: CycleSnapshot, node: NodeState) -> Value:
     """A node quantity; None (bad quality) when the node has no usable telemetry, except the
     quantities that describe the loss itself (online, comm_failed, mode)."""
-    if not node.online and name not in ("node.online", "node.comm_failed", "node.mode"):
+    if not node.online and name not in LOSS_INDICATORS:
         return None
     return NODE_SOURCES[name].read(snapshot, node)
