@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -184,7 +185,11 @@ def test_the_model_shows_what_read_publication_says_cycle_after_cycle(tmp_path: 
                 reading = read_publication(publication, snapshot)
                 before = expected.get(publication.reference)
                 value = written(publication, reading.value)
-                if before is None or (before[0] if value is None else value, reading.quality) != before[:2]:
+                if (
+                    before is None
+                    or reading.quality != before[1]
+                    or (value is not None and moved(publication, before[0], value))
+                ):
                     changed += 1
                     kept = before[0] if value is None and before is not None else value
                     expected[publication.reference] = (kept, reading.quality, reading.time_ms)
@@ -196,6 +201,34 @@ def test_the_model_shows_what_read_publication_says_cycle_after_cycle(tmp_path: 
                 assert model_shows("SOCGWPACK_0000/ZBAT1.Soc") == (59.0, QUALITY_OLD, read_ms - 700)
                 assert model_shows("SOCGWPACK_0002/ZBAT1.Soc")[1:] == (QUALITY_INVALID, read_ms - 3000)
                 assert model_shows("SOCGWPACK_0002/ZBAT1.ComAlm") == (True, QUALITY_GOOD, read_ms)
+
+
+def test_a_measured_value_moves_only_beyond_its_deadband(tmp_path: Path) -> None:
+    plan = plan_of(unpolled_site(tmp_path, 1, free_port()))
+    with unstarted_server(plan) as (model, address):
+        writer = RecordingWriter(address)
+        updater = Updater(writer, model.publications)
+        updater.write_fixed(model.fixed, WALL)
+        tmp = next(p for p in model.publications if p.reference == "SOCGWPACK_0000/ZBAT1.Tmp")
+        assert tmp.spec.deadband == 0.5  # the shipped map's
+        # (temperature, quality) each cycle → what the model shows; the deadband counts from the value
+        # last written, so slow drift is published once it adds up.
+        steps = (
+            (25.0, Quality.GOOD, 25.0),
+            (25.4, Quality.GOOD, 25.0),
+            (25.6, Quality.GOOD, 25.6),
+            (25.2, Quality.GOOD, 25.6),
+            (25.2, Quality.STALE, 25.2),  # a change of quality is always published, with the value
+            (25.0, Quality.STALE, 25.2),
+        )
+        for cycle, (temp_c, quality, shown) in enumerate(steps):
+            state = replace(
+                node("pack-0000", 0, quality, 0.3 if quality is Quality.STALE else 0.0), temp_c=temp_c
+            )
+            updater.apply(cycle_snapshot(cycle, [state]))
+            assert writer.last[tmp.value_attribute] == shown, cycle
+            expected_quality = QUALITY_OLD if quality is Quality.STALE else QUALITY_GOOD
+            assert writer.last[tmp.quality_attribute] == expected_quality, cycle
 
 
 def test_a_source_that_fails_leaves_its_device_to_be_written_whole_next_cycle(
@@ -236,6 +269,14 @@ def written(publication: Publication, value: object) -> float | bool | int | Non
     if publication.kind is ValueKind.BOOL:
         return bool(value)
     return int(value)
+
+
+def moved(publication: Publication, before: object, value: float | bool | int) -> bool:
+    """Whether a known value differs from the one shown, by more than an MV's deadband."""
+    deadband = publication.spec.deadband
+    if deadband and isinstance(before, float) and isinstance(value, float):
+        return abs(value - before) > deadband
+    return value != before
 
 
 class SlowWriter(ModelWriter):

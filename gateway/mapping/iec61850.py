@@ -77,7 +77,19 @@ TOP_KEYS = (
     "pack",
 )
 DEVICE_KEYS = ("device", "logical_nodes", "datasets", "reports")
-OBJECT_KEYS = ("cdc", "source", "value", "states", "enum", "control", "min", "max", "text", "description")
+OBJECT_KEYS = (
+    "cdc",
+    "source",
+    "value",
+    "states",
+    "enum",
+    "control",
+    "min",
+    "max",
+    "deadband",
+    "text",
+    "description",
+)
 REPORT_KEYS = ("dataset", "buffered", "rpt_id", "buf_time_ms", "integrity_period_ms", "triggers", "options")
 REPORT_DEFAULT_KEYS = ("buf_time_ms", "integrity_period_ms", "triggers", "options")
 
@@ -97,6 +109,7 @@ class DataObjectSpec:
     control: str | None = None  # the CommandUpdate field an operate changes
     minimum: float | None = None
     maximum: float | None = None
+    deadband: float = 0.0  # MV: `mag` moves only when the source moved by more than this
     text: Mapping[str, str] = field(default_factory=dict)  # name plate attribute → template
     description: str | None = None
     mark: SourceMark = field(default=SourceMark("<built-in>", 0, 0), compare=False)
@@ -532,6 +545,7 @@ def _load_object(
     if cdc in CONTROL_CDCS and control is None and "control" not in raw:
         checker.problem(raw.mark, f"`{where}`: an {cdc} needs `control` (the site command it changes)")
     minimum, maximum = _object_range(checker, raw, where, cdc)
+    deadband = _object_deadband(checker, raw, where, cdc, source)
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         checker.problem(raw.value_mark("description"), f"`{where}`: `description` must be a text")
@@ -548,6 +562,7 @@ def _load_object(
         control=None if control is None else str(control),
         minimum=minimum,
         maximum=maximum,
+        deadband=deadband,
         text=text,
         description=description,
         mark=_source_mark(raw.mark),
@@ -632,6 +647,24 @@ def _object_states(checker: _Checker, raw: MarkedMap, where: str, cdc: Any) -> d
         )
         return None
     return {bool(key): int(value) for key, value in states.items()}
+
+
+def _object_deadband(checker: _Checker, raw: MarkedMap, where: str, cdc: Any, source: str | None) -> float:
+    if "deadband" not in raw:
+        return 0.0
+    deadband = raw.get("deadband")
+    if cdc != "MV" or source is None:
+        checker.problem(
+            raw.key_mark("deadband"), f"`{where}`: `deadband` is only for MV data fed by a source"
+        )
+    elif isinstance(deadband, bool) or not isinstance(deadband, int | float) or not deadband >= 0:
+        checker.problem(
+            raw.value_mark("deadband"),
+            f"`{where}`: `deadband` must be a number >= 0 in the source's unit, not {deadband!r}",
+        )
+    else:
+        return float(deadband)
+    return 0.0
 
 
 def _object_range(

@@ -85,6 +85,20 @@ def _convert(publication: Publication, raw: float | bool | None) -> Shown:
     return float(raw)
 
 
+def _changed(publication: Publication, shown: tuple[Shown, int] | None, reading: Reading) -> bool:
+    """Whether `reading` differs from what the model shows; an MV's value only counts once it moved by
+    more than the data object's deadband from the value last written (IEC 61850-7-3 `mag`)."""
+    if shown is None:
+        return True
+    value, quality = shown
+    if quality != reading.quality:
+        return True
+    deadband = publication.spec.deadband
+    if deadband and isinstance(value, float) and isinstance(reading.value, float):
+        return abs(reading.value - value) > deadband
+    return value != reading.value
+
+
 Sourced = tuple[int, Publication]  # position in `Updater.publications`, a publication with a source
 
 
@@ -196,7 +210,7 @@ class Updater:
             changes = []
             for position, publication in device:
                 reading = read_publication(publication, snapshot, now_ms)
-                if shown[position] != (reading.value, reading.quality):
+                if _changed(publication, shown[position], reading):
                     changes.append((position, publication, reading))
             if changes:
                 # Recorded once the whole device is read: a source that raises leaves none marked shown.
