@@ -22,6 +22,10 @@ Rules, per node *i* with usable energy E_i (Wh, nameplate × SOH), reserve r and
 - **Thermal bypass**: a node whose hottest reading (temp_max_c, else temp_c) is more than thermal_delta_c
   above the mean of the reachable nodes leaves the dispatch (setpoint 0, both directions) until it is back
   at or below mean + delta − thermal_hysteresis_c.
+- **Thermal derating**: before that, in the last thermal_derate_c below mean + delta, both of the node's
+  limits fall linearly to 0, and what it cannot take goes to the others. A pack that heats under load
+  then settles where it can keep working instead of cycling in and out of bypass (on/off loses energy:
+  heat grows with the square of the power). 0 disables.
 - **Out of the dispatch in the same cycle**: maintenance (commanded, or the device reports state
   maintenance), offline (quality failed, or telemetry older than max_telemetry_age_s: stale telemetry
   younger than that is used as is), fault (state fault) and nodes without SOC or capacity.
@@ -126,6 +130,8 @@ class BalancerParams:
     reserve_hysteresis_pct: float = 2.0
     thermal_delta_c: float = 5.0
     thermal_hysteresis_c: float = 2.0
+    # Starts where a bypassed pack is let back in (delta − hysteresis), so leaving bypass is no step.
+    thermal_derate_c: float = 2.0
     setpoint_deadband_w: float = 10.0  # 0 disables
     # Relative deadband: % of the node's limit in the setpoint's direction (and of the site request for the
     # fleet total). SOC telemetry comes in 0.1 % steps, and each step moves a big or nearly empty pack's
@@ -154,6 +160,10 @@ class BalancerParams:
             (
                 "0 <= thermal_hysteresis_c < thermal_delta_c",
                 0.0 <= self.thermal_hysteresis_c < self.thermal_delta_c,
+            ),
+            (
+                "0 <= thermal_derate_c <= thermal_delta_c",
+                0.0 <= self.thermal_derate_c <= self.thermal_delta_c,
             ),
             ("setpoint_deadband_w >= 0 (finite)", 0.0 <= self.setpoint_deadband_w < math.inf),
             ("0 <= setpoint_deadband_pct <= 10", 0.0 <= self.setpoint_deadband_pct <= 10.0),
@@ -393,6 +403,14 @@ def _mean_temperature(states: Iterable[NodeState], params: BalancerParams) -> fl
     return sum(temps) / len(temps) if temps else None
 
 
+def _thermal_derate(temp_c: float, mean_temp_c: float, params: BalancerParams) -> float:
+    """The share of its limits a node keeps at this temperature: 1 below the derating band, 0 at its top."""
+    if params.thermal_derate_c <= 0.0:
+        return 1.0
+    margin_c = mean_temp_c + params.thermal_delta_c - temp_c
+    return min(1.0, max(0.0, margin_c / params.thermal_derate_c))
+
+
 def _limit(reported_w: float | None, default_w: float) -> float:
     if reported_w is None or math.isnan(reported_w):
         return default_w
@@ -441,6 +459,10 @@ def _assess(
         hot = temp > limit_c - params.thermal_hysteresis_c if hot else temp > limit_c
     if hot:
         thermal.add(node_id)
+    elif temp is not None and mean_temp_c is not None:
+        derate = _thermal_derate(temp, mean_temp_c, params)
+        charge_cap *= derate
+        discharge_cap *= derate
 
     phase: CalibrationPhase | None = None
     if node_id in command.calibrate:

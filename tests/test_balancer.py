@@ -231,6 +231,39 @@ def test_a_warm_pack_below_the_delta_stays_in() -> None:
     assert result.node("b").mode is NodeMode.ACTIVE
 
 
+def test_a_warming_pack_is_derated_linearly_in_the_band_below_the_bypass_and_its_excess_moves_on() -> None:
+    # Three packs at 25 °C and one warmer: mean = 25 + excess/4, bypass at mean + 5, derating from mean + 3.
+    def nodes(hot_c: float) -> tuple[NodeState, ...]:
+        others = tuple(pack(name, 50.0, discharge_limit_w=1000.0) for name in ("a", "b", "c"))
+        return (*others, pack("warm", 50.0, discharge_limit_w=1000.0, temp_c=hot_c))
+
+    cool = run(nodes(28.0), 2000.0)  # mean 25.75: 28 is below 28.75, no derating
+    assert cool.setpoints_w == pytest.approx({"a": 500.0, "b": 500.0, "c": 500.0, "warm": 500.0})
+
+    # 30 °C: mean 26.25, band 29.25..31.25, 1.25 °C from the top: 62.5 % of its 1000 W limit.
+    warm = run(nodes(30.0), 2000.0)
+    assert warm.node("warm").mode is NodeMode.ACTIVE
+    assert warm.node("warm").setpoint_w == pytest.approx(500.0)  # its share still fits under 625 W
+    heavy = run(nodes(30.0), 3600.0)
+    assert heavy.node("warm").setpoint_w == pytest.approx(625.0)
+    assert heavy.setpoints_w["a"] == pytest.approx((3600.0 - 625.0) / 3)
+    assert heavy.served_w == pytest.approx(3600.0) and heavy.alarms == ()
+
+    # Just below the bypass threshold the pack is nearly idle; charging is derated the same way.
+    hot_c = 25.0 + 4.0 / 3.0 * 4.99  # 4.99 °C above the mean
+    assert run(nodes(hot_c), 3600.0).node("warm").setpoint_w == pytest.approx(5.0, abs=0.1)
+    assert run(nodes(30.0), -40_000.0).node("warm").setpoint_w == pytest.approx(-0.625 * 10_000.0)
+
+
+def test_thermal_derating_can_be_switched_off() -> None:
+    params = BalancerParams(thermal_derate_c=0.0, setpoint_deadband_w=0.0, setpoint_deadband_pct=0.0)
+    nodes = (
+        pack("a", 50.0, discharge_limit_w=1000.0),
+        pack("warm", 50.0, discharge_limit_w=1000.0, temp_c=33.0),
+    )
+    assert run(nodes, 2000.0, params).setpoints_w == {"a": 1000.0, "warm": 1000.0}  # mean 29, 4 °C above
+
+
 # --- offline, fault, missing data, maintenance ----------------------------------------------------------
 
 
@@ -473,6 +506,8 @@ def test_first_cycle_without_memory_is_not_ramped() -> None:
         ({"reserve_pct": math.nan}, "0 <= reserve_pct < ceiling_pct <= 100"),
         ({"reserve_hysteresis_pct": 90.0}, "reserve_pct \\+ reserve_hysteresis_pct < ceiling_pct"),
         ({"thermal_hysteresis_c": 5.0}, "0 <= thermal_hysteresis_c < thermal_delta_c"),
+        ({"thermal_derate_c": 5.5}, "0 <= thermal_derate_c <= thermal_delta_c"),
+        ({"thermal_derate_c": -1.0}, "0 <= thermal_derate_c <= thermal_delta_c"),
         ({"setpoint_deadband_w": -1.0}, "setpoint_deadband_w >= 0"),
         ({"ramp_w_per_s": 0.0}, "ramp_w_per_s > 0"),
         ({"max_telemetry_age_s": 0.0}, "max_telemetry_age_s > 0"),

@@ -33,7 +33,8 @@ power = st.floats(0.0, 5000.0)
 def nodes(
     draw: st.DrawFn, min_size: int = 1, max_size: int = 8, hottest_c: float = 45.0
 ) -> tuple[NodeState, ...]:
-    """Up to `max_size` packs; temperatures 15 °C to `hottest_c` (under 20 °C spread: no thermal bypass)."""
+    """Up to `max_size` packs, temperatures 15 °C to `hottest_c`. With hottest_c <= 18 no pack can be 3 °C
+    above the mean: no thermal derating or bypass with the default parameters."""
     count = draw(st.integers(min_size, max_size))
     return tuple(
         NodeState(
@@ -92,7 +93,7 @@ def capability_w(fleet_nodes: tuple[NodeState, ...], p: BalancerParams, discharg
 
 
 @settings(max_examples=300)
-@given(nodes(hottest_c=19.0), requests, params(), sources, st.booleans())
+@given(nodes(hottest_c=18.0), requests, params(), sources, st.booleans())
 def test_setpoints_meet_the_request_when_feasible_and_the_limits_otherwise(
     fleet_nodes: tuple[NodeState, ...],
     request_w: float,
@@ -151,6 +152,34 @@ def test_permuting_the_nodes_permutes_the_result(
     for node_id, setpoint in original.setpoints_w.items():
         assert math.isclose(permuted.node(node_id).setpoint_w, setpoint, rel_tol=1e-9, abs_tol=1e-6)
         assert permuted.node(node_id).mode is original.node(node_id).mode
+
+
+@settings(max_examples=300)
+@given(nodes(), requests, params(), sources, st.booleans())
+def test_a_warm_node_never_gets_more_than_its_thermally_derated_limit(
+    fleet_nodes: tuple[NodeState, ...],
+    request_w: float,
+    p: BalancerParams,
+    source: ChargeSource,
+    balancing: bool,
+) -> None:
+    result = run(fleet_nodes, request_w, p, charge_source=source, balancing_enabled=balancing)
+    online = [n for n in fleet_nodes if n.quality is not Quality.FAILED and n.age_s <= p.max_telemetry_age_s]
+    temps = [n.temp_c for n in online if n.temp_c is not None]
+    if not temps:
+        return
+    mean_c = sum(temps) / len(temps)
+    for node, out in zip(fleet_nodes, result.nodes, strict=True):
+        assert (
+            node.temp_c is not None and node.charge_limit_w is not None and node.discharge_limit_w is not None
+        )
+        if node not in online:
+            continue
+        # Independent of the balancer's code: the share of its limits left at this temperature.
+        kept = (mean_c + p.thermal_delta_c - node.temp_c) / p.thermal_derate_c
+        kept = min(1.0, max(0.0, kept))
+        assert -kept * node.charge_limit_w - TOLERANCE_W <= out.setpoint_w
+        assert out.setpoint_w <= kept * node.discharge_limit_w + TOLERANCE_W
 
 
 def _good(fleet_nodes: tuple[NodeState, ...]) -> tuple[NodeState, ...]:

@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--discharge-limit-w", type=_number_list, metavar="W,...", help="default: unlimited")
     parser.add_argument("--charge-limit-w", type=_number_list, metavar="W,...", help="default: unlimited")
     parser.add_argument(
-        "--temp-c", type=_number_list, metavar="C,...", help="pack temperature (thermal bypass)"
+        "--temp-c", type=_number_list, metavar="C,...", help="pack temperature (thermal derating and bypass)"
     )
     parser.add_argument(
         "--ids", type=_text_list, metavar="ID,...", help="pack names (default pack1, pack2, ...)"
