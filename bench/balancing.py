@@ -36,7 +36,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bench.strategies import STRATEGIES
-from gateway.balancer import BalancerMemory, BalancerParams, ChargeSource, NodeMode, SiteCommand
+from gateway.balancer import (
+    E_UNSERVED_POWER,
+    BalancerMemory,
+    BalancerParams,
+    ChargeSource,
+    NodeMode,
+    SiteCommand,
+)
 from gateway.fleet import FleetState, NodeState, Quality
 from gateway.sim.physics import Chemistry, PackParams, PackState, advance, default_params, operating_point
 
@@ -77,10 +84,12 @@ def measurement(cycle_s: float, soc_resolution_pct: float) -> str:
         f"device's by more than the balancer deadband (the southbound writer's rule), then advances the "
         f"physics by one cycle of {cycle_s:g} s simulated time (the product cycles every 0.1 s; "
         f"{CYCLE_S:g} s by default, {QUICK_CYCLE_S:g} s with --quick). Constant request of {C_RATE:g} C of "
-        f"the fleet's usable energy. The run ends at the first cycle serving less than "
-        f"{100 * (1 - SHORTFALL_FRACTION):g} % of the request while no pack is offline (that cycle "
-        f"included), or when every pack is at reserve. The three strategies share every rule but the "
-        f"share (reserve 10 %, ceiling 95 %, thermal bypass 5 °C, deadband 10 W or 1 % of the limit). "
+        f"the fleet's usable energy. The run ends at the first cycle, while no pack is offline, in which "
+        f"the fleet cannot serve the request: the strategy reports unserved power (E_UNSERVED_POWER) and "
+        f"the packs deliver less than {100 * (1 - SHORTFALL_FRACTION):g} % of the request (that cycle "
+        f"included); or when every pack is at reserve. The three strategies share every rule but the "
+        f"share (reserve 10 %, ceiling 95 %, thermal derating from 3 °C and bypass at 5 °C above the "
+        f"mean, deadband 10 W or 1 % of the limit). "
         f"Writes per node per minute count device writes over the whole run in simulated time; a sign "
         f"flip is a written setpoint whose sign differs from the previous non-zero one; SOC spread is "
         f"max − min over all packs (physics SOC). A dropped-out pack idles at 0 W (communication-loss "
@@ -378,7 +387,8 @@ def simulate(
             pack.state = advance(pack.spec.params, pack.state, cycle_s)
         served_w = (_terminal_wh(packs, scenario.charge) - before_wh) * SECONDS_PER_HOUR / cycle_s
         now_s += cycle_s
-        if served_w < request_w * (1.0 - SHORTFALL_FRACTION):
+        # Both: a shortfall inside the balancer's fleet deadband (held setpoints) is not running out.
+        if E_UNSERVED_POWER in result.alarms and served_w < request_w * (1.0 - SHORTFALL_FRACTION):
             if not offline:
                 ended = "unserved"
                 break

@@ -422,9 +422,16 @@ def balancing_section(scenarios: Any, random: Any, out_dir: Path) -> tuple[list[
                 res["socgw"]["recovered_first_bound_pct"],
                 res["equal_split"]["recovered_first_bound_pct"],
             )
+            ceiling = ""
+            if ours < 99.0:
+                best = max(res[key]["recovered_end_pct"] for key, _ in STRATEGIES)
+                ceiling = (
+                    f"; no strategy recovered more than {best:.1f} % by the end of its run, when the fleet "
+                    "could no longer serve the request"
+                )
             targets.append(
                 f"Scenario {s['title']}: socgw ≥ 99 % {verdict(ours >= 99.0)} ({ours:.1f} %), "
-                f"equal split ≤ 80 % {'yes' if equal <= 80.0 else 'no'} ({equal:.1f} %)."
+                f"equal split ≤ 80 % {'yes' if equal <= 80.0 else 'no'} ({equal:.1f} %){ceiling}."
             )
         header = [
             "scenario",
@@ -496,10 +503,10 @@ def southbound_section(poll_scale: Any, sim_capacity: Any) -> list[str]:
             [
                 (
                     r["packs"],
-                    r["achieved_rps"],
-                    r["sim_cpu_pct"],
-                    r["sim_cpu_us_per_request"],
-                    r["latency_p99_ms"],
+                    round(r["achieved_rps"]),
+                    round(r["sim_cpu_pct"], 1),
+                    round(r["sim_cpu_us_per_request"], 1),
+                    round(r["latency_p99_ms"], 2),
                 )
                 for r in sim_capacity
             ],
@@ -522,6 +529,20 @@ def machine_lines(documents: Sequence[Any]) -> list[str]:
     ]
 
 
+def run_lines(run: Any) -> list[str]:
+    """How long the last `make bench` took, from the record bench/__main__.py keeps."""
+    if not isinstance(run, dict) or not run.get("steps"):
+        return []
+    steps = ", ".join(f"{step['name']} {step['seconds'] / 60.0:.1f}" for step in run["steps"])
+    failed = [step["name"] for step in run["steps"] if step["exit"] != 0]
+    return [
+        f"This `make bench` (started {run['started_utc']}) took {run['total_s'] / 60.0:.1f} minutes before "
+        f"this report (per benchmark, minutes: {steps})"
+        + (f"; failed: {', '.join(failed)}." if failed else "."),
+        "",
+    ]
+
+
 def summary(results: Path) -> str:
     pipeline, freshness, scada = (load(results, n) for n in ("pipeline", "freshness", "scada_load"))
     variant = load(results, "pipeline-variant")
@@ -529,10 +550,10 @@ def summary(results: Path) -> str:
     lines = [
         "# Performance",
         "",
-        "Reproduce with `make bench` (all of `bench/`, about 20–25 minutes on 2 cores; results in "
-        "`bench/results/`), "
-        "or one benchmark with `python -m bench.<name> [--quick]`. Each benchmark's JSON carries its method.",
+        "Reproduce with `make bench` (all of `bench/`; results in `bench/results/`), or one benchmark with "
+        "`python -m bench.<name> [--quick]`. Each benchmark's JSON carries its method.",
         "",
+        *run_lines(load(results, "run")),
         *machine_lines([pipeline, freshness, scada]),
     ]
     targets: list[str] = []
