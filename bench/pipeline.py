@@ -1,6 +1,6 @@
 """The full gateway pipeline at scale: how many packs one core balances in a paced 100 ms cycle.
 
-    python -m bench.pipeline [--packs 10 50 200 500 1000] [--seconds 60] [--profile-seconds 10]
+    python -m bench.pipeline [--packs 10 50 100 150 200 500 1000] [--seconds 60] [--profile-seconds 10]
                              [--quick] [--json bench/results/pipeline.json]
 
 Method, per N: ceil(N / 125) `socgw simulate --packs K --base-port 0` processes (microstore/mp2000 packs
@@ -14,6 +14,7 @@ setpoint moves (writes) and the published values move. The gateway records every
 step timings and overrun flag, and its process CPU time). After all nodes are good and a 5 s warm-up,
 the parent marks a window of `--seconds`; inside it: cycle p50/p99/max (poll start to publish end),
 per step p50/p99, overruns (a cycle ending past its deadline, Engine's definition), nodes not good,
+the cycle p99 and overruns of each third of the window (how much they move on a shared machine),
 setpoint writes, CPU per pack-cycle (the gateway process's CPU over the window / (N x cycles)), the
 CPU per thread (from /proc/PID/task), RSS and its peak (/proc/PID/status). Then `--profile-seconds` of
 cProfile on the loop thread (the numbers of that part are not in the timings): the top functions by own
@@ -390,6 +391,11 @@ def cycle_summary(samples: Sequence[dict[str, Any]], packs: int) -> dict[str, An
     overrun_steps = {
         step: round(percentile([s["steps"][step] for s in overran], 0.5), 2) for step in STEPS if overran
     }
+    # The window cut in three: how much the figures move from one third to the next on this shared machine.
+    first_t, span_t = samples[0]["t"], max(samples[-1]["t"] - samples[0]["t"], 1e-9)
+    thirds: list[list[dict[str, Any]]] = [[], [], []]
+    for sample in samples:
+        thirds[min(2, int(3.0 * (sample["t"] - first_t) / span_t))].append(sample)
     cycles = len(samples)
     cpu_s = samples[-1]["cpu"] - samples[0]["cpu"]
     span_s = samples[-1]["t"] - samples[0]["t"]
@@ -400,6 +406,15 @@ def cycle_summary(samples: Sequence[dict[str, Any]], packs: int) -> dict[str, An
         "cycle_p99_ms": round(percentile(totals, 0.99), 2),
         "cycle_max_ms": round(max(totals), 2),
         "overruns": sum(1 for s in samples if s["overrun"]),
+        "thirds": [
+            {
+                "cycle_p99_ms": round(percentile([float(s["steps"]["total"]) for s in third], 0.99), 2),
+                "cycles": len(third),
+                "overruns": sum(1 for s in third if s["overrun"]),
+            }
+            for third in thirds
+            if third
+        ],
         "not_good_node_cycles": sum(int(s["not_good"]) for s in samples),
         "steps_ms": steps,
         "overrun_cycles_steps_p50_ms": overrun_steps,
@@ -515,7 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--packs", type=int, nargs="+", help="fleet sizes (default 10 50 200 500 1000)")
+    parser.add_argument(
+        "--packs", type=int, nargs="+", help="fleet sizes (default 10 50 100 150 200 500 1000)"
+    )
     parser.add_argument("--seconds", type=float, help="measured window per N (default 60)")
     parser.add_argument(
         "--profile-seconds", type=float, help="cProfile after each window (default 10, 0: none)"
@@ -542,7 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         low_w, high_w = args.request_w
         uvloop.run(serve_recorded(args.serve, args.record, args.profile_seconds or 0.0, low_w, high_w))
         return 0
-    packs = args.packs or ([10, 50] if args.quick else [10, 50, 200, 500, 1000])
+    # 100 and 150 between the issue's sizes: where the first overrun comes.
+    packs = args.packs or ([10, 50] if args.quick else [10, 50, 100, 150, 200, 500, 1000])
     seconds = args.seconds or (5.0 if args.quick else 60.0)
     profile_s = args.profile_seconds if args.profile_seconds is not None else (2.0 if args.quick else 10.0)
     plan = Plan(seconds, profile_s, args.packs_per_sim, tuple(args.northbound))

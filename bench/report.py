@@ -130,11 +130,13 @@ def pipeline_section(document: dict[str, Any], out_dir: Path) -> tuple[list[str]
             r["rss_mib"],
             r["writes_per_pack_per_min"],
             r["not_good_node_cycles"],
+            " · ".join(f"{t['cycle_p99_ms']:.0f} ({t['overruns']})" for t in r.get("thirds", ())),
         )
         for r in results
     ]
     header = ["packs", "cycles", "p50 ms", "p99 ms", "max ms", "overruns", "CPU µs/pack-cycle"]
     header += ["gateway CPU % of a core", "RSS MiB", "writes/pack/min", "node-cycles not good"]
+    header += ["p99 ms (overruns) per third of the window"]
     lines += table(header, rows)
     lines += ["Per step (p50 / p99 ms):", ""]
     steps = ("poll", "dispatch", "write", "publish")

@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CYCLE_FIELDS = ("cycles", "cycle_p50_ms", "cycle_p99_ms", "cycle_max_ms", "overruns", "cpu_us_per_pack_cycle")
+CYCLE_FIELDS = (
+    "cycles",
+    "cycle_p50_ms",
+    "cycle_p99_ms",
+    "cycle_max_ms",
+    "overruns",
+    "cpu_us_per_pack_cycle",
+    "thirds",
+)
 RUN_FIELDS = ("steps_ms", "rss_mib", "rss_peak_mib", "thread_cpu_pct", "writes_per_pack_per_min", "profile")
 
 
@@ -29,6 +37,11 @@ def test_pipeline_quick_run_writes_its_json(tmp_path: Path) -> None:
     for name in CYCLE_FIELDS + RUN_FIELDS:
         assert name in result, name
     assert result["cycles"] > 0
+    thirds = result["thirds"]
+    assert len(thirds) == 3
+    assert sum(t["cycles"] for t in thirds) == result["cycles"]
+    assert sum(t["overruns"] for t in thirds) == result["overruns"]
+    assert max(t["cycle_p99_ms"] for t in thirds) <= result["cycle_max_ms"]
     assert result["not_good_node_cycles"] == 0
     assert set(result["steps_ms"]) == {"poll", "dispatch", "write", "publish", "total"}
     assert result["profile"]["top_own_time"]
