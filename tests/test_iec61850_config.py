@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from gateway.config import ConfigError, SiteConfig, load_config
-from gateway.northbound.iec61850 import DEFAULT_PORT, from_site
-from tests.conftest import PROFILES, socgw_command
+from gateway.northbound.iec61850 import BUFFERED_REPORT_PACKS, DEFAULT_PORT, from_site
+from tests.conftest import PROFILES, free_port, socgw_command
 
 NODES = """nodes:
   - { id: pack-01, host: 127.0.0.1, port: 15020, unit: 1, profile: microstore/mp2000 }
@@ -104,3 +105,24 @@ def test_socgw_icd_without_a_server_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "no enabled `northbound.iec61850` section" in result.stderr
+
+
+@pytest.mark.parametrize(("map_name", "warned"), [("default", True), ("large", False)])
+def test_a_large_fleet_with_a_buffered_report_per_pack_is_told_to_use_the_large_map(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, map_name: str, warned: bool
+) -> None:
+    packs = BUFFERED_REPORT_PACKS + 1
+    nodes = "nodes:\n" + "".join(
+        f"  - {{id: pack-{i:03d}, host: 127.0.0.1, port: {20000 + i}, unit: 1, profile: microstore/mp2000}}\n"
+        for i in range(1, packs + 1)
+    )
+    section = f"northbound:\n  iec61850: {{port: {free_port()}, map: {map_name}}}\n"
+    adapter = from_site(config_with(tmp_path, section, nodes), lambda update: None)
+    assert adapter is not None
+    with caplog.at_level(logging.WARNING, logger="socgw.iec61850"):
+        adapter.start()
+        adapter.stop()
+    advice = [r.getMessage() for r in caplog.records if "map: large" in r.getMessage()]
+    assert bool(advice) is warned
+    if warned:
+        assert f"{packs} packs each have a buffered report" in advice[0]

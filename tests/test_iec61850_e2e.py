@@ -186,6 +186,28 @@ def test_icd_describes_exactly_the_attributes_the_server_exposes(served: Served,
     assert listed["datasets"] == datasets  # members in order, as LD/LN.DO[FC]
 
 
+def test_the_large_site_map_serves_packs_without_a_buffered_report(tmp_path: Path) -> None:
+    profile = ProfileLibrary([PROFILES]).get(DEFAULT_PROFILE)
+    fleet = FleetThread(ephemeral_ports(uniform_fleet(2, profile, base_port=0, speed=0.0)))
+    fleet.start()
+    try:
+        port = free_port()
+        config = site_config(tmp_path, fleet.endpoints, iec_section(port, map="large"))
+        packs = [f"SOCGW{device_name_for(e.pack_id)}" for e in fleet.endpoints]
+        with GatewayProcess(Path(config.path), config.status_socket, 2) as gateway:
+            browsed = run_rust_client(port, "browse")
+            values = run_client(port, "read", *soc_references(["SOCGWFLEET"]))["values"]
+        assert gateway.stop() == 0, gateway.output
+    finally:
+        fleet.stop()
+    assert browsed["blocks"]["SOCGWFLEET"]["BR"] and browsed["blocks"]["SOCGWFLEET"]["RP"]
+    for device in packs:
+        assert not browsed["blocks"][device]["BR"], device
+        assert browsed["blocks"][device]["RP"], device
+        assert {"ZBAT1", "ZINV1"} <= set(browsed["devices"][device])
+    assert values[1] == 0  # the fleet SOC is served, quality good
+
+
 def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     for line in iter(stream.readline, ""):
         lines.put(line)

@@ -13,6 +13,7 @@ from gateway.northbound.sources import FLEET_SOURCES, NODE_SOURCES
 from tests.conftest import REPO
 
 SHIPPED = REPO / "mappings" / "iec61850" / "default.yaml"
+LARGE = REPO / "mappings" / "iec61850" / "large.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,20 @@ def test_every_source_of_the_shipped_map_is_a_known_quantity(shipped: IecMap) ->
         for ln in device.logical_nodes:
             for spec in ln.objects:
                 assert spec.source is None or spec.source in table, f"{ln.name}.{spec.name}"
+
+
+def test_the_large_site_map_is_the_default_without_the_per_pack_buffered_report(shipped: IecMap) -> None:
+    large = load_map(LARGE)
+    assert large.fleet == shipped.fleet
+    assert (large.enums, large.attribute_enums, large.si_units) == (
+        shipped.enums,
+        shipped.attribute_enums,
+        shipped.si_units,
+    )
+    assert large.pack.logical_nodes == shipped.pack.logical_nodes
+    assert large.pack.datasets == shipped.pack.datasets
+    assert [r.name for r in shipped.pack.reports] == ["brcbMeas", "urcbMeas"]
+    assert large.pack.reports == tuple(r for r in shipped.pack.reports if not r.buffered)
 
 
 def line_of(text: str, fragment: str) -> int:

@@ -9,7 +9,7 @@ Config (`northbound.iec61850` in the site config):
         host: 127.0.0.1       # address to listen on (0.0.0.0: every interface)
         port: 102             # MMS; 102 needs root or CAP_NET_BIND_SERVICE
         ied_name: SOCGW       # MMS domains are <ied_name><LD>, e.g. SOCGWFLEET
-        map: default          # mappings/iec61850/<name>.yaml, or a path relative to this file
+        map: default          # mappings/iec61850/<name>.yaml (`large` above 256 packs), or a path
         tls:                  # optional: mutual TLS (clients need a certificate signed by `ca`)
           ca: /etc/socgw/tls/ca.pem
           cert: /etc/socgw/tls/gateway.pem
@@ -49,6 +49,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 102
 DEFAULT_IED_NAME = "SOCGW"
 DEFAULT_MAP = "default"
+# Beyond this many packs a buffered report per pack costs the server more than a cycle (measured at 500:
+# 377 ms per update with every measurement moving; docs/iec61850.md). The DNP3 default map's limit too.
+BUFFERED_REPORT_PACKS = 256
 
 log = logging.getLogger("socgw.iec61850")
 
@@ -195,6 +198,16 @@ class Iec61850Adapter:
             self.settings.map_path,
             tls,
         )
+        packs = sum(1 for device in self.plan.devices if device.node_id is not None)
+        if packs > BUFFERED_REPORT_PACKS and any(r.buffered for r in self.plan.iec_map.pack.reports):
+            log.warning(
+                "IEC 61850: %d packs each have a buffered report in map %s; libiec61850 checks every "
+                "changed value against every buffered report's dataset, so each update slows with the "
+                "square of the fleet. Above %d packs use `northbound.iec61850.map: large` (docs/iec61850.md)",
+                packs,
+                self.settings.map_path,
+                BUFFERED_REPORT_PACKS,
+            )
 
     def publish(self, snapshot: CycleSnapshot) -> None:
         running = self._running
