@@ -34,6 +34,15 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             *("--northbound", "dnp3", "--json", str(RESULTS / "pipeline-variant.json")),
         ),
     ),
+    # The default IEC 61850 map where the large one is advised: what a buffered report per pack costs.
+    (
+        "pipeline IEC 61850 default map",
+        "bench.pipeline",
+        (
+            *("--packs", "500", "--seconds", "30", "--profile-seconds", "0", "--iec61850-map", "default"),
+            *("--json", str(RESULTS / "pipeline-iec61850-default.json")),
+        ),
+    ),
     ("freshness", "bench.freshness", ("--json", str(RESULTS / "freshness.json"))),
     ("scada_load", "bench.scada_load", ("--json", str(RESULTS / "scada_load.json"))),
     # Last: collects every JSON above (run.json included) into summary.md and its plots.

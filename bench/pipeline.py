@@ -19,7 +19,8 @@ setpoint writes, CPU per pack-cycle (the gateway process's CPU over the window /
 CPU per thread (from /proc/PID/task), RSS and its peak (/proc/PID/status). Then `--profile-seconds` of
 cProfile on the loop thread (the numbers of that part are not in the timings): the top functions by own
 time, and own time grouped by area (pymodbus, asyncio, socgw southbound/northbound/balancer, ...).
-DNP3 beyond the default map's max_nodes: the shipped mappings/dnp3/large.yaml (docs/dnp3.md).
+Maps as the docs advise a site: above 256 packs mappings/dnp3/large.yaml (the default has no room)
+and mappings/iec61850/large.yaml (no buffered report per pack; `--iec61850-map` forces one).
 With 1 CPU nothing is pinned. Tests never assert speed; this prints it.
 """
 
@@ -52,6 +53,7 @@ from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.fleet import Quality
 from gateway.mapping.dnp3 import DEFAULT_MAP, LARGE_MAP, find_map, load_dnp3_map
+from gateway.northbound.iec61850 import BUFFERED_REPORT_PACKS
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
 from gateway.status import read_status
@@ -240,17 +242,32 @@ def cpu_split() -> tuple[set[int] | None, set[int] | None]:
     return {GATEWAY_CPU}, allowed - {GATEWAY_CPU}
 
 
+def site_maps(packs: int, iec61850_map: str | None = None) -> dict[str, str]:
+    """The map each adapter serves for this fleet size, as the docs advise a site: the large maps above
+    what the defaults are made for (DNP3: no room; IEC 61850: a buffered report per pack costs too much).
+    `iec61850_map` forces the IEC 61850 one (for a side-by-side run)."""
+    dnp3_default = load_dnp3_map(find_map(DEFAULT_MAP, REPO)).max_nodes
+    iec61850_auto = LARGE_MAP if packs > BUFFERED_REPORT_PACKS else DEFAULT_MAP
+    return {
+        "dnp3": LARGE_MAP if packs > dnp3_default else DEFAULT_MAP,
+        "iec61850": iec61850_map or iec61850_auto,
+    }
+
+
 def write_site_config(
-    directory: Path, endpoints: Sequence[Endpoint], northbound: Mapping[str, Any], request_w: float
+    directory: Path,
+    endpoints: Sequence[Endpoint],
+    northbound: Mapping[str, Any],
+    request_w: float,
+    iec61850_map: str | None = None,
 ) -> Path:
     """A gateway.yaml for the simulated packs with both northbound adapters (JSON is YAML). Every
     simulator process numbers its packs from pack-01, so several of them get the ids renumbered."""
     ids = [e.pack_id for e in endpoints]
     if len(set(ids)) < len(ids):
         ids = [f"pack-{i + 1:04d}" for i in range(len(ids))]
-    northbound = dict(northbound)
-    if "dnp3" in northbound and len(ids) > load_dnp3_map(find_map(DEFAULT_MAP, directory)).max_nodes:
-        northbound["dnp3"] = {**northbound["dnp3"], "map": LARGE_MAP}
+    maps = site_maps(len(ids), iec61850_map)
+    northbound = {name: {**section, "map": maps[name]} for name, section in northbound.items()}
     document = {
         "site": {"name": "bench", "cycle_ms": CYCLE_MS},
         "nodes": [
@@ -341,12 +358,13 @@ def gateway_process(
     profile_s: float = 0.0,
     request_low_w: float | None = None,
     request_high_w: float | None = None,
+    iec61850_map: str | None = None,
 ) -> Iterator[GatewayProcess]:
     """Start the recording gateway for these packs (pinned to `cpus`) and wait until every node is good."""
     rated_w = len(endpoints) * PACK_RATED_W
     low_w = rated_w / 4 if request_low_w is None else request_low_w
     high_w = rated_w / 2 if request_high_w is None else request_high_w
-    config = write_site_config(directory, endpoints, northbound, low_w)
+    config = write_site_config(directory, endpoints, northbound, low_w, iec61850_map)
     record = directory / "record.json"
 
     def pin() -> None:
@@ -445,6 +463,7 @@ class Plan:
     profile_s: float
     packs_per_sim: int
     adapters: tuple[str, ...] = ADAPTERS
+    iec61850_map: str | None = None  # None: as site_maps advises for the fleet size
 
 
 def run_one(packs: int, plan: Plan) -> dict[str, Any]:
@@ -459,7 +478,12 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
         northbound = {adapter: {"host": LOOPBACK, "port": free_port()} for adapter in plan.adapters}
         started = time.monotonic()
         with gateway_process(
-            Path(temp), simulators.endpoints, northbound, gateway_cpus, profile_s=plan.profile_s
+            Path(temp),
+            simulators.endpoints,
+            northbound,
+            gateway_cpus,
+            profile_s=plan.profile_s,
+            iec61850_map=plan.iec61850_map,
         ) as gateway:
             online_s = time.monotonic() - started
             time.sleep(WARMUP_S)
@@ -475,6 +499,7 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
     result: dict[str, Any] = {
         "packs": packs,
         "simulator_processes": simulator_processes,
+        "maps": {name: site_maps(packs, plan.iec61850_map)[name] for name in plan.adapters},
         "window_s": round(gateway.window[1] - gateway.window[0], 1),
         "start_to_all_good_s": round(online_s, 1),
         **cycle_summary(samples, packs),
@@ -548,6 +573,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: N = 10 and 50, 5 s each, 2 s profile"
     )
+    parser.add_argument(
+        "--iec61850-map",
+        help="IEC 61850 map for every N (default: `default` up to 256 packs, `large` above)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     # The gateway side, started by the parent.
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
@@ -563,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     packs = args.packs or ([10, 50] if args.quick else [10, 50, 100, 150, 200, 500, 1000])
     seconds = args.seconds or (5.0 if args.quick else 60.0)
     profile_s = args.profile_seconds if args.profile_seconds is not None else (2.0 if args.quick else 10.0)
-    plan = Plan(seconds, profile_s, args.packs_per_sim, tuple(args.northbound))
+    plan = Plan(seconds, profile_s, args.packs_per_sim, tuple(args.northbound), args.iec61850_map)
     about = machine()
     print(
         f"pipeline: {about['cpus']} CPU(s) ({about['cpu_model']}), "
@@ -596,6 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cycle_ms": CYCLE_MS,
             "window_s": seconds,
             "northbound": list(plan.adapters),
+            "iec61850_map": plan.iec61850_map,
             "quick": args.quick,
             "largest_n_without_overrun": max(fitting) if fitting else None,
             "results": results,
