@@ -1,12 +1,13 @@
 """What the IEC 61850 server costs the gateway.
 
-    python -m bench.iec61850_bench [--packs 200] [--cycles 300] [--seconds 10] [--clients 2]
+    python -m bench.iec61850_bench [--packs 200] [--cycles 300] [--seconds 10] [--clients 2] [--map large]
 
-1. Publish time per cycle: the real MMS server for N packs (the shipped map) on loopback; synthetic
-   cycle snapshots (real balancer dispatch) where every pack's SOC, power, voltage, current and
-   temperature move each cycle ("all moving", the worst case), only every tenth pack's, or none. Times
-   `Updater.apply` (compute every published value, then write what changed inside one data-model
-   lock through ctypes) on this thread, and `publish` as the engine calls it on the loop.
+1. Publish time per cycle: the real MMS server for N packs (a shipped map, `--map`) on loopback;
+   synthetic cycle snapshots (real balancer dispatch) where every pack's SOC, power, voltage, current
+   and temperature move by more than their deadbands each cycle ("all moving", the worst case), only
+   every tenth pack's, or none. Times `Updater.apply` (compute every published value, then write what
+   changed, one data-model lock per logical device, through ctypes) on this thread, and `publish` as
+   the engine calls it on the loop.
 2. Loop lateness while clients read hard: a uvloop loop runs a 10 ms ticker that records how late it
    wakes: with no MMS activity, then publishing a snapshot every 100 ms as the engine does (every
    tenth pack moving), then also while K libiec61850 client processes read every device's ZBAT1
@@ -57,7 +58,7 @@ def free_port() -> int:
         return port
 
 
-def write_config(directory: Path, packs: int, port: int) -> Path:
+def write_config(directory: Path, packs: int, port: int, iec_map: str = "default") -> Path:
     nodes = "\n".join(
         f"  - {{id: pack-{i + 1:03d}, host: 127.0.0.1, port: {20000 + i}, unit: 1, profile: {PROFILE}}}"
         for i in range(packs)
@@ -65,14 +66,15 @@ def write_config(directory: Path, packs: int, port: int) -> Path:
     path = directory / "gateway.yaml"
     path.write_text(
         f"nodes:\n{nodes}\nstatus:\n  socket: {directory / 'status.sock'}\n"
-        f"northbound:\n  iec61850: {{host: 127.0.0.1, port: {port}}}\n",
+        f"northbound:\n  iec61850: {{host: 127.0.0.1, port: {port}, map: {iec_map}}}\n",
         encoding="utf-8",
     )
     return path
 
 
 def snapshots(packs: int, cycles: int, moving_every: int) -> list[CycleSnapshot]:
-    """Cycle snapshots whose packs (every `moving_every`-th one) change their measurements each cycle."""
+    """Cycle snapshots whose packs (every `moving_every`-th one) change their measurements each cycle,
+    each by more than its deadband in the shipped maps (they step back and forth)."""
     params = BalancerParams(default_charge_limit_w=2000.0, default_discharge_limit_w=2000.0)
     command = SiteCommand(request_w=packs * 300.0)
     memory = None
@@ -80,18 +82,18 @@ def snapshots(packs: int, cycles: int, moving_every: int) -> list[CycleSnapshot]
     for cycle in range(cycles):
         nodes = []
         for i in range(packs):
-            drift = cycle * 0.01 if i % moving_every == 0 else 0.0
+            step = float(cycle % 2) if i % moving_every == 0 else 0.0
             nodes.append(
                 NodeState(
                     f"pack-{i + 1:03d}",
-                    soc_pct=80.0 - (i % 50) - drift,
+                    soc_pct=80.0 - (i % 50) - step,
                     soh_pct=98.0,
                     capacity_wh=2048.0,
-                    voltage_v=52.0 - drift / 10,
-                    current_a=5.0 + drift,
-                    power_w=300.0 + drift,
-                    temp_c=25.0 + drift / 5,
-                    temp_max_c=27.0 + drift / 5,
+                    voltage_v=52.0 - step,
+                    current_a=5.0 + 2.0 * step,
+                    power_w=300.0 + 60.0 * step,
+                    temp_c=25.0 + step,
+                    temp_max_c=27.0 + step,
                     charge_limit_w=2000.0,
                     discharge_limit_w=2000.0,
                     state="discharging",
@@ -209,10 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--map", default="default", help="IEC 61850 map (default, large or a path)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="socgw-iec61850-bench-") as temp:
         port = free_port()
-        config = load_config(write_config(Path(temp), args.packs, port))
+        config = load_config(write_config(Path(temp), args.packs, port, args.map))
         loaded = load_settings(config)
         assert loaded is not None
         settings, plan = loaded
@@ -220,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             report = {
                 "packs": args.packs,
+                "map": args.map,
                 "published_data_objects": len(server.updater.publications),
                 "publish": bench_publish(server, args.packs, args.cycles),
                 "loop": bench_lateness(server, port, args.packs, args.seconds, args.clients),

@@ -50,7 +50,7 @@ DEFAULT_PORT = 102
 DEFAULT_IED_NAME = "SOCGW"
 DEFAULT_MAP = "default"
 # Beyond this many packs a buffered report per pack costs the server more than a cycle (measured at 500:
-# 377 ms per update with every measurement moving; docs/iec61850.md). The DNP3 default map's limit too.
+# 1.16 s per update with every measurement moving; docs/iec61850.md). The DNP3 default map's limit too.
 BUFFERED_REPORT_PACKS = 256
 
 log = logging.getLogger("socgw.iec61850")
