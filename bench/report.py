@@ -192,15 +192,15 @@ def variant_section(both: dict[str, Any], variant: dict[str, Any]) -> list[str]:
         rows.append(
             (
                 r["packs"],
-                f"{f['cycle_p99_ms']} / {f['overruns']} / {f['gateway_cpu_pct']}",
-                f"{r['cycle_p99_ms']} / {r['overruns']} / {r['gateway_cpu_pct']}",
+                f"{f['cycle_p99_ms']} / {f['overruns']} of {f['cycles']} / {f['gateway_cpu_pct']}",
+                f"{r['cycle_p99_ms']} / {r['overruns']} of {r['cycles']} / {r['gateway_cpu_pct']}",
             )
         )
     if not rows:
         return []
     return [
         f"The same pipeline with {label} (a separate run), next to the full one (maps as advised for the "
-        "fleet size): cycle p99 ms / overruns / gateway CPU % of a core:",
+        "fleet size): cycle p99 ms / overruns of cycles / gateway CPU % of a core:",
         "",
         *table(["packs", "DNP3 + IEC 61850", label], rows),
     ]
