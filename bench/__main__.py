@@ -54,12 +54,12 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     run_started = time.monotonic()
     # Rewritten after each benchmark, so the report (the last step) can say how long the run took.
+    steps: list[dict[str, object]] = []
     record: dict[str, object] = {
         "started_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "steps": [],
+        "steps": steps,
         "total_s": 0.0,
     }
-    steps: list[dict[str, object]] = []
     failures = 0
     for label, module_name, arguments in BENCHMARKS:
         print(f"\n=== python -m {module_name} {' '.join(arguments)}", flush=True)
@@ -70,7 +70,7 @@ def main() -> int:
         failures += status != 0
         if module_name != "bench.report":
             steps.append({"name": label, "seconds": round(seconds, 1), "exit": status})
-            record.update(steps=steps, total_s=round(time.monotonic() - run_started, 1))
+            record["total_s"] = round(time.monotonic() - run_started, 1)
             (RESULTS / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"=== make bench: {(time.monotonic() - run_started) / 60.0:.1f} min", flush=True)
     return 1 if failures else 0

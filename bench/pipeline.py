@@ -495,11 +495,12 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
         document = gateway.result()
         simulator_processes = len(simulators.processes)
     samples = window_samples(document["samples"], gateway.window)
+    maps = site_maps(packs, plan.iec61850_map)
     writes = int(document.get("writes_end", 0)) - int(document.get("writes_start", 0))
     result: dict[str, Any] = {
         "packs": packs,
         "simulator_processes": simulator_processes,
-        "maps": {name: site_maps(packs, plan.iec61850_map)[name] for name in plan.adapters},
+        "maps": {name: maps[name] for name in plan.adapters},
         "window_s": round(gateway.window[1] - gateway.window[0], 1),
         "start_to_all_good_s": round(online_s, 1),
         **cycle_summary(samples, packs),

@@ -4,6 +4,7 @@ independent Rust implementation from PyPI (`iec61850`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import subprocess
@@ -52,20 +53,26 @@ class Served:
         return ["SOCGWFLEET"] + [f"SOCGW{device_name_for(e.pack_id)}" for e in self.fleet.endpoints]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp_path = tmp_path_factory.mktemp("iec61850-e2e")
+@contextlib.contextmanager
+def serve(tmp_path: Path, packs: int, **settings: object) -> Iterator[Served]:
+    """`packs` frozen simulated packs behind `socgw run` with the IEC 61850 server (`settings` added)."""
     profile = ProfileLibrary([PROFILES]).get(DEFAULT_PROFILE)
-    fleet = FleetThread(ephemeral_ports(uniform_fleet(PACKS, profile, base_port=0, speed=0.0)))
+    fleet = FleetThread(ephemeral_ports(uniform_fleet(packs, profile, base_port=0, speed=0.0)))
     fleet.start()
     try:
         port = free_port()
-        config = site_config(tmp_path, fleet.endpoints, iec_section(port))
-        with GatewayProcess(Path(config.path), config.status_socket, PACKS) as gateway:
+        config = site_config(tmp_path, fleet.endpoints, iec_section(port, **settings))
+        with GatewayProcess(Path(config.path), config.status_socket, packs) as gateway:
             yield Served(fleet, config, gateway, port)
         assert gateway.stop() == 0, gateway.output
     finally:
         fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(tmp_path_factory.mktemp("iec61850-e2e"), PACKS) as running:
+        yield running
 
 
 def test_libiec61850_client_reads_every_soc_equal_to_the_fleet_state(served: Served) -> None:
@@ -187,19 +194,10 @@ def test_icd_describes_exactly_the_attributes_the_server_exposes(served: Served,
 
 
 def test_the_large_site_map_serves_packs_without_a_buffered_report(tmp_path: Path) -> None:
-    profile = ProfileLibrary([PROFILES]).get(DEFAULT_PROFILE)
-    fleet = FleetThread(ephemeral_ports(uniform_fleet(2, profile, base_port=0, speed=0.0)))
-    fleet.start()
-    try:
-        port = free_port()
-        config = site_config(tmp_path, fleet.endpoints, iec_section(port, map="large"))
-        packs = [f"SOCGW{device_name_for(e.pack_id)}" for e in fleet.endpoints]
-        with GatewayProcess(Path(config.path), config.status_socket, 2) as gateway:
-            browsed = run_rust_client(port, "browse")
-            values = run_client(port, "read", *soc_references(["SOCGWFLEET"]))["values"]
-        assert gateway.stop() == 0, gateway.output
-    finally:
-        fleet.stop()
+    with serve(tmp_path, 2, map="large") as running:
+        browsed = run_rust_client(running.port, "browse")
+        values = run_client(running.port, "read", *soc_references(["SOCGWFLEET"]))["values"]
+        packs = running.devices()[1:]
     assert browsed["blocks"]["SOCGWFLEET"]["BR"] and browsed["blocks"]["SOCGWFLEET"]["RP"]
     for device in packs:
         assert not browsed["blocks"][device]["BR"], device
