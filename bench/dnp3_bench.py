@@ -51,7 +51,8 @@ from gateway.balancer import BalancerParams, SiteCommand, dispatch
 from gateway.commands.demo import running_simulator
 from gateway.config import load_config
 from gateway.fleet import FleetState, NodeState
-from gateway.northbound.dnp3 import EventBuffers, from_site
+from gateway.northbound.dnp3 import create
+from gateway.northbound.dnp3.settings import EventBuffers
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.fleet import Endpoint, FleetThread
 from gateway.sim.scenario import uniform_fleet
@@ -224,7 +225,7 @@ def publish_cpu(packs: int, cycles: int = 100) -> dict[str, float]:
         }
         (directory / "gateway.yaml").write_text(json.dumps(document))
         site = load_config(directory / "gateway.yaml", [REPO / "profiles"])
-    adapter = from_site(site, lambda update: None)
+    adapter = create(site, lambda update: None)
     assert adapter is not None
     params, memory = BalancerParams(), None
     snapshots = []

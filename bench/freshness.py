@@ -7,10 +7,11 @@ speed) so the bench can change a pack's state directly; this process and the SCA
 to CPU 1, the gateway to CPU 0 (the recording gateway of bench.pipeline: Engine + DNP3 outstation with
 unsolicited responses + IEC 61850 server, site request stepping every 10 s). Two clients watch pack-01
 at the same time: the independent DNP3 master dnp3py (unsolicited enabled; its handler stamps every
-analog value when decoded) and a libiec61850 client process (tests/iec61850_client.py `report`) with
-pack-01's buffered report block `brcbMeas` enabled (buffer time 100 ms, the map's default); each report
-line is stamped when this process reads it from the client's stdout. Each sample sets pack-01's SOC to
-40 % or 60 % in turn (far beyond every deadband) and takes the time until the DNP3 master decoded AI961
+analog value when decoded) and a libiec61850 client process (tests/northbound/iec61850/client.py
+`report`) with pack-01's buffered report block `brcbMeas` enabled (buffer time 100 ms, the map's
+default); each report line is stamped when this process reads it from the client's stdout. Each
+sample sets pack-01's SOC to 40 % or 60 % in turn (far beyond every deadband) and takes the time until
+the DNP3 master decoded AI961
 (bank 1 SOC, 0.1 %) with the new value, and until a report carried ZBAT1.Soc with it. Between samples a
 random pause of 0.3-0.7 s puts the change at a random phase of the 100 ms cycle. What is measured: up to
 one cycle of waiting for the next poll, the poll, dispatch and write, the publish, then DNP3: the

@@ -38,8 +38,8 @@ import uvloop
 from gateway.balancer import BalancerParams, SiteCommand, dispatch
 from gateway.config import load_config
 from gateway.fleet import FleetState, NodeState
-from gateway.northbound.iec61850 import load_settings
-from gateway.northbound.iec61850_server import RunningServer
+from gateway.northbound.iec61850.server import RunningServer
+from gateway.northbound.iec61850.settings import load_settings
 from gateway.snapshot import CycleSnapshot
 
 REPO = Path(__file__).resolve().parents[1]

@@ -53,7 +53,7 @@ from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.fleet import Quality
 from gateway.mapping.dnp3 import DEFAULT_MAP, LARGE_MAP, find_map, load_dnp3_map
-from gateway.northbound.iec61850 import BUFFERED_REPORT_PACKS
+from gateway.northbound.iec61850.settings import BUFFERED_REPORT_PACKS
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
 from gateway.status import read_status

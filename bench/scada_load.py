@@ -11,8 +11,8 @@ This process is the SCADA side, on CPU 1 with the simulators, in three phases, s
    dnp3py (bench.dnp3_bench's poll code): wall time per poll, fragments, points, and this process's
    CPU per poll (dnp3py is pure Python: its parsing is most of the wall time; the rest is the
    outstation and the wire);
-3. MMS: `--clients` libiec61850 client processes (tests/iec61850_client.py `hammer`) read every logical
-   device's ZBAT1 measurements back to back for `--seconds`: MMS reads per second in total.
+3. MMS: `--clients` libiec61850 client processes (tests/northbound/iec61850/client.py `hammer`) read every
+   logical device's ZBAT1 measurements back to back for `--seconds`: MMS reads per second in total.
 For each phase the gateway's cycle p50/p99/max and overruns over the cycles that ended inside it.
 Tests never assert speed; this prints it.
 """

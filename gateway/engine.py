@@ -30,7 +30,7 @@ from gateway.southbound.poller import close_all, connect_all, poll_all, write_al
 from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.timing import CycleStats
 
-log = logging.getLogger("socgw.engine")
+log = logging.getLogger(__name__)
 
 # Nodes whose setpoint the engine writes. Offline nodes cannot take it, and a node in maintenance
 # belongs to the technician working on it.

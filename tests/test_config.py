@@ -10,8 +10,8 @@ import pytest
 from gateway.balancer import ChargeSource
 from gateway.cli import main
 from gateway.config import ConfigError, load_config
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "gateway.yaml"
 PROFILE_DIRS = [REPO / "profiles"]
 

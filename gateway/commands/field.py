@@ -123,7 +123,7 @@ def _all_profiles() -> list[Profile]:
 def _run(coroutine: Coroutine[Any, Any, int]) -> int:
     silence_pymodbus_logging()
     # The tools print every error themselves; the session's once-per-change log would repeat them.
-    logging.getLogger("gateway.southbound").setLevel(logging.CRITICAL)
+    logging.getLogger("gateway.southbound.session").setLevel(logging.CRITICAL)
     try:
         return uvloop.run(coroutine)
     except (UsageError, ProfileError) as error:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gateway.commands.run import DEFAULT_CONFIG, report_problems
 from gateway.config import ConfigError, load_config
-from gateway.northbound.iec61850 import load_settings
+from gateway.northbound.iec61850.settings import load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     settings, plan = loaded
     # libiec61850 loads only for this command (and when the server starts).
-    from gateway.northbound.iec61850_model import BuiltModel
-    from gateway.northbound.scl import icd_text
+    from gateway.northbound.iec61850.model import BuiltModel
+    from gateway.northbound.iec61850.scl import icd_text
 
     built = BuiltModel(plan)
     try:

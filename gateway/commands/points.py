@@ -17,7 +17,7 @@ from pathlib import Path
 from gateway.commands.run import DEFAULT_CONFIG, report_problems
 from gateway.config import ConfigError, load_config
 from gateway.mapping.dnp3 import Command, Dnp3Map, PointType, ResolvedPoint
-from gateway.northbound.dnp3 import Dnp3Settings, parse_settings
+from gateway.northbound.dnp3.settings import Dnp3Settings, parse_settings
 
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2

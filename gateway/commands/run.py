@@ -17,7 +17,7 @@ from gateway.commands.view import status_table_text
 from gateway.config import ConfigError, SiteConfig, load_config
 from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
-from gateway.northbound.registry import create_adapters
+from gateway.northbound.registry import check_sections, create_adapters
 from gateway.status import StatusServer, default_status_socket, read_status
 
 EXIT_OK = 0
@@ -68,7 +68,7 @@ def load_or_report(path: Path, command: str) -> SiteConfig | None:
     """The site config with its northbound sections checked, or None after printing every problem."""
     try:
         config = load_config(path)
-        create_adapters(config, lambda _update: None)
+        check_sections(config)
     except ConfigError as error:
         report_problems(error, command, path)
         return None
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_BAD_CONFIG
     configure_logging(config.logging.level)
-    log = logging.getLogger("socgw")
+    log = logging.getLogger(__name__)
     log.info(
         "site %s: %d node(s), cycle %g ms, config %s",
         config.name,

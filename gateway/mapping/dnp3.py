@@ -6,7 +6,7 @@ described in the shipped `mappings/dnp3/default.yaml` and in docs/dnp3.md; in sh
 
 - four sections of single points, `analog_inputs`, `binary_inputs`, `analog_outputs`,
   `binary_outputs`, each entry with its DNP3 `index`, a `name`, the `source` quantity it publishes
-  (a name from `gateway/northbound/sources.py`, or one of the adapter's own `dnp3.*` quantities), and
+  (a name from `gateway/mapping/sources.py`, or one of the adapter's own `dnp3.*` quantities), and
   for analogs `scale` (engineering value = count × scale), `unit`, `class` and `deadband` (counts);
   outputs may have a `command` (what a master's write does) and `min`/`max` (counts);
 - `node_blocks`: points repeated for every node of the fleet, node n (1-based, in the site config's
@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.northbound.sources import FLEET_SOURCES, NODE_SOURCES
+from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
 from gateway.profiles.loader import SEMVER, Problem, ProblemsError
 from gateway.profiles.model import NO_MARK, SourceMark
 from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
@@ -558,7 +558,7 @@ class _MapChecker:
             mark,
             f"unknown source `{name}`{_hint(name, known)}; "
             f"{'node blocks publish node.*' if in_block else 'single points publish fleet.* or dnp3.*'} "
-            "quantities (see gateway/northbound/sources.py and docs/dnp3.md)",
+            "quantities (see gateway/mapping/sources.py and docs/dnp3.md)",
         )
         return None, ""
 

@@ -1,5 +1,5 @@
 """The IEC 61850 map (`mappings/iec61850/*.yaml`): the logical nodes, data objects, datasets and report
-control blocks the MMS server exposes, and which fleet quantity (`gateway/northbound/sources.py`) feeds
+control blocks the MMS server exposes, and which fleet quantity (`gateway/mapping/sources.py`) feeds
 each data object.
 
 Every IEC 61850 name (logical node classes, data object names, CDCs, enumerations) lives in the map, not
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.northbound.sources import FLEET_SOURCES, NODE_SOURCES
+from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
 from gateway.profiles.loader import Problem, ProblemsError
 from gateway.profiles.model import SourceMark
 from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file

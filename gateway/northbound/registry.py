@@ -1,14 +1,15 @@
-"""The composition root of the northbound side: which adapter serves which `northbound:` section.
+"""The composition root of the northbound side: which package serves which `northbound:` section.
 
-Each adapter module exposes `SECTION` (its key under `northbound:` in the site config) and
-`from_site(site, submit) -> NorthboundAdapter | None`: it checks its section (raising `ConfigError` with
-file:line:column), returns None when the section is absent or disabled, and builds the adapter without
-binding anything (so `socgw validate` can call it).
+Each protocol package exposes `SECTION` (its key under `northbound:` in the site config),
+`check(site)` (raises `ConfigError` with file:line:column; loads no protocol stack, so `socgw validate`
+can call it) and `create(site, submit) -> NorthboundAdapter | None` (None when the section is absent or
+disabled; builds the adapter without binding anything).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 from gateway.config import ConfigError, SiteConfig
@@ -17,20 +18,19 @@ from gateway.profiles.loader import Problem
 from gateway.profiles.model import SourceMark
 from gateway.yamlsource import MarkedMap
 
-ADAPTER_MODULES: tuple[str, ...] = ("gateway.northbound.dnp3", "gateway.northbound.iec61850")
+PROTOCOL_PACKAGES: tuple[str, ...] = ("gateway.northbound.dnp3", "gateway.northbound.iec61850")
 
 
-def _modules() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in ADAPTER_MODULES]
+def _packages() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in PROTOCOL_PACKAGES]
 
 
 def known_sections() -> frozenset[str]:
-    return frozenset(module.SECTION for module in _modules())
+    return frozenset(package.SECTION for package in _packages())
 
 
-def create_adapters(site: SiteConfig, submit: Submit) -> list[NorthboundAdapter]:
-    """Build (not start) every configured adapter; `ConfigError` lists the problems of every section."""
-    modules = _modules()
+def _each_section(site: SiteConfig, action: Callable[[ModuleType], None]) -> None:
+    """Run `action` on every protocol package; ConfigError lists the problems of every section."""
     known = known_sections()
     problems: list[Problem] = []
     northbound = site.northbound
@@ -44,15 +44,28 @@ def create_adapters(site: SiteConfig, submit: Submit) -> list[NorthboundAdapter]
                         f"unknown northbound section `{key}`: use one of {', '.join(sorted(known))}",
                     )
                 )
-    adapters: list[NorthboundAdapter] = []
-    for module in modules:
+    for package in _packages():
         try:
-            adapter = module.from_site(site, submit)
+            action(package)
         except ConfigError as error:
             problems.extend(error.problems)
-            continue
-        if adapter is not None:
-            adapters.append(adapter)
     if problems:
         raise ConfigError(problems)
+
+
+def check_sections(site: SiteConfig) -> None:
+    """Check every `northbound:` section without loading a protocol stack."""
+    _each_section(site, lambda package: package.check(site))
+
+
+def create_adapters(site: SiteConfig, submit: Submit) -> list[NorthboundAdapter]:
+    """Build (not start) every configured adapter; `ConfigError` lists the problems of every section."""
+    adapters: list[NorthboundAdapter] = []
+
+    def create(package: ModuleType) -> None:
+        adapter = package.create(site, submit)
+        if adapter is not None:
+            adapters.append(adapter)
+
+    _each_section(site, create)
     return adapters

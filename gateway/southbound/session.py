@@ -50,7 +50,7 @@ from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import Reading
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
-log = logging.getLogger("gateway.southbound")
+log = logging.getLogger(__name__)
 
 # What the balancer and the northbound need fresh every cycle. The rest (setpoint read-back, enable,
 # capacity, SOH, heartbeat, reserve, vendor extras) changes rarely or is what the gateway itself wrote,

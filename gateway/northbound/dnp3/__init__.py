@@ -1,0 +1,39 @@
+"""DNP3 outstation: the fleet as a DNP3 point list, a master's controls as site commands.
+
+    settings.py    the `northbound.dnp3` section of the site config, checked (no stack loaded)
+    points.py      snapshot -> point values with flags, through the map (which point changed, and how)
+    controls.py    the stack's command callbacks (its I/O thread), validated and handed to asyncio
+    outstation.py  the adapter: builds the opendnp3 stack (yadnp3), publishes each cycle, stops cleanly
+
+The map itself (`mappings/dnp3/*.yaml`) is loaded by `gateway.mapping.dnp3`. opendnp3 loads only
+when an adapter is created, so checking a config never loads the C++ stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.config import SiteConfig
+from gateway.northbound.adapter import Submit
+from gateway.northbound.dnp3.settings import SECTION, parse_settings
+
+if TYPE_CHECKING:
+    from gateway.northbound.dnp3.outstation import Dnp3Outstation
+
+__all__ = ["SECTION", "check", "create"]
+
+
+def check(site: SiteConfig) -> None:
+    """Check the section and its map; ConfigError lists every problem with file:line:column."""
+    parse_settings(site)
+
+
+def create(site: SiteConfig, submit: Submit) -> Dnp3Outstation | None:
+    """The outstation for the site's `northbound.dnp3` section (not started), or None without one."""
+    parsed = parse_settings(site)
+    if parsed is None:
+        return None
+    from gateway.northbound.dnp3.outstation import Dnp3Outstation  # opendnp3 loads here
+
+    settings, dnp3_map = parsed
+    return Dnp3Outstation(settings, dnp3_map, [node.node_id for node in site.nodes], submit)

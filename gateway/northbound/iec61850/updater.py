@@ -1,0 +1,253 @@
+"""Publishes each cycle's snapshot into the MMS model, on the adapter's own thread.
+
+`offer` (called on the asyncio loop) only drops the snapshot into a one-place slot, replacing one the
+thread has not taken yet: a slow update skips cycles instead of queueing them. The thread goes through
+the logical devices one by one: it computes the device's published values off the loop, then writes
+what changed (value, quality, time) through ctypes (`native.py`), holding the data-model lock for
+that device. `t` is the time of the last change of value or quality, as IEC 61850-7-3 defines it, so
+unchanged data costs nothing. `stop` is noticed between two devices: the rest of the snapshot is dropped.
+
+Quality: an unknown value (an offline pack, a point the profile lacks) is invalid + failure, keeping the
+last value; the values of a pack whose latest poll failed (`Quality.STALE`) are questionable + oldData,
+stamped with the time they were read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+import pyiec61850.pyiec61850 as iec
+
+from gateway.fleet import Quality
+from gateway.mapping.sources import LOSS_INDICATORS, read_fleet, read_node
+from gateway.northbound.iec61850.model import FixedValue, Publication, ValueKind
+from gateway.northbound.iec61850.native import ModelWriter
+from gateway.snapshot import CycleSnapshot
+
+log = logging.getLogger(__name__)
+
+QUALITY_GOOD = iec.QUALITY_VALIDITY_GOOD
+QUALITY_OLD = iec.QUALITY_VALIDITY_QUESTIONABLE | iec.QUALITY_DETAIL_OLD_DATA
+QUALITY_INVALID = iec.QUALITY_VALIDITY_INVALID | iec.QUALITY_DETAIL_FAILURE
+QUALITY_NOT_YET = iec.QUALITY_VALIDITY_INVALID  # before the first cycle
+STOP_TIMEOUT_S = 5.0
+
+Shown = float | bool | int | None
+
+
+class Reading(NamedTuple):  # a tuple, not a dataclass: one per changed data object, thousands a cycle
+    value: Shown  # None: unknown (the last value stays, with invalid quality)
+    quality: int
+    time_ms: int
+
+
+def snapshot_time_ms(snapshot: CycleSnapshot) -> int:
+    return int(snapshot.wall_time.timestamp() * 1000)
+
+
+def read_publication(publication: Publication, snapshot: CycleSnapshot, now_ms: int | None = None) -> Reading:
+    """What `publication` shows for this cycle (`now_ms`: the snapshot's time, if already known)."""
+    spec = publication.spec
+    if now_ms is None:
+        now_ms = snapshot_time_ms(snapshot)
+    if spec.source is None:
+        return Reading(_convert(publication, spec.value), QUALITY_GOOD, now_ms)
+    if publication.node_id is None:
+        raw = read_fleet(spec.source, snapshot)
+        quality = QUALITY_GOOD
+        time_ms = now_ms
+    else:
+        node = snapshot.fleet.node(publication.node_id)
+        raw = read_node(spec.source, snapshot, node)
+        stale = node.quality is Quality.STALE and spec.source not in LOSS_INDICATORS
+        quality = QUALITY_OLD if stale else QUALITY_GOOD
+        time_ms = now_ms - int(node.age_s * 1000) if stale else now_ms
+    if raw is None:
+        return Reading(None, QUALITY_INVALID, time_ms)
+    return Reading(_convert(publication, raw), quality, time_ms)
+
+
+def _convert(publication: Publication, raw: float | bool | None) -> Shown:
+    if raw is None:
+        return None
+    states = publication.spec.states
+    if states is not None:
+        return states[bool(raw)]
+    if publication.kind is ValueKind.BOOL:
+        return bool(raw)
+    if publication.kind is ValueKind.INT:
+        return round(raw)
+    return float(raw)
+
+
+def _changed(publication: Publication, shown: tuple[Shown, int] | None, reading: Reading) -> bool:
+    """Whether `reading` differs from what the model shows; an MV's value only counts once it moved by
+    more than the data object's deadband from the value last written (IEC 61850-7-3 `mag`)."""
+    if shown is None:
+        return True
+    value, quality = shown
+    if quality != reading.quality:
+        return True
+    deadband = publication.spec.deadband
+    if deadband and isinstance(value, float) and isinstance(reading.value, float):
+        return abs(reading.value - value) > deadband
+    return value != reading.value
+
+
+Sourced = tuple[int, Publication]  # position in `Updater.publications`, a publication with a source
+
+
+def _devices(publications: Sequence[Publication]) -> list[list[Sourced]]:
+    """The sourced publications grouped by logical device (of one node, or of the fleet)."""
+    sourced = [(i, p) for i, p in enumerate(publications) if p.spec.source is not None]
+    return [list(group) for _, group in itertools.groupby(sourced, key=lambda item: item[1].node_id)]
+
+
+class LatestSlot:
+    """Holds at most one snapshot: `put` replaces what was not taken yet (latest wins)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._item: CycleSnapshot | None = None
+        self._closed = False
+
+    def put(self, item: CycleSnapshot) -> None:
+        with self._condition:
+            self._item = item
+            self._condition.notify()
+
+    def take(self) -> CycleSnapshot | None:
+        """The latest snapshot, waiting for one; None once closed."""
+        with self._condition:
+            while self._item is None and not self._closed:
+                self._condition.wait()
+            if self._closed:
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+
+class Updater:
+    """Keeps the model's values current; `offer` is safe to call from the asyncio loop."""
+
+    def __init__(self, writer: ModelWriter, publications: Sequence[Publication]) -> None:
+        self._writer = writer
+        self.publications = list(publications)
+        self._shown: list[tuple[Shown, int] | None] = [None] * len(self.publications)
+        self._devices = _devices(self.publications)
+        self._slot = LatestSlot()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def write_fixed(self, fixed: Sequence[FixedValue], now: datetime) -> None:
+        """Name plates, descriptions, units, ranges and constant data: once, before clients come."""
+        writer = self._writer
+        with writer.locked():
+            for item in fixed:
+                if isinstance(item.value, str):
+                    writer.text(item.attribute, item.value)
+                elif isinstance(item.value, float):
+                    writer.float(item.attribute, item.value)
+                else:
+                    writer.int32(item.attribute, item.value)
+        # Constants are good from the start; everything else is invalid until the first cycle.
+        time_ms = int(now.timestamp() * 1000)
+        readings = [
+            (p, Reading(_convert(p, p.spec.value), QUALITY_GOOD, time_ms))
+            if p.spec.source is None
+            else (p, Reading(None, QUALITY_NOT_YET, time_ms))
+            for p in self.publications
+        ]
+        for _, device in itertools.groupby(readings, key=lambda change: change[0].node_id):
+            self._write(list(device))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="socgw-iec61850-updater", daemon=True)
+        self._thread.start()
+
+    def offer(self, snapshot: CycleSnapshot) -> None:
+        self._slot.put(snapshot)
+
+    def stop(self) -> bool:
+        """Stop the thread (it drops the rest of a snapshot it is writing); False when it is still
+        running after STOP_TIMEOUT_S, and so may still write into the model."""
+        self._stopping.set()
+        self._slot.close()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(STOP_TIMEOUT_S)
+        if thread.is_alive():
+            log.error("the IEC 61850 updater thread did not stop within %.0f s", STOP_TIMEOUT_S)
+            return False
+        self._thread = None
+        return True
+
+    def apply(self, snapshot: CycleSnapshot) -> int:
+        """Write this snapshot's changes into the model, device by device, until `stop`; returns how
+        many data objects changed."""
+        now_ms = snapshot_time_ms(snapshot)
+        stopping = self._stopping
+        shown = self._shown
+        written = 0
+        for done, device in enumerate(self._devices):
+            if stopping.is_set():
+                log.debug(
+                    "stopping: cycle %d left after %d of %d devices", snapshot.index, done, len(self._devices)
+                )
+                break
+            changes = []
+            for position, publication in device:
+                reading = read_publication(publication, snapshot, now_ms)
+                if _changed(publication, shown[position], reading):
+                    changes.append((position, publication, reading))
+            if changes:
+                # Recorded once the whole device is read: a source that raises leaves none marked shown.
+                for position, _, reading in changes:
+                    shown[position] = (reading.value, reading.quality)
+                self._write([(publication, reading) for _, publication, reading in changes])
+                written += len(changes)
+        return written
+
+    def _write(self, changes: Sequence[tuple[Publication, Reading]]) -> None:
+        """One logical device's changes under one lock: a client reading meanwhile sees each device
+        whole, and waits at most one device's updates (every changed value costs libiec61850 a scan of
+        every buffered report's dataset, so a whole large fleet under one lock would hold reads for long)."""
+        writer = self._writer
+        write_float, write_bool, write_int = writer.float, writer.boolean, writer.int32
+        write_quality, write_time = writer.quality, writer.utc_ms
+        with writer.locked():
+            for publication, (value, quality, time_ms) in changes:
+                if value is not None:
+                    if publication.kind is ValueKind.FLOAT:
+                        write_float(publication.value_attribute, float(value))
+                    elif publication.kind is ValueKind.BOOL:
+                        write_bool(publication.value_attribute, bool(value))
+                    else:
+                        write_int(publication.value_attribute, int(value))
+                write_quality(publication.quality_attribute, quality)
+                write_time(publication.time_attribute, time_ms)
+
+    def _run(self) -> None:
+        while (snapshot := self._slot.take()) is not None:
+            try:
+                self.apply(snapshot)
+            except Exception:  # a bad value must not end publishing: log once per failure streak
+                if not self._failing:
+                    log.exception("IEC 61850 update of cycle %d failed", snapshot.index)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.info("IEC 61850 updates work again (cycle %d)", snapshot.index)
+                self._failing = False

@@ -1,0 +1,131 @@
+"""What the server shows for a snapshot (value, quality, time), the updater's latest-wins slot, and the
+control checks: the pure parts of the IEC 61850 adapter."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.balancer import BalancerParams, SiteCommand, dispatch
+from gateway.fleet import FleetState, NodeState, Quality
+from gateway.mapping.iec61850 import DataObjectSpec, load_map
+from gateway.northbound.iec61850.controls import check_value, command_for
+from gateway.northbound.iec61850.model import VALUE_KIND, Publication
+from gateway.northbound.iec61850.updater import (
+    QUALITY_GOOD,
+    QUALITY_INVALID,
+    QUALITY_OLD,
+    LatestSlot,
+    Reading,
+    read_publication,
+)
+from gateway.snapshot import CycleSnapshot
+from tests.mapping.test_iec61850 import SHIPPED
+
+WALL = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+WALL_MS = int(WALL.timestamp() * 1000)
+
+
+def snapshot(index: int = 1) -> CycleSnapshot:
+    nodes = (
+        NodeState("pack-01", soc_pct=50.0, capacity_wh=2000.0, power_w=100.0),
+        NodeState("pack-02", quality=Quality.STALE, age_s=1.5, soc_pct=40.0, capacity_wh=2000.0),
+        NodeState("pack-03", quality=Quality.FAILED, error_code="E_TIMEOUT", age_s=math.inf),
+    )
+    fleet = FleetState(nodes, timestamp_s=10.0)
+    params = BalancerParams()
+    command = SiteCommand(request_w=300.0)
+    decision = dispatch(fleet, command, params, None, 10.0)
+    return CycleSnapshot(index, 10.0, WALL, fleet, command, decision, params)
+
+
+def publication(logical_node: str, data_object: str, node_id: str | None) -> Publication:
+    iec_map = load_map(SHIPPED)
+    device = iec_map.fleet if node_id is None else iec_map.pack
+    ln = device.logical_node(logical_node)
+    spec = ln.object(data_object) if ln is not None else None
+    assert spec is not None
+    return Publication(f"{logical_node}.{data_object}", spec, node_id, VALUE_KIND[spec.cdc], 0, 0, 0)
+
+
+def test_a_good_pack_shows_its_values_good_now() -> None:
+    assert read_publication(publication("ZBAT1", "Soc", "pack-01"), snapshot()) == Reading(
+        50.0, QUALITY_GOOD, WALL_MS
+    )
+
+
+def test_a_stale_pack_shows_questionable_old_data_at_the_time_it_was_read() -> None:
+    reading = read_publication(publication("ZBAT1", "Soc", "pack-02"), snapshot())
+    assert reading == Reading(40.0, QUALITY_OLD, WALL_MS - 1500)
+
+
+def test_a_failed_pack_shows_invalid_not_a_number_and_its_alarms_stay_good() -> None:
+    state = snapshot()
+    assert read_publication(publication("ZBAT1", "Soc", "pack-03"), state) == Reading(
+        None, QUALITY_INVALID, WALL_MS
+    )
+    assert read_publication(publication("ZBAT1", "ComAlm", "pack-03"), state) == Reading(
+        True, QUALITY_GOOD, WALL_MS
+    )
+    assert read_publication(publication("ZBAT1", "BatSt", "pack-03"), state).value is False
+    assert read_publication(publication("ZBAT1", "BalMod", "pack-03"), state).value == 3  # offline
+    health = read_publication(publication("LLN0", "Health", "pack-03"), state)
+    assert health == Reading(3, QUALITY_GOOD, WALL_MS)  # Alarm, through the map's `states`
+
+
+def test_fleet_values_and_constants() -> None:
+    state = snapshot()
+    soc = read_publication(publication("ZBAT1", "Soc", None), state)
+    assert soc.value == pytest.approx(state.fleet.mean_soc_pct) and soc.quality == QUALITY_GOOD
+    assert read_publication(publication("DRCC1", "OutWSet", None), state).value == 300.0
+    assert read_publication(publication("LLN0", "Beh", None), state) == Reading(1, QUALITY_GOOD, WALL_MS)
+
+
+def test_the_slot_keeps_only_the_latest_snapshot() -> None:
+    slot = LatestSlot()
+    slot.put(snapshot(1))
+    slot.put(snapshot(2))
+    taken = slot.take()
+    assert taken is not None and taken.index == 2
+    closer = threading.Timer(0.05, slot.close)
+    closer.start()
+    assert slot.take() is None  # a waiting updater wakes up when the slot closes
+    closer.join()
+
+
+APC = DataObjectSpec(
+    "OutWSet", "APC", source="fleet.request_w", control="request_w", minimum=-1e4, maximum=1e4
+)
+SPC = DataObjectSpec("DERStr", "SPC", source="fleet.balancing_enabled", control="balancing_enabled")
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "refused"),
+    [
+        (APC, 900.0, False),
+        (APC, -1e4, False),
+        (APC, 1e4 + 1, True),
+        (APC, math.nan, True),
+        (APC, math.inf, True),
+        (SPC, False, False),
+        (SPC, 1.0, True),
+    ],
+)
+def test_controls_are_checked_against_the_map(
+    spec: DataObjectSpec, value: float | bool, refused: bool
+) -> None:
+    assert (check_value(spec, value) is not None) is refused
+
+
+def test_accepted_controls_become_site_commands() -> None:
+    request = command_for(APC, 900.0, "iec61850 127.0.0.1:5000")
+    assert (request.source, request.request_w, request.balancing_enabled) == (
+        "iec61850 127.0.0.1:5000",
+        900.0,
+        None,
+    )
+    switch = command_for(SPC, False, "iec61850 127.0.0.1:5000")
+    assert (switch.request_w, switch.balancing_enabled) == (None, False)
