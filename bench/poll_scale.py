@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import uvloop
@@ -35,14 +35,8 @@ import uvloop
 from gateway.fleet import Quality
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.fleet import Endpoint
-from gateway.southbound.modbus import (
-    ModbusSession,
-    SessionOptions,
-    close_all,
-    connect_all,
-    poll_all,
-    write_all,
-)
+from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
+from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.timing import percentile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--slow-poll-every",
         type=int,
-        default=SessionOptions().slow_poll_every,
+        default=SessionOptions.for_node().slow_poll_every,
         help="read the points outside FAST_POINTS every Nth poll (1: the whole map every cycle)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -215,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = f"{'units':>5} {'sims':>4} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'overruns':>8} "
     print(header + f"{'not good':>8} {'CPU µs/unit-cycle':>17} {'req/unit-cycle':>14}", flush=True)
     for units in args.units:
-        options = SessionOptions(slow_poll_every=args.slow_poll_every)
+        options = replace(SessionOptions.for_node(), slow_poll_every=args.slow_poll_every)
         result = run_one(units, Plan(args.cycles, args.warmup, args.packs_per_sim, not args.no_pin, options))
         results.append(result)
         print(

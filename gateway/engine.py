@@ -68,7 +68,7 @@ def build_sessions(config: SiteConfig) -> list[ModbusSession]:
             node.port,
             node.unit,
             node.profile,
-            options=SessionOptions(timeout_s=None if node.timeout_ms is None else node.timeout_ms / 1000.0),
+            options=SessionOptions.for_node(node.timeout_ms),
         )
         for node in config.nodes
     ]

@@ -19,8 +19,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-# Canonical `state` labels of the point vocabulary.
-STATE_LABELS = frozenset({"off", "standby", "charging", "discharging", "idle", "fault", "maintenance"})
+from gateway.profiles.vocabulary import CANONICAL_STATES, FLEET_FEEDS
+
+STATE_LABELS = frozenset(CANONICAL_STATES)
 
 
 class Quality(enum.StrEnum):
@@ -169,23 +170,12 @@ class FleetState:
         return sum(node.power_w or 0.0 for node in self.online_nodes)
 
 
-# Vocabulary points copied one-to-one into NodeState's float fields.
-_FLOAT_POINTS = (
-    "soc_pct",
-    "soh_pct",
-    "capacity_wh",
-    "voltage_v",
-    "current_a",
-    "power_w",
-    "temp_c",
-    "temp_max_c",
-    "temp_min_c",
-    "cell_voltage_min_v",
-    "cell_voltage_max_v",
-    "charge_limit_w",
-    "discharge_limit_w",
-    "setpoint_w",
-)
+# Vocabulary points copied one-to-one into NodeState's float fields: every point the vocabulary says
+# feeds the fleet, but the three that need interpreting (`enable` is a number or a word, `state` a
+# canonical label, `alarms` arrive as labels).
+_NUMBER_FEEDS: Mapping[str, str] = {
+    point: field for point, field in FLEET_FEEDS.items() if point not in {"enable", "state", "alarms"}
+}
 _TRUE_WORDS = frozenset({"1", "true", "on", "enabled", "enable", "yes"})
 _FALSE_WORDS = frozenset({"0", "false", "off", "disabled", "disable", "no"})
 
@@ -207,7 +197,7 @@ def node_from_values(
     device alarms are passed as labels (`codec.active_labels`). Raises ValueError naming the node and the
     point when a value has the wrong kind.
     """
-    numbers = {name: _number(node_id, name, values.get(name)) for name in _FLOAT_POINTS}
+    numbers = {field: _number(node_id, point, values.get(point)) for point, field in _NUMBER_FEEDS.items()}
     return NodeState(
         node_id=node_id,
         quality=quality,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from gateway.fleet import FleetState, NodeState, Quality, node_from_values
+from gateway.profiles.vocabulary import FLEET_FEEDS, VOCABULARY
 
 
 def test_usable_energy_is_nameplate_times_soh() -> None:
@@ -175,3 +177,23 @@ def test_node_from_values_names_the_node_and_point_of_bad_values(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         node_from_values("p", values)
+
+
+# Fields a node carries about its reading rather than about the pack.
+_BOOKKEEPING = {"node_id", "quality", "error_code", "age_s"}
+
+
+def test_every_fleet_field_is_fed_by_exactly_one_vocabulary_point() -> None:
+    fields = [field.name for field in dataclasses.fields(NodeState) if field.name not in _BOOKKEEPING]
+    fed = list(FLEET_FEEDS.values())
+    assert sorted(fed) == sorted(fields)  # each field once: no field without a point, none fed twice
+    assert all(point in VOCABULARY for point in FLEET_FEEDS)
+
+
+def test_every_numeric_feed_reaches_its_field() -> None:
+    numeric = [point for point in FLEET_FEEDS if point not in {"enable", "state", "alarms"}]
+    values = {point: float(index) for index, point in enumerate(numeric)}
+    node = node_from_values("pack1", values)
+    assert {FLEET_FEEDS[point]: getattr(node, FLEET_FEEDS[point]) for point in numeric} == {
+        FLEET_FEEDS[point]: value for point, value in values.items()
+    }

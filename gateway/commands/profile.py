@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.commands.field import add_profile_check
+from gateway.commands.profile_check import add_profile_check
 from gateway.profiles.loader import Problem, load_profile, validate_profile
 from gateway.profiles.model import SourceMark
 from gateway.profiles.schema import schema_text

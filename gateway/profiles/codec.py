@@ -33,6 +33,7 @@ __all__ = [
     "decode",
     "decode_firmware",
     "decode_points",
+    "decode_scale_factor",
     "encode",
     "label_of",
     "raw_range",
@@ -389,7 +390,8 @@ def check_write(point: Point, value: float) -> None:
         raise CodecError(f"{_where(point)}: {value!r} is outside its write bounds {bounds} {point.unit}")
 
 
-def _scale_factor_value(point: Point, words: Sequence[int]) -> int | None:
+def decode_scale_factor(point: Point, words: Sequence[int]) -> int | None:
+    """The power of ten a scale-factor register (SunSpec `*_sf`) holds; None when it reads as its sentinel."""
     value = decode(point, words)
     return None if value is None or isinstance(value, str) else int(value)
 
@@ -410,7 +412,7 @@ def decode_points(points: Mapping[str, Point], raw: Mapping[str, Sequence[int]])
             continue
         sf_point, sf_words = points.get(register), raw.get(register)
         scale_factor = (
-            None if sf_point is None or sf_words is None else _scale_factor_value(sf_point, sf_words)
+            None if sf_point is None or sf_words is None else decode_scale_factor(sf_point, sf_words)
         )
         result[name] = None if scale_factor is None else decode(point, words, scale_factor)
     return result

@@ -10,37 +10,19 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from gateway.profiles.model import Point
+from gateway.profiles.vocabulary import CONSTANT_POINTS, VOCABULARY
 from gateway.sim import physics
 from gateway.sim.physics import Operating, PackParams, PackState
 
-# Points the simulator computes from the physics on every read; every other point is static
-# (identification, scale factors, vendor extras) and encoded once.
-DYNAMIC_POINTS = frozenset(
-    {
-        "soc_pct",
-        "voltage_v",
-        "current_a",
-        "power_w",
-        "temp_c",
-        "temp_max_c",
-        "temp_min_c",
-        "cell_voltage_min_v",
-        "cell_voltage_max_v",
-        "charge_limit_w",
-        "discharge_limit_w",
-        "setpoint_w",
-        "enable",
-        "state",
-        "alarms",
-        "heartbeat",
-        "backup_reserve_pct",
-        "cycle_count",
-        "x_energy_discharged_kwh",
-        "x_energy_charged_kwh",
-        "x_battery_heartbeat",
-        "x_heartbeat_timeout_s",
-    }
-)
+# Points the simulator computes from the physics on every read: the vocabulary's changing quantities
+# and the vendor extras of the shipped profiles that follow the physics. Every other point is static
+# (identification, scale factors, constant quantities, other vendor extras) and encoded once.
+DYNAMIC_POINTS = frozenset(VOCABULARY.keys() - CONSTANT_POINTS) | {
+    "x_energy_discharged_kwh",
+    "x_energy_charged_kwh",
+    "x_battery_heartbeat",
+    "x_heartbeat_timeout_s",
+}
 
 
 def dynamic_values(params: PackParams, state: PackState, op: Operating) -> dict[str, float | int | str]:

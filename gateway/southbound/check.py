@@ -2,40 +2,21 @@
 
 Each point is read on its own request, so an exception names exactly the point that caused it. A value
 is suspicious when it is the point's "not implemented" sentinel, outside what the quantity can physically
-be (an SOC of 850 % is a scale error), or an enum value the profile has no label for.
+be (the vocabulary's `plausible` range: an SOC of 850 % is a scale error), or an enum value the profile
+has no label for.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.profiles.codec import CodecError, Value, active_labels, decode
+from gateway.profiles.codec import CodecError, Value, active_labels
 from gateway.profiles.model import DataType, Point
-from gateway.profiles.vocabulary import CANONICAL_STATES, REQUIRED_POINTS
+from gateway.profiles.vocabulary import CANONICAL_STATES, PLAUSIBLE, REQUIRED_POINTS
 from gateway.southbound.errors import FieldError
 from gateway.southbound.session import ModbusSession
-
-# What a value of each vocabulary quantity can physically be (wider than any sane device's range). The
-# vocabulary describes names and units only; these bounds are the field tool's own judgement.
-PLAUSIBLE: Mapping[str, tuple[float, float]] = {
-    "soc_pct": (0.0, 100.0),
-    "soh_pct": (0.0, 110.0),
-    "backup_reserve_pct": (0.0, 100.0),
-    "temp_c": (-40.0, 125.0),
-    "temp_max_c": (-40.0, 125.0),
-    "temp_min_c": (-40.0, 125.0),
-    "voltage_v": (0.0, 2000.0),
-    "cell_voltage_min_v": (0.5, 5.0),
-    "cell_voltage_max_v": (0.5, 5.0),
-    "capacity_wh": (1.0, 1e9),
-    "charge_limit_w": (0.0, 1e8),
-    "discharge_limit_w": (0.0, 1e8),
-    "standby_power_w": (0.0, 1e4),
-    "enable": (0.0, 1.0),
-}
 
 
 class Severity(enum.IntEnum):
@@ -53,7 +34,7 @@ class PointCheck:
     verdict: str
 
 
-def assess(point: Point, value: Value | None, words: list[int]) -> tuple[Severity, str]:
+def assess(point: Point, value: Value | None) -> tuple[Severity, str]:
     """Judge one decoded value."""
     name = point.name
     if value is None:
@@ -90,51 +71,23 @@ def assess(point: Point, value: Value | None, words: list[int]) -> tuple[Severit
 
 async def check_points(session: ModbusSession) -> list[PointCheck]:
     """Read and judge every readable point of the map the session selected (after `connect`)."""
+    points = session.known_points
+    scale_registers = {p.scale_register for p in points.values() if p.scale_register}
+    # Scale-factor registers first: a wrong one explains the values of every point it scales.
+    order = sorted(points.values(), key=lambda p: (p.name not in scale_registers, p.table, p.address))
     results: list[PointCheck] = []
-    unit = session.target.unit
-    raw: dict[str, list[int]] = {}
-    points = dict(session.profile.identify.points) | dict(session.points)
-    # Scale-factor registers first, so the points they scale can be decoded.
-    order = sorted(
-        points.values(), key=lambda p: (p.name not in _scale_registers(points), p.table, p.address)
-    )
     for point in order:
         if not point.access.readable:
             continue
         try:
-            words = await session.link.read(point.table, point.address, point.count, unit)
-        except FieldError as error:
-            error = error.in_context(session.context, (point.name,))
+            read = await session.read_point(point.name)
+        except (FieldError, CodecError) as error:
             results.append(PointCheck(point, None, None, Severity.PROBLEM, str(error)))
-            if not session.link.connected:
-                await session.link.open()
             continue
-        raw[point.name] = words
-        try:
-            value = decode(point, words, _scale_factor(point, points, raw))
-        except CodecError as error:
-            results.append(PointCheck(point, words, None, Severity.PROBLEM, str(error)))
+        if point.scale_register is not None and read.scale_factor is None:
+            verdict = f"its scale register {point.scale_register!r} is not implemented (sentinel)"
+            results.append(PointCheck(point, read.words, None, Severity.PROBLEM, verdict))
             continue
-        severity, verdict = assess(point, value, words)
-        results.append(PointCheck(point, words, value, severity, verdict))
+        severity, verdict = assess(point, read.value)
+        results.append(PointCheck(point, read.words, read.value, severity, verdict))
     return results
-
-
-def _scale_registers(points: Mapping[str, Point]) -> set[str]:
-    return {p.scale_register for p in points.values() if p.scale_register}
-
-
-def _scale_factor(point: Point, points: Mapping[str, Point], raw: Mapping[str, list[int]]) -> int | None:
-    if point.scale_register is None:
-        return None
-    sf_point, words = points.get(point.scale_register), raw.get(point.scale_register)
-    if sf_point is None or words is None:
-        raise CodecError(
-            f"point {point.name!r}: its scale register {point.scale_register!r} could not be read"
-        )
-    value = decode(sf_point, words)
-    if value is None or isinstance(value, str):
-        raise CodecError(
-            f"point {point.name!r}: its scale register {point.scale_register!r} is not implemented"
-        )
-    return int(value)

@@ -1,4 +1,4 @@
-"""What one poll of one unit yields: values, quality, age and cause."""
+"""What one poll of one unit yields (values, quality, age and cause), and what one point read yields."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gateway.fleet import NodeState, Quality, node_from_values
 from gateway.profiles.codec import Value
+from gateway.profiles.model import Point
 from gateway.southbound.errors import ErrorCode, FieldError
 
 
@@ -55,3 +56,17 @@ class Reading:
             return node_from_values(
                 self.node_id, {}, quality=Quality.FAILED, error_code=str(ErrorCode.DECODE)
             )
+
+
+@dataclass(frozen=True, slots=True)
+class PointRead:
+    """One point read on its own (`ModbusSession.read_point`): the raw words and the engineering value.
+
+    `value` is None when the point, or the scale-factor register it needs, reads as its sentinel ("not
+    implemented"); `scale_factor` is the power of ten its scale register held (None: none was applied).
+    """
+
+    point: Point
+    words: list[int]
+    value: Value | None
+    scale_factor: int | None = None

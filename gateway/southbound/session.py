@@ -32,11 +32,13 @@ from gateway.profiles.codec import (
     check_write,
     decode,
     decode_points,
+    decode_scale_factor,
     encode,
 )
 from gateway.profiles.codec import label_of as enum_label
 from gateway.profiles.model import DataType, Point, Profile
 from gateway.profiles.plan import ReadBlock, plan_reads, split_block
+from gateway.profiles.vocabulary import FAST_POINTS
 from gateway.southbound.backoff import Backoff
 from gateway.southbound.errors import ErrorCode, Facts, FieldError, NodeContext, Region, Target
 from gateway.southbound.identify import (
@@ -47,32 +49,16 @@ from gateway.southbound.identify import (
     variant_ranges,
 )
 from gateway.southbound.link import ModbusLink
-from gateway.southbound.reading import Reading
+from gateway.southbound.reading import PointRead, Reading
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
 
-# What the balancer and the northbound need fresh every cycle. The rest (setpoint read-back, enable,
-# capacity, SOH, heartbeat, reserve, vendor extras) changes rarely or is what the gateway itself wrote,
-# and is read every `slow_poll_every`-th poll: for the mp2000 that is 1 request per cycle instead of 4,
-# and requests are what a poll costs (see bench/poll_scale.py).
-FAST_POINTS = frozenset(
-    {
-        "soc_pct",
-        "power_w",
-        "current_a",
-        "voltage_v",
-        "charge_limit_w",
-        "discharge_limit_w",
-        "state",
-        "alarms",
-        "temp_c",
-        "temp_max_c",
-        "temp_min_c",
-        "cell_voltage_min_v",
-        "cell_voltage_max_v",
-    }
-)
+
+def silence_session_logging() -> None:
+    """Stop the sessions' once-per-change log lines, for tools that print every error themselves."""
+    log.setLevel(logging.CRITICAL)
+
 
 # Failures after which the stream cannot be trusted (or will not heal by asking again soon).
 _DROP_AT_ONCE = frozenset({ErrorCode.MALFORMED, ErrorCode.UNIT_MISMATCH, ErrorCode.CONN_RESET})
@@ -94,6 +80,25 @@ class SessionOptions:
     slow_poll_every: int = 10  # points outside FAST_POINTS are read every Nth poll (1: every poll)
     max_silent_requests: int = 2  # consecutive timeouts before re-connecting (in the background)
     writes: WritePolicy = field(default_factory=WritePolicy)
+
+    @classmethod
+    def for_node(cls, timeout_ms: float | None = None) -> SessionOptions:
+        """The running gateway's options for a node; `timeout_ms` overrides the profile's request timeout."""
+        return cls(timeout_s=None if timeout_ms is None else timeout_ms / 1000.0)
+
+    @classmethod
+    def for_tool(cls, timeout_ms: float, *, verify: str | None = None) -> SessionOptions:
+        """A field tool's options: a patient `timeout_ms` per request, no heartbeat, and `verify` (a point)
+        read back after it is written."""
+        timeout_s = timeout_ms / 1000.0
+        return cls(
+            timeout_s=timeout_s,
+            connect_timeout_s=max(1.0, timeout_s),
+            writes=WritePolicy(
+                heartbeat_interval_s=None,
+                verify_points=frozenset() if verify is None else frozenset({verify}),
+            ),
+        )
 
 
 class ModbusSession:
@@ -285,6 +290,9 @@ class ModbusSession:
             for name, point in self.points.items()
             if point.access.readable and (name not in identify.points or name in scale_registers)
         }
+        # The vocabulary says what the balancer and the northbound need fresh every cycle; the rest is read
+        # every `slow_poll_every`-th poll: for the mp2000 that is 1 request per cycle instead of 4, and
+        # requests are what a poll costs (see bench/poll_scale.py).
         fast = {name for name in self._cyclic if name in FAST_POINTS}
         fast |= {sf for name in fast if (sf := self._cyclic[name].scale_register) is not None}
         self._full_plan = plan_reads(self._cyclic.values(), self.profile.comms)
@@ -352,6 +360,53 @@ class ModbusSession:
             return decode_points(points, raw)
         except CodecError as error:
             raise FieldError(Facts(ErrorCode.DECODE, str(error), self.target), self.context) from None
+
+    # ----------------------------------------------------------------------------------------------
+    # one point at a time, for the field tools
+
+    @property
+    def known_points(self) -> Mapping[str, Point]:
+        """The identify block and the map in use (the variant's, chosen at `connect`)."""
+        return {**self.profile.identify.points, **self.points}
+
+    async def read_point(self, name: str) -> PointRead:
+        """Read point `name` on its own request, and its scale-factor register on another, into its
+        engineering value. Call after `connect`; a connection the device closed is opened again.
+
+        Raises FieldError naming this node and the point when the profile has no such point or the device
+        does not answer, CodecError (naming the point) when the words do not decode.
+        """
+        point = self.known_points.get(name)
+        if point is None:
+            known = ", ".join(sorted(self.known_points))
+            raise FieldError(
+                Facts(
+                    ErrorCode.POINT_UNKNOWN,
+                    f"{self.profile.key} has no point {name!r}",
+                    self.target,
+                    points=(name,),
+                    extra={"known": known},
+                ),
+                self.context,
+            )
+        if not self.link.connected:
+            await self.link.open()
+        words = await self._read_point_words(point)
+        if point.scale_register is None:
+            return PointRead(point, words, decode(point, words))
+        sf_point = self.known_points.get(point.scale_register)
+        scale_factor = None  # without its register in the map, decode() names what is missing
+        if sf_point is not None:
+            scale_factor = decode_scale_factor(sf_point, await self._read_point_words(sf_point))
+            if scale_factor is None:  # the scale register reads as not implemented: so does the point
+                return PointRead(point, words, None)
+        return PointRead(point, words, decode(point, words, scale_factor), scale_factor)
+
+    async def _read_point_words(self, point: Point) -> list[int]:
+        try:
+            return await self.link.read(point.table, point.address, point.count, self.target.unit)
+        except FieldError as error:
+            raise error.in_context(self.context, (point.name,)) from None
 
     def _good(self, values: dict[str, Value | None], raw: dict[str, list[int]], now: float) -> Reading:
         self._silent = 0
@@ -521,8 +576,7 @@ class ModbusSession:
         sf_point, sf_words = self.points.get(point.scale_register), self._good_raw.get(point.scale_register)
         if sf_point is None or sf_words is None:
             return None  # encode() then names the missing scale register
-        value = decode(sf_point, sf_words)
-        return None if value is None or isinstance(value, str) else int(value)
+        return decode_scale_factor(sf_point, sf_words)
 
     async def _heartbeat(self, now: float) -> WriteOutcome | None:
         point = self.points.get("heartbeat")

@@ -97,11 +97,8 @@ def expected_value(point: Point, profile: Profile, snap: PackSnapshot, serial: s
 
 
 def scale_factor(point: Point, points: Mapping[str, Point], raw: Mapping[str, Sequence[int]]) -> int | None:
-    if point.scale_register is None:
-        return None
-    value = codec.decode(points[point.scale_register], raw[point.scale_register])
-    assert isinstance(value, float)
-    return int(value)
+    register = point.scale_register
+    return None if register is None else codec.decode_scale_factor(points[register], raw[register])
 
 
 @pytest.mark.parametrize(("key", "firmware"), PROFILE_CASES)

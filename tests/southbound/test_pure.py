@@ -16,6 +16,7 @@ from gateway.southbound.backoff import Backoff
 from gateway.southbound.errors import ErrorCode, Facts, FieldError, NodeContext, Region, Target
 from gateway.southbound.frames import Anomaly, FrameInspector, expectation_of
 from gateway.southbound.identify import common_points, marker_mismatches, select_variant
+from gateway.southbound.session import SessionOptions
 from gateway.southbound.writer import WritePolicy, WriteState, WriteStatus
 
 
@@ -240,3 +241,13 @@ def test_every_code_has_its_own_remedy() -> None:
         message = str(FieldError(Facts(code, "x", Target("h", 1, 1))))
         remedies.add(message.split("; ", 1)[1])
     assert len(remedies) >= len(ErrorCode) - 1  # 05 and 06 share E_MB_DEVICE_BUSY's, all others differ
+
+
+def test_session_options_for_the_gateway_and_for_the_field_tools() -> None:
+    assert SessionOptions.for_node() == SessionOptions()  # the profile's timeout, the 100 ms loop's pacing
+    assert SessionOptions.for_node(250).timeout_s == 0.25
+    tool = SessionOptions.for_tool(300)
+    assert (tool.timeout_s, tool.connect_timeout_s) == (0.3, 1.0)
+    assert (tool.writes.heartbeat_interval_s, tool.writes.verify_points) == (None, frozenset())
+    patient = SessionOptions.for_tool(2500, verify="setpoint_w")
+    assert (patient.connect_timeout_s, patient.writes.verify_points) == (2.5, frozenset({"setpoint_w"}))

@@ -14,15 +14,16 @@ from gateway.profiles.loader import ProfileLibrary
 from gateway.profiles.model import Access, Version
 from gateway.sim.faults import ExceptionCode, ExceptionRule, Faults
 from gateway.sim.scenario import Scenario, make_pack
-from gateway.southbound.errors import ErrorCode
+from gateway.southbound.errors import ErrorCode, FieldError
 from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
-from gateway.southbound.reading import Reading
+from gateway.southbound.reading import PointRead, Reading
 from gateway.southbound.session import ModbusSession, SessionState
 from gateway.southbound.writer import WritePolicy, WriteStatus
 from tests.conftest import StartFleet
 from tests.southbound.helpers import TEST_TIMEOUT_S, open_fds, run, session_for, with_point
 
 MP2000 = "microstore/mp2000"
+SUNSPEC = "sunspec/battery-802"
 
 
 @pytest.mark.parametrize(("firmware", "address"), [(Version(1, 2), 200), (Version(2, 1), 300)])
@@ -333,3 +334,47 @@ def test_slow_points_are_read_every_nth_poll_and_carried_between(
     assert sent == [full, fast, fast, full, fast, fast]
     assert all(r.quality is Quality.GOOD and r.values["setpoint_w"] is not None for r in readings)
     assert readings[1].values["capacity_wh"] == readings[0].values["capacity_wh"]
+
+
+def test_read_point_resolves_the_scale_factor_register_like_the_poll(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+) -> None:
+    profile = profile_library.get(SUNSPEC)
+    fleet = start_sim_fleet(packs=1, profile=SUNSPEC, speed=0)
+    session = session_for(fleet.endpoint("pack-01"), profile)
+
+    async def scenario() -> tuple[list[PointRead], Reading, FieldError]:
+        await session.connect(time.monotonic())
+        reads = [await session.read_point(name) for name in ("soc_pct", "soc_sf", "serial")]
+        reading = await session.poll(time.monotonic())
+        with pytest.raises(FieldError) as unknown:
+            await session.read_point("soc")
+        await session.close()
+        return reads, reading, unknown.value
+
+    (soc, soc_sf, serial), reading, unknown = run(scenario())
+    assert soc.scale_factor is not None and soc.scale_factor == soc_sf.value
+    assert soc.value == pytest.approx(85.0) and soc.value == reading.values["soc_pct"]
+    assert (serial.value, serial.scale_factor) == ("SIM00001", None)
+    assert unknown.code is ErrorCode.POINT_UNKNOWN
+    assert "has no point 'soc'" in str(unknown) and "soc_pct" in str(unknown)
+
+
+def test_a_scale_register_reading_as_its_sentinel_makes_its_points_not_implemented(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+) -> None:
+    profile = profile_library.get(SUNSPEC)
+    endpoint = start_sim_fleet(packs=1, profile=SUNSPEC, speed=0).endpoint("pack-01")
+
+    async def read(session: ModbusSession, name: str) -> PointRead:
+        await session.connect(time.monotonic())
+        try:
+            return await session.read_point(name)
+        finally:
+            await session.close()
+
+    soc_sf = run(read(session_for(endpoint, profile), "soc_sf"))
+    # The same device through a profile that calls the scale factor it sends "not implemented".
+    blind = with_point(profile, "soc_sf", sentinel=soc_sf.words[0])
+    soc = run(read(session_for(endpoint, blind), "soc_pct"))
+    assert soc.words != [] and (soc.value, soc.scale_factor) == (None, None)
