@@ -34,7 +34,7 @@ ADAPTER_BASE = (CORE - {"gateway.profiles"}) | {"gateway.config", "gateway.mappi
 MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway": frozenset(),
     "gateway.diagnostics": frozenset(),
-    "gateway.fleet": frozenset(),
+    "gateway.fleet": frozenset({"gateway.profiles"}),  # the vocabulary says which point feeds which field
     "gateway.timing": frozenset(),
     "gateway.balancer": frozenset({"gateway.fleet"}),
     "gateway.site_command": frozenset({"gateway.balancer", "gateway.fleet"}),
