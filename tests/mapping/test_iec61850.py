@@ -96,7 +96,7 @@ def broken(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
         (
             "Soc: {cdc: MV, source: node.soc_pct",
             "Soc: {cdc: MV, source: node.socc_pct",
-            "unknown pack source `node.socc_pct`: did you mean `node.soc_pct`?",
+            "unknown pack source `node.socc_pct` (did you mean `node.soc_pct`?)",
         ),
         (
             "Vol: {cdc: MV, source: node.voltage_v",
