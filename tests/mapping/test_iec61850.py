@@ -107,6 +107,7 @@ def broken(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
         ("      - ZINV1.WSpt\n", "      - ZBAT9.WSpt\n", "no logical node `ZBAT9`"),
         ("brcbMeas: {dataset: Meas", "brcbMeas: {dataset: Mess", "`dataset` must be one of"),
         ("map_version: 1.1.0", "map_version: 1.1", "semantic version"),
+        ("map_version: 1.1.0", "map_version: 01.1.0", "semantic version"),  # no leading zeros (semver)
         (
             "Tmp: {cdc: MV, source: node.temp_c, deadband: 0.5}",
             "Tmp: {cdc: MV, source: node.temp_c, deadband: -1}",
