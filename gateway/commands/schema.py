@@ -68,23 +68,25 @@ MAP_SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    config = subparsers.add_parser("config", help="print the JSON Schema of the site config (for editors)")
-    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    config_schema_parser = config_commands.add_parser(
-        "schema",
-        help="print the JSON Schema of the site config",
-        description="Print the JSON Schema (draft 2020-12) of the site config on standard output.",
+    _schema_action(subparsers, "config", "the site config").set_defaults(
+        handler=lambda args: _print(config_schema())
     )
-    config_schema_parser.set_defaults(handler=lambda args: _print(config_schema()))
-    maps = subparsers.add_parser("map", help="print the JSON Schema of the DNP3 or IEC 61850 point maps")
-    map_commands = maps.add_subparsers(dest="map_command", metavar="ACTION", required=True)
-    map_schema_parser = map_commands.add_parser(
+    maps = _schema_action(subparsers, "map", "DNP3 or IEC 61850 maps")
+    maps.add_argument("protocol", choices=sorted(MAP_SCHEMAS), help="which maps")
+    maps.set_defaults(handler=lambda args: _print(MAP_SCHEMAS[args.protocol]()))
+
+
+def _schema_action(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], command: str, what: str
+) -> argparse.ArgumentParser:
+    """`socgw COMMAND schema`: the parser of the `schema` action."""
+    parser = subparsers.add_parser(command, help=f"print the JSON Schema of {what} (for editors)")
+    actions = parser.add_subparsers(dest=f"{command}_command", metavar="ACTION", required=True)
+    return actions.add_parser(
         "schema",
-        help="print the JSON Schema of a kind of map",
-        description="Print the JSON Schema (draft 2020-12) of DNP3 or IEC 61850 maps on standard output.",
+        help=f"print the JSON Schema of {what}",
+        description=f"Print the JSON Schema (draft 2020-12) of {what} on standard output.",
     )
-    map_schema_parser.add_argument("protocol", choices=sorted(MAP_SCHEMAS), help="which maps")
-    map_schema_parser.set_defaults(handler=lambda args: _print(MAP_SCHEMAS[args.protocol]()))
 
 
 def _print(schema: dict[str, Any]) -> int:
