@@ -103,7 +103,9 @@ class SiteConfig:
 SITE_FIELDS = table(
     {
         "name": text("Name of the site, for logs and SCADA."),
-        "cycle_ms": number("The control cycle: poll, balance, write, publish.", 10, 10_000, unit="ms"),
+        "cycle_ms": number(
+            "The control cycle: poll, balance, write, publish.", 10, 10_000, unit="ms", nullable=True
+        ),
         "profile_dirs": list_of("Extra profile folders, relative to this file; searched first.", text("")),
     }
 )
@@ -115,8 +117,8 @@ NODE_FIELDS = table(
             rule="1-32 letters, digits, '-' or '_' starting with a letter",
         ),
         "host": text("IP address or host name of the Modbus TCP device."),
-        "port": whole("Modbus TCP port (default 502).", 1, 65535),
-        "unit": whole("Modbus unit id the device answers to (default 1).", 0, 255),
+        "port": whole("Modbus TCP port (default 502).", 1, 65535, nullable=True),
+        "unit": whole("Modbus unit id the device answers to (default 1).", 0, 255, nullable=True),
         "profile": text("Vendor profile key vendor/model (`socgw profile validate` checks profiles)."),
         "capacity_wh": number(
             "Overrides (or stands in for) the device's capacity point.", above=0, nullable=True
@@ -166,8 +168,8 @@ LOGGING_FIELDS = table(
             nullable=True,
             rule="a file path or null",
         ),
-        "balancing_log_max_bytes": whole("Size at which the balancing log rotates.", 10_000),
-        "balancing_log_backups": whole("Rotated balancing logs kept.", 0, 100),
+        "balancing_log_max_bytes": whole("Size at which the balancing log rotates.", 10_000, nullable=True),
+        "balancing_log_backups": whole("Rotated balancing logs kept.", 0, 100, nullable=True),
     }
 )
 STATUS_FIELDS = table({"socket": text("Where `socgw status` reads the running gateway (local only).")})

@@ -67,7 +67,7 @@ class Field:
         if self.rule:
             return self.rule
         if self.kind in (Kind.WHOLE, Kind.NUMBER):
-            return ("a whole number" if self.kind is Kind.WHOLE else "a number") + self._range()
+            return ("a whole number" if self.kind is Kind.WHOLE else "a number") + self.range_text()
         return {
             Kind.TEXT: "text",
             Kind.FLAG: "true or false",
@@ -78,7 +78,8 @@ class Field:
             Kind.ANY: "something else",
         }[self.kind]
 
-    def _range(self) -> str:
+    def range_text(self) -> str:
+        """The bounds as messages say them: " 1..65535", " > 0 W"; "" without bounds."""
         if self.low is not None and self.high is not None:
             text = f" {_number(self.low)}..{_number(self.high)}"
         elif self.above is not None:
@@ -260,7 +261,7 @@ class Checker:
         (and, with `where`, reported as missing) or wrong (reported)."""
         if key not in mapping or (mapping[key] is None and field.nullable):
             if where:
-                example = f"<{field._range().strip()}>" if field._range() else "..."
+                example = f"<{field.range_text().strip()}>" if field.range_text() else "..."
                 self.problem(mapping.mark, f"{where} has no `{key}`: add `{key}: {example}`")
             return default
         value = mapping[key]
