@@ -98,7 +98,11 @@ OBJECT_FIELDS = table(
         "control": choice("APC/SPC: the site command an operate changes.", CONTROL_TARGETS),
         "min": number("APC: lowest accepted setpoint."),
         "max": number("APC: highest accepted setpoint."),
-        "deadband": number("MV: `mag` moves only when the source moved by more than this.", 0),
+        "deadband": number(
+            "MV: `mag` moves only when the source moved by more than this.",
+            0,
+            remedy="write it in the source's unit",
+        ),
         "text": mapping_of("LPL/DPL: name plate attribute -> template ({site}, {node}, ...).", text("")),
         "description": text("What the data object is."),
     }
@@ -117,7 +121,7 @@ REPORT_DEFAULT_FIELDS = table(
 REPORT_FIELDS = table(
     {
         "dataset": text("The dataset reported (one of this device's `datasets`)."),
-        "buffered": flag("true: a BRCB (buffered), false: a URCB."),
+        "buffered": flag("true: a BRCB (buffered), false: a URCB.", rule="true (BRCB) or false (URCB)"),
         "rpt_id": text("Report id (1-65 characters)."),
         **REPORT_DEFAULT_FIELDS,
     }
@@ -552,10 +556,7 @@ def _load_object(
         checker.problem(raw.mark, f"`{where}`: an {cdc} needs `control` (the site command it changes)")
     minimum, maximum = _object_range(checker, raw, where, cdc)
     deadband = _object_deadband(checker, raw, where, cdc, source)
-    description = raw.get("description")
-    if description is not None and not isinstance(description, str):
-        checker.problem(raw.value_mark("description"), f"`{where}`: `description` must be a text")
-        description = None
+    description = checker.value(raw, "description", OBJECT_FIELDS["description"])
     if len(checker.problems) > problems_before:
         return None
     return DataObjectSpec(
@@ -660,19 +661,13 @@ def _object_states(checker: _Checker, raw: MarkedMap, where: str, cdc: Any) -> d
 def _object_deadband(checker: _Checker, raw: MarkedMap, where: str, cdc: Any, source: str | None) -> float:
     if "deadband" not in raw:
         return 0.0
-    deadband = raw.get("deadband")
     if cdc != "MV" or source is None:
         checker.problem(
             raw.key_mark("deadband"), f"`{where}`: `deadband` is only for MV data fed by a source"
         )
-    elif isinstance(deadband, bool) or not isinstance(deadband, int | float) or not deadband >= 0:
-        checker.problem(
-            raw.value_mark("deadband"),
-            f"`{where}`: `deadband` must be a number >= 0 in the source's unit, not {deadband!r}",
-        )
-    else:
-        return float(deadband)
-    return 0.0
+        return 0.0
+    deadband: float = checker.value(raw, "deadband", OBJECT_FIELDS["deadband"], 0.0)
+    return deadband
 
 
 def _object_range(
@@ -778,12 +773,7 @@ def _load_reports(
                 f"{where}: `dataset` must be one of `{role}.datasets` ({', '.join(sorted(names))}), "
                 f"not {dataset!r}",
             )
-        buffered = raw.get("buffered")
-        if not isinstance(buffered, bool):
-            checker.problem(
-                raw.value_mark("buffered") if "buffered" in raw else raw.mark,
-                f"{where}: `buffered` must be true (BRCB) or false (URCB)",
-            )
+        buffered = checker.value(raw, "buffered", REPORT_FIELDS["buffered"], False, where=where)
         rpt_id = raw.get("rpt_id")
         if rpt_id is not None and (not isinstance(rpt_id, str) or not 0 < len(rpt_id) <= 65):
             checker.problem(raw.value_mark("rpt_id"), f"{where}: `rpt_id` must be a text of 1..65 characters")
