@@ -12,8 +12,6 @@ import logging.handlers
 from pathlib import Path
 from typing import Any
 
-INSTALLED_BALANCING_LOG = Path("/var/log/socgw/balancing.log")
-
 
 class BalancingLog:
     """Writes a decision only when it differs from the previous one written."""

@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.demo",
     "gateway.commands.balance",
     "gateway.commands.profile",
+    "gateway.commands.schema",
     "gateway.commands.discover",
     "gateway.commands.read",
     "gateway.commands.write",

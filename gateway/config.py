@@ -8,20 +8,40 @@ profile key fails `socgw validate` rather than the first poll.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.balancer import BalancerParams, ChargeSource
-from gateway.profiles.loader import Problem, ProblemsError, ProfileError, ProfileLibrary, default_profile_dirs
-from gateway.profiles.model import Profile, SourceMark
+from gateway.diagnostics import (
+    NO_MARK,
+    Checker,
+    Mark,
+    MarkedList,
+    MarkedMap,
+    ProblemsError,
+    YamlError,
+    load_yaml_file,
+)
+from gateway.diagnostics.fields import (
+    Field,
+    anything,
+    choice,
+    flag,
+    list_of,
+    mapping_of,
+    number,
+    section,
+    table,
+    text,
+    whole,
+)
+from gateway.profiles.loader import ProfileError, ProfileLibrary, default_profile_dirs
+from gateway.profiles.model import Profile
 from gateway.status import default_status_socket
-from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
 NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -43,7 +63,7 @@ class NodeConfig:
     discharge_limit_w: float | None = None
     maintenance: bool = False  # starts in maintenance: monitored, never dispatched
     timeout_ms: float | None = None  # overrides the profile's comms timeout
-    mark: SourceMark = field(default=SourceMark("<built-in>", 0, 0), compare=False)
+    mark: Mark = field(default=NO_MARK, compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,73 +98,100 @@ class SiteConfig:
     path: str = ""
 
 
-TOP_LEVEL_KEYS = ("site", "nodes", "balancer", "command", "logging", "status", "northbound")
-SITE_KEYS = ("name", "cycle_ms", "profile_dirs")
-NODE_KEYS = (
-    "id",
-    "host",
-    "port",
-    "unit",
-    "profile",
-    "capacity_wh",
-    "charge_limit_w",
-    "discharge_limit_w",
-    "maintenance",
-    "timeout_ms",
+# --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
+
+SITE_FIELDS = table(
+    {
+        "name": text("Name of the site, for logs and SCADA."),
+        "cycle_ms": number(
+            "The control cycle: poll, balance, write, publish.", 10, 10_000, unit="ms", nullable=True
+        ),
+        "profile_dirs": list_of("Extra profile folders, relative to this file; searched first.", text("")),
+    }
 )
-COMMAND_KEYS = ("default_request_w", "charge_source", "timeout_s", "safe_setpoint_w")
-LOGGING_KEYS = ("level", "balancing_log", "balancing_log_max_bytes", "balancing_log_backups")
-BALANCER_KEYS = tuple(f.name for f in dataclasses.fields(BalancerParams))
+NODE_FIELDS = table(
+    {
+        "id": text(
+            "Node id: 1-32 letters, digits, '-' or '_' starting with a letter.",
+            pattern=NODE_ID,
+            rule="1-32 letters, digits, '-' or '_' starting with a letter",
+        ),
+        "host": text("IP address or host name of the Modbus TCP device."),
+        "port": whole("Modbus TCP port (default 502).", 1, 65535, nullable=True),
+        "unit": whole("Modbus unit id the device answers to (default 1).", 0, 255, nullable=True),
+        "profile": text("Vendor profile key vendor/model (`socgw profile validate` checks profiles)."),
+        "capacity_wh": number(
+            "Overrides (or stands in for) the device's capacity point.", above=0, nullable=True
+        ),
+        "charge_limit_w": number(
+            "Site cap on the charge power, on top of what the device reports.", 0, nullable=True
+        ),
+        "discharge_limit_w": number("Site cap on the discharge power.", 0, nullable=True),
+        "maintenance": flag("true: monitored, never dispatched (default false)."),
+        "timeout_ms": number(
+            "Per-request timeout; default from the profile.", 5, 10_000, unit="ms", nullable=True
+        ),
+    }
+)
+BALANCER_FIELDS = table(
+    {
+        # `.inf` is a valid ramp or default limit (no limit); BalancerParams checks the relations.
+        f.name: number(
+            f"Balancer tuning (see BalancerParams); default {f.default}.",
+            finite=False,
+            nullable=f.name == "default_capacity_wh",
+        )
+        for f in dataclasses.fields(BalancerParams)
+    }
+)
+COMMAND_FIELDS = table(
+    {
+        "default_request_w": number(
+            "Site request when no SCADA master commands one (+ = discharge).", nullable=True
+        ),
+        "charge_source": choice(
+            "pv: every pack charges; ac: packs below reserve are filled first.",
+            [source.value for source in ChargeSource],
+            rule="`pv` (all packs charge) or `ac` (fill packs below reserve first)",
+        ),
+        "timeout_s": number(
+            "A master's request not refreshed within this reverts to the default.", above=0, nullable=True
+        ),
+        "safe_setpoint_w": number("Written to every node when the gateway stops.", nullable=True),
+    }
+)
+LOGGING_FIELDS = table(
+    {
+        "level": choice("Log level.", LOG_LEVELS),
+        "balancing_log": text(
+            "One JSON line per change of decision; relative to this file; null: off.",
+            nullable=True,
+            rule="a file path or null",
+        ),
+        "balancing_log_max_bytes": whole("Size at which the balancing log rotates.", 10_000, nullable=True),
+        "balancing_log_backups": whole("Rotated balancing logs kept.", 0, 100, nullable=True),
+    }
+)
+STATUS_FIELDS = table({"socket": text("Where `socgw status` reads the running gateway (local only).")})
+CONFIG_FIELDS: Mapping[str, Field] = table(
+    {
+        "site": section("The site.", SITE_FIELDS),
+        "nodes": list_of(
+            "One entry per BMS/PCS; `[]` while commissioning.",
+            section("A node.", NODE_FIELDS, required=("id", "host", "profile")),
+        ),
+        "balancer": section("The SOC balancer's tuning.", BALANCER_FIELDS),
+        "command": section(
+            "Where the site request comes from when no SCADA master commands it.", COMMAND_FIELDS
+        ),
+        "logging": section("Logging and the balancing decisions log.", LOGGING_FIELDS),
+        "status": section("The status socket.", STATUS_FIELDS),
+        "northbound": mapping_of("Sections of the northbound adapters (dnp3, iec61850).", anything("")),
+    }
+)
 
 
-class _Checker:
-    """Collects problems while reading marked YAML."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def problem(self, mark: Mark, message: str) -> None:
-        self.problems.append(Problem(SourceMark(mark.file, mark.line, mark.column), message))
-
-    def section(self, parent: MarkedMap, key: str, allowed: Sequence[str]) -> MarkedMap:
-        value = parent.get(key)
-        if value is None:
-            return MarkedMap(parent.key_mark(key))
-        if not isinstance(value, MarkedMap):
-            self.problem(parent.value_mark(key), f"`{key}` must be a mapping of settings")
-            return MarkedMap(parent.value_mark(key))
-        self.unknown_keys(value, allowed, key)
-        return value
-
-    def unknown_keys(self, mapping: MarkedMap, allowed: Sequence[str], where: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-                hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(allowed)}"
-                self.problem(mapping.key_mark(key), f"unknown key `{key}` in `{where}`: {hint}")
-
-    def number(
-        self,
-        mapping: MarkedMap,
-        key: str,
-        default: float | None,
-        valid: Callable[[float], bool],
-        rule: str,
-        *,
-        integer: bool = False,
-    ) -> float | None:
-        if key not in mapping or mapping[key] is None:
-            return default
-        value = mapping[key]
-        kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or not valid(float(value)):
-            what = "an integer" if integer else "a number"
-            self.problem(mapping.value_mark(key), f"`{key}` must be {what} with {rule}, not {value!r}")
-            return default
-        return float(value)
-
-
-def _load_nodes(checker: _Checker, root: MarkedMap, library: ProfileLibrary) -> tuple[NodeConfig, ...]:
+def _load_nodes(checker: Checker, root: MarkedMap, library: ProfileLibrary) -> tuple[NodeConfig, ...]:
     raw_nodes = root.get("nodes")
     if not isinstance(raw_nodes, MarkedList):
         checker.problem(
@@ -161,13 +208,9 @@ def _load_nodes(checker: _Checker, root: MarkedMap, library: ProfileLibrary) -> 
         if not isinstance(raw, MarkedMap):
             checker.problem(item_mark, "each node must be a mapping with id, host, port, unit and profile")
             continue
-        checker.unknown_keys(raw, NODE_KEYS, "nodes")
-        node_id = raw.get("id")
-        if not isinstance(node_id, str) or not NODE_ID.match(node_id):
-            checker.problem(
-                raw.value_mark("id") if "id" in raw else item_mark,
-                f"node `id` must be 1-32 letters, digits, '-' or '_' starting with a letter, not {node_id!r}",
-            )
+        checker.known_keys(raw, NODE_FIELDS, "`nodes`")
+        node_id = checker.value(raw, "id", NODE_FIELDS["id"], where="a node")
+        if node_id is None:
             continue
         if node_id in seen_ids:
             checker.problem(
@@ -190,8 +233,8 @@ def _load_nodes(checker: _Checker, root: MarkedMap, library: ProfileLibrary) -> 
                 checker.problem(
                     raw.value_mark("host"), f"node `{node_id}`: `{host}` is not a host name or IP"
                 )
-        port = checker.number(raw, "port", 502, lambda v: 1 <= v <= 65535, "1 <= port <= 65535", integer=True)
-        unit = checker.number(raw, "unit", 1, lambda v: 0 <= v <= 255, "0 <= unit <= 255", integer=True)
+        port = checker.value(raw, "port", NODE_FIELDS["port"], 502)
+        unit = checker.value(raw, "unit", NODE_FIELDS["unit"], 1)
         profile_key = raw.get("profile")
         if not isinstance(profile_key, str):
             checker.problem(
@@ -203,14 +246,12 @@ def _load_nodes(checker: _Checker, root: MarkedMap, library: ProfileLibrary) -> 
             profile = library.get(profile_key)
         except ProfileError as error:
             for problem in error.problems:
-                where = raw.value_mark("profile")
                 if problem.mark.line:  # a problem inside the profile file itself: keep its own place
                     checker.problems.append(problem)
                 else:
-                    checker.problem(where, f"node `{node_id}`: {problem.message}")
+                    checker.problem(raw.value_mark("profile"), f"node `{node_id}`: {problem.message}")
             continue
-        positive = "a value > 0"
-        endpoint = (host, int(port or 502), int(unit or 1))
+        endpoint = (host, port, unit)
         if endpoint in seen_endpoints:
             checker.problem(
                 item_mark,
@@ -218,45 +259,31 @@ def _load_nodes(checker: _Checker, root: MarkedMap, library: ProfileLibrary) -> 
                 "two nodes would poll one device",
             )
         seen_endpoints[endpoint] = node_id
-        maintenance = raw.get("maintenance", False)
-        if not isinstance(maintenance, bool):
-            checker.problem(raw.value_mark("maintenance"), "`maintenance` must be true or false")
-            maintenance = False
         nodes.append(
             NodeConfig(
                 node_id=node_id,
                 host=host,
-                port=endpoint[1],
-                unit=endpoint[2],
+                port=port,
+                unit=unit,
                 profile=profile,
-                capacity_wh=checker.number(raw, "capacity_wh", None, lambda v: 0 < v < math.inf, positive),
-                charge_limit_w=checker.number(
-                    raw, "charge_limit_w", None, lambda v: 0 <= v < math.inf, ">= 0"
-                ),
-                discharge_limit_w=checker.number(
-                    raw, "discharge_limit_w", None, lambda v: 0 <= v < math.inf, ">= 0"
-                ),
-                maintenance=maintenance,
-                timeout_ms=checker.number(raw, "timeout_ms", None, lambda v: 5 <= v <= 10_000, "5..10000 ms"),
-                mark=SourceMark(item_mark.file, item_mark.line, item_mark.column),
+                capacity_wh=checker.value(raw, "capacity_wh", NODE_FIELDS["capacity_wh"]),
+                charge_limit_w=checker.value(raw, "charge_limit_w", NODE_FIELDS["charge_limit_w"]),
+                discharge_limit_w=checker.value(raw, "discharge_limit_w", NODE_FIELDS["discharge_limit_w"]),
+                maintenance=checker.value(raw, "maintenance", NODE_FIELDS["maintenance"], False),
+                timeout_ms=checker.value(raw, "timeout_ms", NODE_FIELDS["timeout_ms"]),
+                mark=item_mark,
             )
         )
     return tuple(nodes)
 
 
-def _load_balancer(checker: _Checker, root: MarkedMap) -> BalancerParams:
-    section = checker.section(root, "balancer", BALANCER_KEYS)
+def _load_balancer(checker: Checker, root: MarkedMap) -> BalancerParams:
+    section = checker.section(root, "balancer", BALANCER_FIELDS)
     values: dict[str, Any] = {}
-    for key in section:
-        if key not in BALANCER_KEYS:
-            continue
-        value = section[key]
-        if value is None and key == "default_capacity_wh":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            checker.problem(section.value_mark(key), f"balancer `{key}` must be a number, not {value!r}")
-            continue
-        values[key] = float(value)
+    for key, field_ in BALANCER_FIELDS.items():
+        value = checker.value(section, key, field_)
+        if value is not None:
+            values[key] = value
     try:
         return BalancerParams(**values)
     except ValueError as error:
@@ -264,56 +291,34 @@ def _load_balancer(checker: _Checker, root: MarkedMap) -> BalancerParams:
         return BalancerParams()
 
 
-def _load_command(checker: _Checker, root: MarkedMap) -> CommandConfig:
-    section = checker.section(root, "command", COMMAND_KEYS)
-    source = section.get("charge_source", "pv")
-    if source not in tuple(ChargeSource):
-        checker.problem(
-            section.value_mark("charge_source"),
-            f"`charge_source` must be `pv` (all packs charge) or `ac` (fill packs below reserve first), "
-            f"not {source!r}",
-        )
-        source = "pv"
-    finite = "a finite value"
-    return CommandConfig(
-        default_request_w=checker.number(section, "default_request_w", 0.0, math.isfinite, finite) or 0.0,
-        charge_source=ChargeSource(source),
-        timeout_s=checker.number(section, "timeout_s", 60.0, lambda v: 0 < v < math.inf, "a value > 0")
-        or 60.0,
-        safe_setpoint_w=checker.number(section, "safe_setpoint_w", 0.0, math.isfinite, finite) or 0.0,
-    )
+def _load_command(checker: Checker, root: MarkedMap) -> CommandConfig:
+    section = checker.section(root, "command", COMMAND_FIELDS)
+    defaults = CommandConfig()
+    values = {
+        key: checker.value(section, key, field_, getattr(defaults, key))
+        for key, field_ in COMMAND_FIELDS.items()
+    }
+    values["charge_source"] = ChargeSource(values["charge_source"])
+    return CommandConfig(**values)
 
 
-def _load_logging(checker: _Checker, root: MarkedMap, config_dir: Path) -> LoggingConfig:
-    section = checker.section(root, "logging", LOGGING_KEYS)
-    level = section.get("level", "info")
-    if level not in LOG_LEVELS:
-        checker.problem(section.value_mark("level"), f"`level` must be one of {', '.join(LOG_LEVELS)}")
-        level = "info"
-    log_path = section.get("balancing_log")
-    balancing_log: Path | None = None
-    if isinstance(log_path, str) and log_path:
-        balancing_log = Path(log_path) if Path(log_path).is_absolute() else config_dir / log_path
-    elif log_path is not None:
-        checker.problem(section.value_mark("balancing_log"), "`balancing_log` must be a file path or null")
-    max_bytes = checker.number(
-        section, "balancing_log_max_bytes", 10_000_000, lambda v: v >= 10_000, ">= 10000", integer=True
-    )
-    backups = checker.number(
-        section, "balancing_log_backups", 5, lambda v: 0 <= v <= 100, "0..100", integer=True
-    )
-    return LoggingConfig(
-        level=str(level),
-        balancing_log=balancing_log,
-        balancing_log_max_bytes=int(max_bytes or 10_000_000),
-        balancing_log_backups=int(backups if backups is not None else 5),
-    )
+def _load_logging(checker: Checker, root: MarkedMap, config_dir: Path) -> LoggingConfig:
+    section = checker.section(root, "logging", LOGGING_FIELDS)
+    defaults = LoggingConfig()
+    values = {
+        key: checker.value(section, key, field_, getattr(defaults, key))
+        for key, field_ in LOGGING_FIELDS.items()
+    }
+    log_path = values["balancing_log"]
+    if log_path is not None:
+        values["balancing_log"] = Path(log_path) if Path(log_path).is_absolute() else config_dir / log_path
+    return LoggingConfig(**values)
 
 
 def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) -> SiteConfig:
     """Load and check a site config; raise `ConfigError` listing every problem with file:line:column."""
     file = str(path)
-    checker = _Checker()
+    checker = Checker()
     try:
         root = load_yaml_file(path)
     except YamlError as error:
@@ -322,13 +327,10 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
     if not isinstance(root, MarkedMap):
         checker.problem(Mark(file, 1, 1), "the site config must be a mapping (site, nodes, balancer, ...)")
         raise ConfigError(checker.problems)
-    checker.unknown_keys(root, TOP_LEVEL_KEYS, "the site config")
-    site = checker.section(root, "site", SITE_KEYS)
-    name = site.get("name", "site")
-    if not isinstance(name, str) or not name:
-        checker.problem(site.value_mark("name"), "`site.name` must be a non-empty text")
-        name = "site"
-    cycle_ms = checker.number(site, "cycle_ms", 100.0, lambda v: 10 <= v <= 10_000, "10..10000 ms") or 100.0
+    checker.known_keys(root, CONFIG_FIELDS, "the site config")
+    site = checker.section(root, "site", SITE_FIELDS)
+    name = checker.value(site, "name", SITE_FIELDS["name"], "site")
+    cycle_ms = checker.value(site, "cycle_ms", SITE_FIELDS["cycle_ms"], 100.0)
     config_dir = Path(path).resolve().parent
     extra_dirs = site.get("profile_dirs", [])
     if not isinstance(extra_dirs, list) or not all(isinstance(d, str) for d in extra_dirs):
@@ -340,9 +342,9 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
     balancer = _load_balancer(checker, root)
     command = _load_command(checker, root)
     logging_config = _load_logging(checker, root, config_dir)
-    status = checker.section(root, "status", ("socket",))
-    socket_path = status.get("socket")
-    status_socket = Path(socket_path) if isinstance(socket_path, str) else default_status_socket()
+    status = checker.section(root, "status", STATUS_FIELDS)
+    socket_path = checker.value(status, "socket", STATUS_FIELDS["socket"])
+    status_socket = Path(socket_path) if socket_path is not None else default_status_socket()
     northbound = root.get("northbound") or MarkedMap(root.mark)
     if not isinstance(northbound, MarkedMap):
         checker.problem(root.value_mark("northbound"), "`northbound` must be a mapping (dnp3, iec61850)")

@@ -60,7 +60,7 @@ def test_defaults_fill_everything_but_nodes(tmp_path: Path) -> None:
         (GOOD_NODES + "balancer:\n  reserv_pct: 10\n", ":5:3:", "did you mean `reserve_pct`"),
         (GOOD_NODES + "sitee: {}\n", ":4:1:", "did you mean `site`"),
         (GOOD_NODES.replace("microstore/mp2000 }\n", "microstore/mp200 }\n", 1), ":2:", "no profile"),
-        (GOOD_NODES.replace("port: 15021", "port: 70000"), ":3:", "1 <= port <= 65535"),
+        (GOOD_NODES.replace("port: 15021", "port: 70000"), ":3:", "`port` must be a whole number 1..65535"),
         (GOOD_NODES.replace("pack-02", "pack-01"), ":3:", "used twice"),
         (GOOD_NODES.replace("port: 15021", "port: 15020"), ":3:", "same host, port and unit"),
         (GOOD_NODES + "balancer:\n  reserve_pct: 97\n", ":5:", "reserve_pct < ceiling_pct"),
@@ -68,7 +68,7 @@ def test_defaults_fill_everything_but_nodes(tmp_path: Path) -> None:
         (GOOD_NODES + "site:\n  cycle_ms: 1\n", ":5:13:", "10..10000 ms"),
         ("nodes: {}\n", ":1:8:", "`nodes` must be a list"),
         (GOOD_NODES + "logging:\n  level: loud\n", ":5:10:", "`level` must be one of"),
-        (GOOD_NODES.replace("unit: 1,", "unit: one,", 1), ":2:", "`unit` must be an integer"),
+        (GOOD_NODES.replace("unit: 1,", "unit: one,", 1), ":2:", "`unit` must be a whole number"),
         (GOOD_NODES + "nodes: []\n", ":4:1:", "duplicate key 'nodes'"),
     ],
     ids=[

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.commands.profile_check import add_profile_check
-from gateway.profiles.loader import Problem, load_profile, validate_profile
-from gateway.profiles.model import SourceMark
+from gateway.diagnostics import Mark, Problem
+from gateway.profiles.loader import load_profile, validate_profile
 from gateway.profiles.schema import schema_text
 
 
@@ -54,7 +54,7 @@ def run_validate(args: argparse.Namespace) -> int:
         if profile.key in owners:
             problems.append(
                 Problem(
-                    SourceMark(str(file), 1, 1),
+                    Mark(str(file), 1, 1),
                     f"{profile.key} is also defined by {owners[profile.key]}: give one of them another model",
                 )
             )

@@ -19,20 +19,32 @@ and `socgw points --dnp3` prints.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from gateway.diagnostics import (
+    MAPPING_PATH,
+    NO_MARK,
+    SEMVER,
+    Checker,
+    Mark,
+    MarkedList,
+    MarkedMap,
+    Problem,
+    ProblemsError,
+    YamlError,
+    did_you_mean,
+    find_named_file,
+    is_number,
+    load_yaml_file,
+)
+from gateway.diagnostics.fields import Field, anything, choice, list_of, section, table, text, version, whole
 from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
-from gateway.profiles.loader import SEMVER, Problem, ProblemsError
-from gateway.profiles.model import NO_MARK, SourceMark
-from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
 MAX_INDEX = 65535  # DNP3 point indices are 16-bit
 INT32_MIN = -(2**31)
@@ -121,41 +133,77 @@ RATED_PERMILLE = "rated_permille"
 
 # --- The format: keys and what they mean ------------------------------------------------------------
 
-TOP_LEVEL_FIELDS: Mapping[str, str] = MappingProxyType(
+
+def _point_fields(sources: Iterable[str]) -> Mapping[str, Field]:
+    return table(
+        {
+            "index": whole("DNP3 point index (0-65535).", 0, MAX_INDEX),
+            "name": text("Short point name for the device profile."),
+            "description": text("What the point means (default: the source's description)."),
+            "source": choice(
+                "Quantity published: a fleet.*/dnp3.* name (node.* inside node blocks).", sources
+            ),
+            "scale": anything(
+                "Engineering value = count × scale (analogs); or rated_permille (0.1 % of rated power).",
+                anyOf=[{"type": "number", "not": {"const": 0}}, {"const": RATED_PERMILLE}],
+            ),
+            "unit": anything("Engineering unit of the source (analogs), e.g. W, %, °C.", type="string"),
+            "class": whole("Event class 0-3 (0: static only, no events).", 0, 3),
+            "deadband": whole(
+                "Analogs: an event when the count moved by more than this since the last event.", 0, INT32_MAX
+            ),
+            "command": choice(
+                "Outputs: what a master's write does (request_w, balancing_enabled, ...).",
+                [c.value for c in Command],
+            ),
+            "min": whole("Analog outputs: lowest count a master may write.", INT32_MIN, INT32_MAX),
+            "max": whole("Analog outputs: highest count a master may write.", INT32_MIN, INT32_MAX),
+        }
+    )
+
+
+POINT_FIELDS = _point_fields([*FLEET_SOURCES, *DNP3_SOURCES])
+BLOCK_POINT_FIELDS = table(
     {
-        "map_version": 'Version of this map: MAJOR.MINOR.PATCH in quotes, e.g. "1.0.0".',
-        "description": "What the map is for and which point list it follows.",
-        "max_nodes": "Nodes the node blocks reserve room for (the site may not have more).",
-        **{t.section: f"List of single {t.block_name.replace('_', ' ')} points." for t in PointType},
-        "node_blocks": "Points repeated for every node (pack) of the fleet.",
+        "offset": whole("Position in the node's block (0 <= offset < stride).", 0, MAX_INDEX),
+        **{key: field for key, field in _point_fields(NODE_SOURCES).items() if key != "index"},
     }
 )
-POINT_FIELDS: Mapping[str, str] = MappingProxyType(
+_POINT_REQUIRED = ("name", "source")
+_TEXT = text("")
+BLOCK_FIELDS = table(
     {
-        "index": "DNP3 point index (0-65535).",
-        "name": "Short point name for the device profile.",
-        "description": "What the point means (default: the source's description).",
-        "source": "Quantity published: a fleet.*/dnp3.* name (node.* inside node blocks).",
-        "scale": "Engineering value = count × scale (analogs); or rated_permille (0.1 % of rated power).",
-        "unit": "Engineering unit of the source (analogs), e.g. W, %, °C.",
-        "class": "Event class 0-3 (0: static only, no events).",
-        "deadband": "Analogs: an event when the count moved by more than this since the last event.",
-        "command": "Outputs: what a master's write does (request_w, balancing_enabled, ...).",
-        "min": "Analog outputs: lowest count a master may write.",
-        "max": "Analog outputs: highest count a master may write.",
+        "name": text("Block name; point names become <name><n>.<point name> (n = node number from 1)."),
+        "description": text("What the block is."),
+        "type": choice(
+            "analog_input, binary_input, analog_output or binary_output.", POINT_TYPES_BY_BLOCK_NAME
+        ),
+        "start": whole("Index of node 1's block.", 0, MAX_INDEX),
+        "stride": whole("Indices per node.", 1, MAX_INDEX),
+        "points": list_of(
+            "The points of one node's block.",
+            section("A point of the block.", BLOCK_POINT_FIELDS, required=("offset", *_POINT_REQUIRED)),
+        ),
     }
 )
-BLOCK_POINT_FIELDS: Mapping[str, str] = MappingProxyType(
-    {"offset": "Position in the node's block (0 <= offset < stride).", **POINT_FIELDS}
-)
-BLOCK_FIELDS: Mapping[str, str] = MappingProxyType(
+TOP_LEVEL_FIELDS = table(
     {
-        "name": "Block name; point names become <name><n>.<point name> (n = node number from 1).",
-        "description": "What the block is.",
-        "type": "analog_input, binary_input, analog_output or binary_output.",
-        "start": "Index of node 1's block.",
-        "stride": "Indices per node.",
-        "points": "The points of one node's block.",
+        "map_version": version('Version of this map: MAJOR.MINOR.PATCH in quotes, e.g. "1.0.0".'),
+        "description": text("What the map is for and which point list it follows."),
+        "max_nodes": whole(
+            "Nodes the node blocks reserve room for (the site may not have more).", 0, MAX_INDEX
+        ),
+        **{
+            t.section: list_of(
+                f"List of single {t.block_name.replace('_', ' ')} points.",
+                section("A point.", POINT_FIELDS, required=("index", *_POINT_REQUIRED)),
+            )
+            for t in PointType
+        },
+        "node_blocks": list_of(
+            "Points repeated for every node (pack) of the fleet.",
+            section("A node block.", BLOCK_FIELDS, required=("name", "type", "start", "stride", "points")),
+        ),
     }
 )
 
@@ -178,7 +226,7 @@ class PointSpec:
     command: Command | None = None
     minimum: int | None = None  # counts a master may write (analog outputs)
     maximum: int | None = None
-    mark: SourceMark = NO_MARK
+    mark: Mark = NO_MARK
 
     def scale_text(self) -> str:
         if self.rated_permille:
@@ -207,7 +255,7 @@ class NodeBlock:
     start: int
     stride: int
     points: tuple[BlockPoint, ...]
-    mark: SourceMark
+    mark: Mark
 
     def index(self, node_number: int, offset: int) -> int:
         """Index of `offset` in the block of node `node_number` (1-based)."""
@@ -238,7 +286,7 @@ class Dnp3Map:
     points: tuple[MapPoint, ...]
     blocks: tuple[NodeBlock, ...]
     path: str
-    max_nodes_mark: SourceMark = NO_MARK
+    max_nodes_mark: Mark = NO_MARK
 
     def expand(self, node_ids: Sequence[str]) -> list[ResolvedPoint]:
         """Every point for a fleet of `node_ids` (node n = node_ids[n - 1]), by type then index.
@@ -301,38 +349,12 @@ class MappingError(ProblemsError):
 # --- Finding maps ------------------------------------------------------------------------------------
 
 
-def default_mapping_dirs() -> list[Path]:
-    """Where maps are looked up by name, first match wins (as profiles are): $SOCGW_MAPPING_PATH
-    (colon-separated), /etc/socgw/mappings, the source tree's mappings/, /usr/share/socgw/mappings."""
-    dirs = [Path(entry) for entry in os.environ.get("SOCGW_MAPPING_PATH", "").split(os.pathsep) if entry]
-    dirs.append(Path("/etc/socgw/mappings"))
-    dirs.append(Path(__file__).resolve().parents[2] / "mappings")
-    dirs.append(Path("/usr/share/socgw/mappings"))
-    return dirs
-
-
 def find_map(reference: str, relative_to: Path, dirs: Sequence[Path] | None = None) -> Path:
     """The map file a config names: a path (anything with a '/' or ending in .yaml, relative to the
     config's directory) or a name looked up as dnp3/<name>.yaml in the mapping directories.
     Raises FileNotFoundError saying where it looked."""
-    if "/" in reference or reference.endswith((".yaml", ".yml")):
-        path = Path(reference)
-        path = path if path.is_absolute() else relative_to / path
-        if not path.is_file():
-            raise FileNotFoundError(f"DNP3 map file {path} does not exist")
-        return path
-    searched = list(dirs) if dirs is not None else default_mapping_dirs()
-    for directory in searched:
-        candidate = directory / MAP_SUBDIR / f"{reference}.yaml"
-        if candidate.is_file():
-            return candidate
-    known = sorted(
-        {p.stem for d in searched if (d / MAP_SUBDIR).is_dir() for p in (d / MAP_SUBDIR).glob("*.yaml")}
-    )
-    where = ", ".join(str(d / MAP_SUBDIR) for d in searched)
-    raise FileNotFoundError(
-        f"no DNP3 map named {reference!r} in {where}; known: {', '.join(known) or 'none'}"
-    )
+    searched = list(dirs) if dirs is not None else MAPPING_PATH.dirs()
+    return find_named_file(reference, relative_to, MAP_SUBDIR, "DNP3 map", searched)
 
 
 # --- Loading and checking ----------------------------------------------------------------------------
@@ -344,12 +366,12 @@ def load_dnp3_map(path: str | Path) -> Dnp3Map:
     try:
         document = load_yaml_file(path)
     except YamlError as error:
-        raise MappingError([Problem(_source(error.mark), error.problem)]) from None
+        raise MappingError([Problem(error.mark, error.problem)]) from None
     checker = _MapChecker(file)
     result = checker.document(document)
     if checker.problems or result is None:
         problems = sorted(checker.problems, key=lambda problem: (problem.mark.line, problem.mark.column))
-        raise MappingError(problems or [Problem(SourceMark(file, 1, 1), "the map is empty")])
+        raise MappingError(problems or [Problem(Mark(file, 1, 1), "the map is empty")])
     return result
 
 
@@ -359,24 +381,6 @@ def validate_dnp3_map(path: str | Path) -> list[Problem]:
     except MappingError as error:
         return error.problems
     return []
-
-
-def _source(mark: Mark) -> SourceMark:
-    return SourceMark(mark.file, mark.line, mark.column)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _hint(word: str, choices: Iterable[str]) -> str:
-    options = list(choices)
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -389,45 +393,18 @@ class _Placed:
     mark: Mark
 
 
-class _MapChecker:
+class _MapChecker(Checker):
     def __init__(self, file: str) -> None:
+        super().__init__()
         self.file = file
-        self.problems: list[Problem] = []
 
-    def problem(self, mark: Mark, message: str) -> None:
-        self.problems.append(Problem(_source(mark), message))
-
-    def known_keys(self, mapping: MarkedMap, allowed: Mapping[str, str], what: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                self.problem(
-                    mapping.key_mark(key),
-                    f"unknown key {key!r} in {what}{_hint(str(key), allowed)}; "
-                    f"valid keys: {', '.join(allowed)}",
-                )
-
-    def integer(self, mapping: MarkedMap, key: str, low: int, high: int, what: str) -> int | None:
-        if key not in mapping:
-            self.problem(mapping.mark, f"{what} has no `{key}`: add `{key}: <{low}..{high}>`")
-            return None
-        value = mapping[key]
-        if not _is_integer(value) or not low <= value <= high:
-            self.problem(
-                mapping.value_mark(key), f"`{key}` must be a whole number {low}..{high}, not {value!r}"
-            )
-            return None
-        return int(value)
+    def integer(self, mapping: MarkedMap, key: str, field: Field, what: str) -> int | None:
+        value: int | None = self.value(mapping, key, field, where=what)
+        return value
 
     def text(self, mapping: MarkedMap, key: str, what: str, *, required: bool) -> str | None:
-        if key not in mapping:
-            if required:
-                self.problem(mapping.mark, f"{what} has no `{key}`: add `{key}: ...`")
-            return None
-        value = mapping[key]
-        if not isinstance(value, str) or not value.strip():
-            self.problem(mapping.value_mark(key), f"`{key}` must be text, not {value!r}")
-            return None
-        return value.strip()
+        value: str | None = self.value(mapping, key, _TEXT, where=what if required else "")
+        return None if value is None else value.strip()
 
     # The document ----------------------------------------------------------------------------------
 
@@ -438,10 +415,10 @@ class _MapChecker:
         self.known_keys(document, TOP_LEVEL_FIELDS, "the map")
         version = self.version(document)
         description = self.text(document, "description", "the map", required=False) or ""
-        max_nodes = self.integer(document, "max_nodes", 0, MAX_INDEX, "the map")
+        max_nodes = self.integer(document, "max_nodes", TOP_LEVEL_FIELDS["max_nodes"], "the map")
         points: list[MapPoint] = []
         for point_type in PointType:
-            points.extend(self.section(document, point_type))
+            points.extend(self.single_points(document, point_type))
         blocks = self.blocks(document)
         if max_nodes is not None:
             self.check_layout(points, blocks, max_nodes, document.value_mark("max_nodes"))
@@ -454,7 +431,7 @@ class _MapChecker:
             points=tuple(points),
             blocks=tuple(blocks),
             path=self.file,
-            max_nodes_mark=_source(document.value_mark("max_nodes")),
+            max_nodes_mark=document.value_mark("max_nodes"),
         )
 
     def version(self, document: MarkedMap) -> str | None:
@@ -489,11 +466,11 @@ class _MapChecker:
                 )
         return found
 
-    def section(self, document: MarkedMap, point_type: PointType) -> list[MapPoint]:
+    def single_points(self, document: MarkedMap, point_type: PointType) -> list[MapPoint]:
         points = []
         for entry, _ in self.entries(document, point_type.section):
             self.known_keys(entry, POINT_FIELDS, f"an entry of {point_type.section}")
-            index = self.integer(entry, "index", 0, MAX_INDEX, f"an entry of {point_type.section}")
+            index = self.integer(entry, "index", POINT_FIELDS["index"], f"an entry of {point_type.section}")
             spec = self.spec(entry, point_type, in_block=False)
             if index is not None and spec is not None:
                 points.append(MapPoint(point_type, index, spec))
@@ -507,13 +484,13 @@ class _MapChecker:
         source_name = self.text(entry, "source", where, required=True)
         source_unit, source_description = self.source(entry, source_name, in_block=in_block)
         description = self.text(entry, "description", where, required=False) or source_description
-        event_class = self.integer(entry, "class", 0, 3, where)
+        event_class = self.integer(entry, "class", POINT_FIELDS["class"], where)
         command = self.command(entry, point_type, in_block=in_block)
         scale, rated_permille, unit, deadband = 1.0, False, "", 0
         if point_type.analog:
             scale, rated_permille = self.scale(entry, source_unit)
             unit = self.unit(entry, source_name, source_unit)
-            deadband = self.integer(entry, "deadband", 0, INT32_MAX, where) or 0
+            deadband = self.integer(entry, "deadband", POINT_FIELDS["deadband"], where) or 0
         else:
             for key in ("scale", "unit", "deadband"):
                 if key in entry:
@@ -533,7 +510,7 @@ class _MapChecker:
             command=command,
             minimum=minimum,
             maximum=maximum,
-            mark=_source(entry.mark),
+            mark=entry.mark,
         )
 
     def source(self, entry: MarkedMap, name: str | None, *, in_block: bool) -> tuple[str | None, str]:
@@ -556,7 +533,7 @@ class _MapChecker:
         known = NODE_SOURCES if in_block else single
         self.problem(
             mark,
-            f"unknown source `{name}`{_hint(name, known)}; "
+            f"unknown source `{name}`{did_you_mean(name, known)}; "
             f"{'node blocks publish node.*' if in_block else 'single points publish fleet.* or dnp3.*'} "
             "quantities (see gateway/mapping/sources.py and docs/dnp3.md)",
         )
@@ -574,7 +551,7 @@ class _MapChecker:
                     mark, f"`{RATED_PERMILLE}` scales powers: the source is in {source_unit!r}, not W"
                 )
             return 1.0, True
-        if not _is_number(value) or not math.isfinite(value) or value == 0:
+        if not is_number(value) or not math.isfinite(value) or value == 0:
             self.problem(
                 mark,
                 f"`scale` must be a non-zero number (e.g. 0.1; negative flips the sign) or "
@@ -613,7 +590,7 @@ class _MapChecker:
         except ValueError:
             self.problem(
                 mark,
-                f"unknown command {value!r}{_hint(str(value), list(Command))}; "
+                f"unknown command {value!r}{did_you_mean(str(value), [c.value for c in Command])}; "
                 f"known: {', '.join(c.value for c in Command)}",
             )
             return None
@@ -634,7 +611,7 @@ class _MapChecker:
             if point_type is not PointType.ANALOG_OUTPUT:
                 self.problem(entry.key_mark(key), f"`{key}` applies to analog outputs only: remove it")
                 continue
-            values[key] = self.integer(entry, key, INT32_MIN, INT32_MAX, "an AO entry")
+            values[key] = self.integer(entry, key, POINT_FIELDS[key], "an AO entry")
         low, high = values["min"], values["max"]
         if low is not None and high is not None and low > high:
             self.problem(entry.value_mark("min"), f"`min` {low} is above `max` {high}")
@@ -662,8 +639,8 @@ class _MapChecker:
                     entry.value_mark("type") if "type" in entry else entry.mark,
                     f"a node block needs `type`: one of {', '.join(POINT_TYPES_BY_BLOCK_NAME)}",
                 )
-            start = self.integer(entry, "start", 0, MAX_INDEX, "a node block")
-            stride = self.integer(entry, "stride", 1, MAX_INDEX, "a node block")
+            start = self.integer(entry, "start", BLOCK_FIELDS["start"], "a node block")
+            stride = self.integer(entry, "stride", BLOCK_FIELDS["stride"], "a node block")
             points = self.block_points(entry, point_type, stride) if point_type is not None else []
             if name is None or point_type is None or start is None or stride is None:
                 continue
@@ -677,7 +654,7 @@ class _MapChecker:
                     start=start,
                     stride=stride,
                     points=tuple(points),
-                    mark=_source(mark),
+                    mark=mark,
                 )
             )
         return blocks
@@ -694,7 +671,7 @@ class _MapChecker:
                 self.problem(
                     entry.key_mark("index"), "points of a node block have an `offset`, not an `index`"
                 )
-            offset = self.integer(entry, "offset", 0, MAX_INDEX, "a node block point")
+            offset = self.integer(entry, "offset", BLOCK_POINT_FIELDS["offset"], "a node block point")
             spec = self.spec(entry, point_type, in_block=True)
             if offset is None:
                 continue
@@ -724,7 +701,7 @@ class _MapChecker:
         placed: dict[PointType, list[_Placed]] = {t: [] for t in PointType}
         names: dict[tuple[PointType, str], int] = {}
         for point in points:
-            mark = Mark(point.spec.mark.file, point.spec.mark.line, point.spec.mark.column)
+            mark = point.spec.mark
             taken = _Placed(
                 point.index, point.index, f"{point.type.short}{point.index} ({point.spec.name})", mark
             )
@@ -737,7 +714,7 @@ class _MapChecker:
                 )
             names[key] = mark.line
         for block in blocks:
-            mark = Mark(block.mark.file, block.mark.line, block.mark.column)
+            mark = block.mark
             last = block.end(max_nodes) - 1
             if last > MAX_INDEX:
                 self.problem(

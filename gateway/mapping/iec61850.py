@@ -10,9 +10,7 @@ file:line:column.
 
 from __future__ import annotations
 
-import difflib
 import math
-import os
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -20,10 +18,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.diagnostics import (
+    MAPPING_PATH,
+    NO_MARK,
+    Checker,
+    Mark,
+    MarkedList,
+    MarkedMap,
+    ProblemsError,
+    YamlError,
+    did_you_mean,
+    find_named_file,
+    load_yaml_file,
+)
+from gateway.diagnostics.fields import (
+    anything,
+    choice,
+    flag,
+    list_of,
+    mapping_of,
+    number,
+    section,
+    table,
+    text,
+    version,
+    whole,
+)
 from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
-from gateway.profiles.loader import Problem, ProblemsError
-from gateway.profiles.model import SourceMark
-from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
 # The CDCs the server knows how to build, and the functional constraint of their value (for datasets).
 VALUE_FC: Mapping[str, str] = {
@@ -64,34 +85,70 @@ LN_NAME = re.compile(r"^(?:LLN0|[A-Z]{4}[0-9]{1,4})$")
 DO_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,11}$")
 BLOCK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 DEVICE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-SEMVER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 
-TOP_KEYS = (
-    "map_version",
-    "enums",
-    "attribute_enums",
-    "si_units",
-    "report_defaults",
-    "every_ln",
-    "fleet",
-    "pack",
+# --- The format: keys and what they hold (`socgw map schema iec61850` is made from these tables) -----
+
+OBJECT_FIELDS = table(
+    {
+        "cdc": choice("Common data class.", VALUE_FC),
+        "source": text("Quantity published (fleet.* in the fleet device, node.* in packs)."),
+        "value": anything("A constant instead of a source.", type=["number", "boolean"]),
+        "states": anything("Integer published for a false/true source.", type="object"),
+        "enum": text("ENS/ENC: the enumeration (one of `enums`)."),
+        "control": choice("APC/SPC: the site command an operate changes.", CONTROL_TARGETS),
+        "min": number("APC: lowest accepted setpoint."),
+        "max": number("APC: highest accepted setpoint."),
+        "deadband": number(
+            "MV: `mag` moves only when the source moved by more than this.",
+            0,
+            remedy="write it in the source's unit",
+        ),
+        "text": mapping_of("LPL/DPL: name plate attribute -> template ({site}, {node}, ...).", text("")),
+        "description": text("What the data object is."),
+    }
 )
-DEVICE_KEYS = ("device", "logical_nodes", "datasets", "reports")
-OBJECT_KEYS = (
-    "cdc",
-    "source",
-    "value",
-    "states",
-    "enum",
-    "control",
-    "min",
-    "max",
-    "deadband",
-    "text",
-    "description",
+_DATA_OBJECTS = mapping_of(
+    "Data object name -> its settings.", section("A data object.", OBJECT_FIELDS, required=("cdc",))
 )
-REPORT_KEYS = ("dataset", "buffered", "rpt_id", "buf_time_ms", "integrity_period_ms", "triggers", "options")
-REPORT_DEFAULT_KEYS = ("buf_time_ms", "integrity_period_ms", "triggers", "options")
+REPORT_DEFAULT_FIELDS = table(
+    {
+        "buf_time_ms": whole("Buffer time before a report is sent (default 100).", 0),
+        "integrity_period_ms": whole("Integrity report period, 0: none (default 0).", 0),
+        "triggers": list_of("Trigger options.", choice("", TRIGGERS)),
+        "options": list_of("Optional report fields.", choice("", REPORT_OPTIONS)),
+    }
+)
+REPORT_FIELDS = table(
+    {
+        "dataset": text("The dataset reported (one of this device's `datasets`)."),
+        "buffered": flag("true: a BRCB (buffered), false: a URCB.", rule="true (BRCB) or false (URCB)"),
+        "rpt_id": text("Report id (1-65 characters)."),
+        **REPORT_DEFAULT_FIELDS,
+    }
+)
+DEVICE_FIELDS = table(
+    {
+        "device": text("Fleet only: the logical device name, e.g. FLEET.", pattern=DEVICE_NAME),
+        "logical_nodes": mapping_of("Logical node (LLN0, ZBAT1...) -> its data objects.", _DATA_OBJECTS),
+        "datasets": mapping_of("Dataset name -> members (LN or LN.DO).", list_of("", text(""))),
+        "reports": mapping_of(
+            "Report control block name -> settings.",
+            section("A report control block.", REPORT_FIELDS, required=("dataset", "buffered")),
+        ),
+    }
+)
+TOP_FIELDS = table(
+    {
+        "map_version": version("Version of this map."),
+        "enums": mapping_of("Enumeration name -> {ordinal: literal}.", mapping_of("", text(""))),
+        "attribute_enums": mapping_of("Enumerated attribute (ctlModel, orCat...) -> enumeration.", text("")),
+        "si_units": mapping_of("Source unit -> SIUnitKind ordinal.", whole("")),
+        "report_defaults": section("Defaults of every report control block.", REPORT_DEFAULT_FIELDS),
+        "every_ln": _DATA_OBJECTS,
+        "fleet": section("The fleet's logical device.", DEVICE_FIELDS, required=("device", "logical_nodes")),
+        "pack": section("Each pack's logical device (named after the node id).", DEVICE_FIELDS),
+    }
+)
 
 
 class MappingError(ProblemsError):
@@ -112,7 +169,7 @@ class DataObjectSpec:
     deadband: float = 0.0  # MV: `mag` moves only when the source moved by more than this
     text: Mapping[str, str] = field(default_factory=dict)  # name plate attribute → template
     description: str | None = None
-    mark: SourceMark = field(default=SourceMark("<built-in>", 0, 0), compare=False)
+    mark: Mark = field(default=NO_MARK, compare=False)
 
     @property
     def value_fc(self) -> str:
@@ -123,7 +180,7 @@ class DataObjectSpec:
 class LogicalNodeSpec:
     name: str  # e.g. ZBAT1, LLN0
     objects: tuple[DataObjectSpec, ...]
-    mark: SourceMark = field(default=SourceMark("<built-in>", 0, 0), compare=False)
+    mark: Mark = field(default=NO_MARK, compare=False)
 
     @property
     def ln_class(self) -> str:
@@ -151,7 +208,7 @@ class DataSetMember:
 class DataSetSpec:
     name: str
     members: tuple[DataSetMember, ...]
-    mark: SourceMark = field(default=SourceMark("<built-in>", 0, 0), compare=False)
+    mark: Mark = field(default=NO_MARK, compare=False)
 
 
 @dataclass(frozen=True)
@@ -164,7 +221,7 @@ class ReportSpec:
     integrity_period_ms: int
     triggers: tuple[str, ...]
     options: tuple[str, ...]
-    mark: SourceMark = field(default=SourceMark("<built-in>", 0, 0), compare=False)
+    mark: Mark = field(default=NO_MARK, compare=False)
 
 
 @dataclass(frozen=True)
@@ -193,30 +250,10 @@ class IecMap:
     pack: DeviceSpec
 
 
-def default_map_dirs() -> list[Path]:
-    """Where a map named in the config (`map: default`) is looked up, first match wins:
-    $SOCGW_MAPPING_PATH (colon-separated), /etc/socgw/mappings, the source tree's mappings/, and
-    /usr/share/socgw/mappings (the packaged ones); each holds an `iec61850/` folder."""
-    dirs = [Path(entry) for entry in os.environ.get("SOCGW_MAPPING_PATH", "").split(os.pathsep) if entry]
-    dirs.append(Path("/etc/socgw/mappings"))
-    dirs.append(Path(__file__).resolve().parents[2] / "mappings")
-    dirs.append(Path("/usr/share/socgw/mappings"))
-    return dirs
-
-
 def find_map(name: str, config_dir: Path, dirs: Sequence[Path] | None = None) -> Path:
     """The map file for `name`: a path (relative to the config's folder) when it has a '/' or ends in
     .yaml, else `<dir>/iec61850/<name>.yaml` in the map folders. FileNotFoundError says where it looked."""
-    if "/" in name or name.endswith((".yaml", ".yml")):
-        path = Path(name) if Path(name).is_absolute() else config_dir / name
-        if not path.is_file():
-            raise FileNotFoundError(f"IEC 61850 map {path} does not exist")
-        return path
-    searched = [directory / "iec61850" / f"{name}.yaml" for directory in (dirs or default_map_dirs())]
-    for candidate in searched:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no IEC 61850 map named `{name}`: looked for {', '.join(map(str, searched))}")
+    return find_named_file(name, config_dir, "iec61850", "IEC 61850 map", dirs or MAPPING_PATH.dirs())
 
 
 def load_map(path: str | Path) -> IecMap:
@@ -231,14 +268,8 @@ def load_map(path: str | Path) -> IecMap:
     if not isinstance(root, MarkedMap):
         checker.problem(Mark(file, 1, 1), "an IEC 61850 map must be a mapping (map_version, fleet, pack...)")
         raise MappingError(checker.problems)
-    checker.unknown_keys(root, TOP_KEYS, "the map")
-    map_version = root.get("map_version")
-    if not isinstance(map_version, str) or not SEMVER.match(map_version):
-        checker.problem(
-            root.value_mark("map_version") if "map_version" in root else root.mark,
-            f"`map_version` must be a semantic version MAJOR.MINOR.PATCH (e.g. 1.0.0), not {map_version!r}",
-        )
-        map_version = "0.0.0"
+    checker.known_keys(root, TOP_FIELDS, "the map")
+    map_version = checker.value(root, "map_version", TOP_FIELDS["map_version"], "0.0.0", where="the map")
     enums = _load_enums(checker, root)
     attribute_enums = _load_name_table(checker, root, "attribute_enums", enums)
     si_units = _load_si_units(checker, root, enums)
@@ -275,21 +306,9 @@ class _ReportDefaults:
     options: tuple[str, ...] = ("seqNum", "timeStamp", "dataSet", "reasonCode", "entryID", "configRef")
 
 
-class _Checker:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def problem(self, mark: Mark, message: str) -> None:
-        self.problems.append(Problem(SourceMark(mark.file, mark.line, mark.column), message))
-
-    def unknown_keys(self, mapping: MarkedMap, allowed: Sequence[str], where: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-                hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(allowed)}"
-                self.problem(mapping.key_mark(key), f"unknown key `{key}` in {where}: {hint}")
-
-    def mapping(self, parent: MarkedMap, key: str, what: str, *, required: bool = True) -> MarkedMap:
+class _Checker(Checker):
+    def mapping_under(self, parent: MarkedMap, key: str, what: str, *, required: bool = True) -> MarkedMap:
+        """The mapping under `key` (empty when absent: reported if `required`)."""
         value = parent.get(key)
         if isinstance(value, MarkedMap):
             return value
@@ -297,13 +316,6 @@ class _Checker:
             where = parent.value_mark(key) if key in parent else parent.mark
             self.problem(where, f"`{key}` must be a mapping of {what}")
         return MarkedMap(parent.value_mark(key) if key in parent else parent.mark)
-
-    def integer(self, mapping: MarkedMap, key: str, default: int, minimum: int = 0) -> int:
-        value = mapping.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problem(mapping.value_mark(key), f"`{key}` must be an integer >= {minimum}, not {value!r}")
-            return default
-        return value
 
     def names(
         self, mapping: MarkedMap, key: str, allowed: Sequence[str], default: tuple[str, ...]
@@ -322,13 +334,9 @@ class _Checker:
         return tuple(item for item in value if item in allowed)
 
 
-def _source_mark(mark: Mark) -> SourceMark:
-    return SourceMark(mark.file, mark.line, mark.column)
-
-
 def _load_enums(checker: _Checker, root: MarkedMap) -> dict[str, dict[int, str]]:
     enums: dict[str, dict[int, str]] = {}
-    section = checker.mapping(root, "enums", "enumerations (name: {ordinal: literal})")
+    section = checker.mapping_under(root, "enums", "enumerations (name: {ordinal: literal})")
     for name, values in section.items():
         if not isinstance(name, str) or not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name):
             checker.problem(section.key_mark(name), f"enumeration name {name!r} must be a plain identifier")
@@ -353,7 +361,7 @@ def _load_enums(checker: _Checker, root: MarkedMap) -> dict[str, dict[int, str]]
 def _load_name_table(
     checker: _Checker, root: MarkedMap, key: str, enums: Mapping[str, Mapping[int, str]]
 ) -> dict[str, str]:
-    section = checker.mapping(root, key, "attribute names to enumerations")
+    section = checker.mapping_under(root, key, "attribute names to enumerations")
     table: dict[str, str] = {}
     for attribute, enum in section.items():
         if not isinstance(attribute, str) or not isinstance(enum, str) or enum not in enums:
@@ -369,7 +377,7 @@ def _load_name_table(
 def _load_si_units(
     checker: _Checker, root: MarkedMap, enums: Mapping[str, Mapping[int, str]]
 ) -> dict[str, int]:
-    section = checker.mapping(root, "si_units", "source units to SIUnitKind ordinals")
+    section = checker.mapping_under(root, "si_units", "source units to SIUnitKind ordinals")
     known = {source.unit for source in FLEET_SOURCES.values()} | {
         source.unit for source in NODE_SOURCES.values()
     }
@@ -393,12 +401,14 @@ def _load_si_units(
 
 
 def _load_report_defaults(checker: _Checker, root: MarkedMap) -> _ReportDefaults:
-    section = checker.mapping(root, "report_defaults", "report settings", required=False)
-    checker.unknown_keys(section, REPORT_DEFAULT_KEYS, "`report_defaults`")
+    section = checker.mapping_under(root, "report_defaults", "report settings", required=False)
+    checker.known_keys(section, REPORT_DEFAULT_FIELDS, "`report_defaults`")
     base = _ReportDefaults()
     return _ReportDefaults(
-        buf_time_ms=checker.integer(section, "buf_time_ms", base.buf_time_ms),
-        integrity_period_ms=checker.integer(section, "integrity_period_ms", base.integrity_period_ms),
+        buf_time_ms=checker.value(section, "buf_time_ms", REPORT_FIELDS["buf_time_ms"], base.buf_time_ms),
+        integrity_period_ms=checker.value(
+            section, "integrity_period_ms", REPORT_FIELDS["integrity_period_ms"], base.integrity_period_ms
+        ),
         triggers=checker.names(section, "triggers", TRIGGERS, base.triggers),
         options=checker.names(section, "options", REPORT_OPTIONS, base.options),
     )
@@ -413,8 +423,8 @@ def _load_device(
     every_ln: tuple[DataObjectSpec, ...],
     defaults: _ReportDefaults,
 ) -> DeviceSpec:
-    section = checker.mapping(root, role, f"the {role} logical device's settings")
-    checker.unknown_keys(section, DEVICE_KEYS, f"`{role}`")
+    section = checker.mapping_under(root, role, f"the {role} logical device's settings")
+    checker.known_keys(section, DEVICE_FIELDS, f"`{role}`")
     device: str | None = None
     if role == "fleet":
         raw_device = section.get("device")
@@ -431,7 +441,7 @@ def _load_device(
             section.key_mark("device"),
             "`pack.device` cannot be set: each pack's logical device is named after its node id",
         )
-    nodes_section = checker.mapping(section, "logical_nodes", "logical nodes (name: data objects)")
+    nodes_section = checker.mapping_under(section, "logical_nodes", "logical nodes (name: data objects)")
     logical_nodes: list[LogicalNodeSpec] = []
     for ln_name in nodes_section:
         ln_mark = nodes_section.key_mark(ln_name)
@@ -444,7 +454,7 @@ def _load_device(
             continue
         own = _load_objects(checker, nodes_section, ln_name, role, enums, allow_sources=True)
         inherited = tuple(spec for spec in every_ln if all(o.name != spec.name for o in own))
-        logical_nodes.append(LogicalNodeSpec(ln_name, inherited + own, _source_mark(ln_mark)))
+        logical_nodes.append(LogicalNodeSpec(ln_name, inherited + own, ln_mark))
     if not any(ln.name == "LLN0" for ln in logical_nodes):
         checker.problem(
             nodes_section.mark, f"`{role}.logical_nodes` needs LLN0 (it holds the datasets and reports)"
@@ -463,7 +473,7 @@ def _load_objects(
     *,
     allow_sources: bool,
 ) -> tuple[DataObjectSpec, ...]:
-    section = checker.mapping(parent, key, "data objects (name: {cdc: ..., source: ...})")
+    section = checker.mapping_under(parent, key, "data objects (name: {cdc: ..., source: ...})")
     objects: list[DataObjectSpec] = []
     for name, raw in section.items():
         where = f"{key}.{name}"
@@ -493,7 +503,7 @@ def _load_object(
     enums: Mapping[str, Mapping[int, str]],
     allow_sources: bool,
 ) -> DataObjectSpec | None:
-    checker.unknown_keys(raw, OBJECT_KEYS, f"`{where}`")
+    checker.known_keys(raw, OBJECT_FIELDS, f"`{where}`")
     cdc = raw.get("cdc")
     if cdc not in VALUE_FC:
         checker.problem(
@@ -546,10 +556,7 @@ def _load_object(
         checker.problem(raw.mark, f"`{where}`: an {cdc} needs `control` (the site command it changes)")
     minimum, maximum = _object_range(checker, raw, where, cdc)
     deadband = _object_deadband(checker, raw, where, cdc, source)
-    description = raw.get("description")
-    if description is not None and not isinstance(description, str):
-        checker.problem(raw.value_mark("description"), f"`{where}`: `description` must be a text")
-        description = None
+    description = checker.value(raw, "description", OBJECT_FIELDS["description"])
     if len(checker.problems) > problems_before:
         return None
     return DataObjectSpec(
@@ -565,7 +572,7 @@ def _load_object(
         deadband=deadband,
         text=text,
         description=description,
-        mark=_source_mark(raw.mark),
+        mark=raw.mark,
     )
 
 
@@ -582,9 +589,11 @@ def _object_source(
         return None
     table: Mapping[str, object] = FLEET_SOURCES if role == "fleet" else NODE_SOURCES
     if source not in table:
-        close = difflib.get_close_matches(str(source), list(table), n=1, cutoff=0.6)
-        hint = f"did you mean `{close[0]}`?" if close else f"the {role} has: {', '.join(table)}"
-        checker.problem(raw.value_mark("source"), f"`{where}`: unknown {role} source `{source}`: {hint}")
+        checker.problem(
+            raw.value_mark("source"),
+            f"`{where}`: unknown {role} source `{source}`{did_you_mean(str(source), table)}; "
+            f"the {role} has: {', '.join(table)}",
+        )
         return None
     return str(source)
 
@@ -652,19 +661,13 @@ def _object_states(checker: _Checker, raw: MarkedMap, where: str, cdc: Any) -> d
 def _object_deadband(checker: _Checker, raw: MarkedMap, where: str, cdc: Any, source: str | None) -> float:
     if "deadband" not in raw:
         return 0.0
-    deadband = raw.get("deadband")
     if cdc != "MV" or source is None:
         checker.problem(
             raw.key_mark("deadband"), f"`{where}`: `deadband` is only for MV data fed by a source"
         )
-    elif isinstance(deadband, bool) or not isinstance(deadband, int | float) or not deadband >= 0:
-        checker.problem(
-            raw.value_mark("deadband"),
-            f"`{where}`: `deadband` must be a number >= 0 in the source's unit, not {deadband!r}",
-        )
-    else:
-        return float(deadband)
-    return 0.0
+        return 0.0
+    deadband: float = checker.value(raw, "deadband", OBJECT_FIELDS["deadband"], 0.0)
+    return deadband
 
 
 def _object_range(
@@ -697,7 +700,7 @@ def _object_range(
 def _load_datasets(
     checker: _Checker, section: MarkedMap, role: str, logical_nodes: Sequence[LogicalNodeSpec]
 ) -> tuple[DataSetSpec, ...]:
-    raw_sets = checker.mapping(section, "datasets", "datasets (name: [members])", required=False)
+    raw_sets = checker.mapping_under(section, "datasets", "datasets (name: [members])", required=False)
     by_name = {ln.name: ln for ln in logical_nodes}
     datasets: list[DataSetSpec] = []
     for name, members in raw_sets.items():
@@ -736,7 +739,7 @@ def _load_datasets(
                     checker.problem(mark, f"dataset `{name}`: `{ln_name}.{spec.name}` is listed twice")
                 else:
                     resolved.append(entry)
-        datasets.append(DataSetSpec(name, tuple(resolved), _source_mark(raw_sets.key_mark(name))))
+        datasets.append(DataSetSpec(name, tuple(resolved), raw_sets.key_mark(name)))
     return tuple(datasets)
 
 
@@ -747,7 +750,7 @@ def _load_reports(
     datasets: Sequence[DataSetSpec],
     defaults: _ReportDefaults,
 ) -> tuple[ReportSpec, ...]:
-    raw_reports = checker.mapping(
+    raw_reports = checker.mapping_under(
         section, "reports", "report control blocks (name: settings)", required=False
     )
     names = {dataset.name for dataset in datasets}
@@ -762,7 +765,7 @@ def _load_reports(
         if not isinstance(raw, MarkedMap):
             checker.problem(raw_reports.value_mark(name), f"{where} must be a mapping (dataset, buffered...)")
             continue
-        checker.unknown_keys(raw, REPORT_KEYS, where)
+        checker.known_keys(raw, REPORT_FIELDS, where)
         dataset = raw.get("dataset")
         if dataset not in names:
             checker.problem(
@@ -770,16 +773,13 @@ def _load_reports(
                 f"{where}: `dataset` must be one of `{role}.datasets` ({', '.join(sorted(names))}), "
                 f"not {dataset!r}",
             )
-        buffered = raw.get("buffered")
-        if not isinstance(buffered, bool):
-            checker.problem(
-                raw.value_mark("buffered") if "buffered" in raw else raw.mark,
-                f"{where}: `buffered` must be true (BRCB) or false (URCB)",
-            )
+        buffered = checker.value(raw, "buffered", REPORT_FIELDS["buffered"], False, where=where)
         rpt_id = raw.get("rpt_id")
         if rpt_id is not None and (not isinstance(rpt_id, str) or not 0 < len(rpt_id) <= 65):
             checker.problem(raw.value_mark("rpt_id"), f"{where}: `rpt_id` must be a text of 1..65 characters")
-        integrity = checker.integer(raw, "integrity_period_ms", defaults.integrity_period_ms)
+        integrity = checker.value(
+            raw, "integrity_period_ms", REPORT_FIELDS["integrity_period_ms"], defaults.integrity_period_ms
+        )
         triggers = checker.names(raw, "triggers", TRIGGERS, defaults.triggers)
         if "period" in triggers and integrity == 0:
             checker.problem(raw.mark, f"{where}: trigger `period` needs `integrity_period_ms` > 0")
@@ -789,11 +789,13 @@ def _load_reports(
                 dataset=str(dataset),
                 buffered=bool(buffered),
                 rpt_id=rpt_id if isinstance(rpt_id, str) else None,
-                buf_time_ms=checker.integer(raw, "buf_time_ms", defaults.buf_time_ms),
+                buf_time_ms=checker.value(
+                    raw, "buf_time_ms", REPORT_FIELDS["buf_time_ms"], defaults.buf_time_ms
+                ),
                 integrity_period_ms=integrity,
                 triggers=triggers,
                 options=checker.names(raw, "options", REPORT_OPTIONS, defaults.options),
-                mark=_source_mark(raw_reports.key_mark(name)),
+                mark=raw_reports.key_mark(name),
             )
         )
     return tuple(reports)

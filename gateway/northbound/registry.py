@@ -13,10 +13,8 @@ from collections.abc import Callable
 from types import ModuleType
 
 from gateway.config import ConfigError, SiteConfig
+from gateway.diagnostics import MarkedMap, Problem, did_you_mean
 from gateway.northbound.adapter import NorthboundAdapter, Submit
-from gateway.profiles.loader import Problem
-from gateway.profiles.model import SourceMark
-from gateway.yamlsource import MarkedMap
 
 PROTOCOL_PACKAGES: tuple[str, ...] = ("gateway.northbound.dnp3", "gateway.northbound.iec61850")
 
@@ -37,11 +35,11 @@ def _each_section(site: SiteConfig, action: Callable[[ModuleType], None]) -> Non
     if isinstance(northbound, MarkedMap):
         for key in northbound:
             if key not in known:
-                mark = northbound.key_mark(key)
                 problems.append(
                     Problem(
-                        SourceMark(mark.file, mark.line, mark.column),
-                        f"unknown northbound section `{key}`: use one of {', '.join(sorted(known))}",
+                        northbound.key_mark(key),
+                        f"unknown northbound section `{key}`{did_you_mean(str(key), sorted(known))}: "
+                        f"use one of {', '.join(sorted(known))}",
                     )
                 )
     for package in _packages():

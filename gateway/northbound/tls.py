@@ -1,14 +1,17 @@
-"""Checks of the DNP3 outstation's TLS files before the stack sees them.
+"""The `tls:` section every northbound adapter takes, and the checks of its files before a stack sees them.
 
-The stack (yadnp3's bundled OpenSSL) reports a missing CA file as "Unable to bind server to the
-specified port" and accepts an expired certificate, which every master then refuses. So the files are
-checked here first, with messages that name the file and say what to do: missing, unreadable, not PEM,
-expired or not yet valid, an encrypted key (the stack cannot ask for a passphrase), and a certificate
-that does not belong to the key.
+    tls: {ca: ca.pem, cert: gateway.pem, key: gateway.key}   # mutual TLS; paths relative to the config
+
+The stacks report unusable files badly (yadnp3's bundled OpenSSL says "Unable to bind server to the
+specified port" for a missing CA file and accepts an expired certificate, which every master then
+refuses; libiec61850 only fails at start-up). So the files are checked here, for every protocol alike,
+and each problem is reported at the line of its key: missing, unreadable, not PEM, expired or not yet
+valid, an encrypted key (no stack can ask for a passphrase), a certificate that does not belong to the key.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -16,54 +19,124 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from gateway.diagnostics import Checker, MarkedMap
+from gateway.diagnostics.fields import section, table, text
 
-class TlsFileError(Exception):
-    """A TLS file is unusable; the message names it."""
+TLS_FIELDS = table(
+    {
+        "ca": text("The CA that signs the peers' (masters', clients') certificates, PEM."),
+        "cert": text("This gateway's certificate, PEM."),
+        "key": text("This gateway's private key, PEM, unencrypted (permissions 0600)."),
+    }
+)
+TLS_SECTION = section(
+    "Mutual TLS: only peers with a certificate signed by `ca` get in; paths relative to the config.",
+    TLS_FIELDS,
+    required=tuple(TLS_FIELDS),
+)
 
 
-def _read(path: Path, what: str) -> bytes:
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class _Unusable(Exception):
+    """A TLS file cannot be used; `key` is its key in the `tls:` section."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def parse_tls(checker: Checker, settings: MarkedMap, config_dir: Path, now: datetime) -> TlsFiles | None:
+    """The files of the `tls:` mapping in `settings` (None when absent), checked; problems go to `checker`
+    at the line of the offending key. `now` must be timezone-aware (UTC)."""
+    raw = settings.get("tls")
+    if raw is None:
+        return None
+    if not isinstance(raw, MarkedMap):
+        checker.problem(settings.value_mark("tls"), "`tls` must be a mapping with `ca`, `cert` and `key`")
+        return None
+    checker.known_keys(raw, TLS_FIELDS, "`tls`")
+    paths: dict[str, Path] = {}
+    for key, field in TLS_FIELDS.items():
+        if key not in raw:
+            checker.problem(
+                raw.mark,
+                f"`tls` needs `{key}`: give `ca` (the CA that signs the peers' certificates), `cert` and "
+                "`key` (this gateway's certificate and private key, PEM)",
+            )
+            continue
+        value = checker.value(raw, key, field)
+        if value is not None:
+            path = Path(value)
+            paths[key] = path if path.is_absolute() else config_dir / path
+    if len(paths) != len(TLS_FIELDS):
+        return None
+    files = TlsFiles(paths["ca"], paths["cert"], paths["key"])
+    unreadable = [problem for problem in (_unreadable(key, path) for key, path in paths.items()) if problem]
+    for problem in unreadable:  # every missing file at once; their contents after that
+        checker.problem(raw.value_mark(problem.key), str(problem))
+    if unreadable:
+        return None
     try:
-        return path.read_bytes()
+        _check_contents(files, now)
+    except _Unusable as problem:
+        checker.problem(raw.value_mark(problem.key), str(problem))
+        return None
+    return files
+
+
+def _unreadable(key: str, path: Path) -> _Unusable | None:
+    what = f"TLS `{key}` file {path}"
+    try:
+        path.read_bytes()
     except FileNotFoundError:
-        raise TlsFileError(f"{what} {path} does not exist") from None
+        return _Unusable(key, f"{what} does not exist")
     except PermissionError:
-        raise TlsFileError(f"{what} {path} is not readable by this user: fix its permissions") from None
+        return _Unusable(key, f"{what} is not readable by this user: fix its permissions")
     except OSError as error:
-        raise TlsFileError(f"{what} {path} cannot be read: {error.strerror or error}") from None
+        return _Unusable(key, f"{what} cannot be read: {error.strerror or error}")
+    return None
 
 
-def _certificates(path: Path, what: str, now: datetime) -> list[x509.Certificate]:
-    data = _read(path, what)
+def _certificates(key: str, path: Path, now: datetime) -> list[x509.Certificate]:
+    what = f"TLS `{key}` file {path}"
     try:
-        certificates = x509.load_pem_x509_certificates(data)
+        certificates = x509.load_pem_x509_certificates(path.read_bytes())
     except ValueError:
-        raise TlsFileError(f"{what} {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+        raise _Unusable(key, f"{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
     for certificate in certificates:
         subject = certificate.subject.rfc4514_string() or "(no subject)"
         if certificate.not_valid_after_utc < now:
-            raise TlsFileError(
-                f"{what} {path}: certificate {subject} expired on "
-                f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: renew it"
+            raise _Unusable(
+                key,
+                f"{what}: certificate {subject} expired on "
+                f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: renew it",
             )
         if certificate.not_valid_before_utc > now:
-            raise TlsFileError(
-                f"{what} {path}: certificate {subject} is not valid before "
-                f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check the clock or the certificate)"
+            raise _Unusable(
+                key,
+                f"{what}: certificate {subject} is not valid before "
+                f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check the clock or the certificate)",
             )
     return certificates
 
 
 def _private_key(path: Path) -> PrivateKeyTypes:
-    data = _read(path, "TLS key")
     try:
-        return serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
     except TypeError:
-        raise TlsFileError(
-            f"TLS key {path} is encrypted: the outstation cannot ask for a passphrase; store it "
-            "unencrypted (e.g. openssl pkey -in KEY -out KEY.plain) with permissions 0600"
+        raise _Unusable(
+            "key",
+            f"TLS `key` file {path} is encrypted: the gateway cannot ask for a passphrase; store it "
+            "unencrypted (e.g. openssl pkey -in KEY -out KEY.plain) with permissions 0600",
         ) from None
     except ValueError:
-        raise TlsFileError(f"TLS key {path} holds no PEM private key") from None
+        raise _Unusable("key", f"TLS `key` file {path} holds no PEM private key") from None
 
 
 def _public_der(key: PrivateKeyTypes | x509.Certificate) -> bytes:
@@ -71,12 +144,12 @@ def _public_der(key: PrivateKeyTypes | x509.Certificate) -> bytes:
     return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def check_tls_files(ca: Path, cert: Path, key: Path, now: datetime) -> None:
-    """Raise TlsFileError naming the first unusable file; `now` must be timezone-aware (UTC)."""
-    _certificates(ca, "TLS CA file", now)
-    certificate = _certificates(cert, "TLS certificate", now)[0]
-    private_key = _private_key(key)
-    if _public_der(certificate) != _public_der(private_key):
-        raise TlsFileError(
-            f"TLS certificate {cert} does not belong to the key {key}: they have different public keys"
+def _check_contents(files: TlsFiles, now: datetime) -> None:
+    _certificates("ca", files.ca, now)
+    certificate = _certificates("cert", files.cert, now)[0]
+    if _public_der(certificate) != _public_der(_private_key(files.key)):
+        raise _Unusable(
+            "key",
+            f"TLS certificate {files.cert} does not belong to the key {files.key}: they have different "
+            "public keys (give the key the certificate was issued for)",
         )

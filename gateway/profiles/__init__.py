@@ -12,7 +12,6 @@ from gateway.profiles.codec import (
     label_of,
 )
 from gateway.profiles.loader import (
-    Problem,
     ProfileError,
     ProfileLibrary,
     default_profile_dirs,
@@ -26,7 +25,6 @@ from gateway.profiles.model import (
     Identify,
     Point,
     Profile,
-    SourceMark,
     Table,
     Variant,
     Version,
@@ -48,12 +46,10 @@ __all__ = [
     "Identify",
     "Point",
     "PointSpec",
-    "Problem",
     "Profile",
     "ProfileError",
     "ProfileLibrary",
     "ReadBlock",
-    "SourceMark",
     "Table",
     "Value",
     "Variant",

@@ -8,15 +8,30 @@ field tables below are also what `schema.py` turns into the JSON Schema for edit
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from gateway.diagnostics import (
+    PROFILE_PATH,
+    SEMVER,
+    Checker,
+    Mark,
+    MarkedList,
+    MarkedMap,
+    Problem,
+    ProblemsError,
+    YamlError,
+    describe,
+    did_you_mean,
+    is_whole,
+    load_yaml_file,
+    named_files,
+)
+from gateway.diagnostics.fields import Field, choice, number, text, whole
 from gateway.profiles.codec import FIRMWARE_FORMATS, INTEGER_RANGE, REGISTER_WIDTH
 from gateway.profiles.model import (
     Access,
@@ -25,7 +40,6 @@ from gateway.profiles.model import (
     Identify,
     Point,
     Profile,
-    SourceMark,
     Table,
     Variant,
     Version,
@@ -39,19 +53,15 @@ from gateway.profiles.vocabulary import (
     VOCABULARY,
     is_valid_point_name,
 )
-from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
 __all__ = [
     "ADDRESS_NOTATIONS",
     "COMMS_FIELDS",
-    "COMMS_LIMITS",
     "ENTRY_FIELDS",
     "IDENTIFY_FIELDS",
     "MODICON_RANGES",
-    "SEMVER",
     "TOP_LEVEL_FIELDS",
     "VARIANT_FIELDS",
-    "Problem",
     "ProfileError",
     "ProfileLibrary",
     "default_profile_dirs",
@@ -76,24 +86,19 @@ TOP_LEVEL_FIELDS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-COMMS_FIELDS: Mapping[str, str] = MappingProxyType(
+COMMS_FIELDS: Mapping[str, Field] = MappingProxyType(
     {
-        "max_registers_per_read": "Most holding/input registers one request may read (1-125, default 125).",
-        "max_bits_per_read": "Most coils/discrete inputs one request may read (1-2000, default 2000).",
-        "max_gap_registers": "Unmapped addresses a block read may span to save requests (default 0: never).",
-        "min_request_gap_ms": "Pause the device needs between two requests (default 0).",
-        "timeout_ms": "Response timeout per request (default 80).",
-    }
-)
-
-# name -> (minimum, maximum, must be an integer)
-COMMS_LIMITS: Mapping[str, tuple[float, float, bool]] = MappingProxyType(
-    {
-        "max_registers_per_read": (1, 125, True),
-        "max_bits_per_read": (1, 2000, True),
-        "max_gap_registers": (0, 124, True),
-        "min_request_gap_ms": (0, 10_000, False),
-        "timeout_ms": (1, 60_000, False),
+        "max_registers_per_read": whole(
+            "Most holding/input registers one request may read (1-125, default 125).", 1, 125
+        ),
+        "max_bits_per_read": whole(
+            "Most coils/discrete inputs one request may read (1-2000, default 2000).", 1, 2000
+        ),
+        "max_gap_registers": whole(
+            "Unmapped addresses a block read may span to save requests (default 0: never).", 0, 124
+        ),
+        "min_request_gap_ms": number("Pause the device needs between two requests (default 0).", 0, 10_000),
+        "timeout_ms": number("Response timeout per request (default 80).", 1, 60_000),
     }
 )
 
@@ -147,7 +152,6 @@ MODICON_RANGES: Mapping[Table, tuple[tuple[int, int, int], ...]] = MappingProxyT
 )
 _MODICON_PREFIX = {Table.HOLDING: "4", Table.INPUT: "3", Table.DISCRETE: "1", Table.COIL: "0"}
 
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _BIT_TABLE_WIDTH = {
     DataType.U16: 16,
@@ -159,50 +163,13 @@ _BIT_TABLE_WIDTH = {
 _ADDRESS_SPACE = 65536
 
 
-# --- Problems --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a file people write (profile, site config, map): where, and how to fix it."""
-
-    mark: SourceMark
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.mark}: {self.message}"
-
-
-class ProblemsError(Exception):
-    """A file could not be used; `problems` lists every problem found, one per line in the message."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
+_TEXT = text("")
+_NUMBER = number("")
+_WHOLE = whole("")
 
 
 class ProfileError(ProblemsError):
     """A profile could not be loaded."""
-
-
-def _source(mark: Mark) -> SourceMark:
-    return SourceMark(mark.file, mark.line, mark.column)
-
-
-def _closest(word: str, choices: Iterable[str]) -> str:
-    """A "did you mean" hint: a choice extending the word (soc -> soc_pct), else the most similar one."""
-    options = [str(choice) for choice in choices]
-    match = [option for option in options if word and option.startswith(word)][:1]
-    match = match or difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_version_range(text: str) -> VersionRange:
@@ -243,70 +210,28 @@ class _Entry:
     marks: dict[str, Mark] = field(default_factory=dict)
 
 
-class _Builder:
+class _Builder(Checker):
     def __init__(self, file: str) -> None:
+        super().__init__()
         self.file = file
-        self.problems: list[Problem] = []
         self.notation = "zero-based"
         self.comms = Comms()
         # Points written but invalid: already reported, so not reported again as missing.
         self.invalid_points: set[str] = set()
 
-    def problem(self, mark: Mark, message: str) -> None:
-        self.problems.append(Problem(_source(mark), message))
-
     # Generic checks ------------------------------------------------------------------------------
 
-    def mapping(self, value: Any, mark: Mark, what: str) -> MarkedMap | None:
-        if isinstance(value, MarkedMap):
-            return value
-        self.problem(mark, f"{what} must be a mapping of `key: value` lines, not {_describe(value)}")
-        return None
-
-    def known_keys(self, mapping: MarkedMap, allowed: Mapping[str, str], what: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                hint = _closest(str(key), allowed)
-                if mapping[key] is None or " " in str(key):  # `{description: a, b}` splits at the comma
-                    hint += "; a comma inside { } starts a new key: put text with commas in quotes"
-                self.problem(
-                    mapping.key_mark(key),
-                    f"unknown key {key!r} in {what}{hint}; valid keys: {', '.join(allowed)}",
-                )
-
     def text(self, mapping: MarkedMap, key: str, what: str, *, required: bool = False) -> str | None:
-        if key not in mapping:
-            if required:
-                self.problem(mapping.mark, f"{what} has no `{key}`: add `{key}: ...`")
-            return None
-        value = mapping[key]
-        if not isinstance(value, str) or not value.strip():
-            self.problem(mapping.value_mark(key), f"`{key}` must be text, not {_describe(value)}")
-            return None
+        value: str | None = self.value(mapping, key, _TEXT, where=what if required else "")
         return value
 
     def number(self, mapping: MarkedMap, key: str, *, integer: bool = False) -> float | None:
-        if key not in mapping:
-            return None
-        value = mapping[key]
-        if (integer and not _is_integer(value)) or not _is_number(value):
-            kind = "a whole number" if integer else "a number"
-            self.problem(mapping.value_mark(key), f"`{key}` must be {kind}, not {_describe(value)}")
-            return None
-        return float(value) if not integer else int(value)
+        value: float | None = self.value(mapping, key, _WHOLE if integer else _NUMBER)
+        return value
 
     def choice(self, mapping: MarkedMap, key: str, choices: Sequence[str], default: str) -> str:
-        if key not in mapping:
-            return default
-        value = mapping[key]
-        if value not in choices:
-            hint = _closest(str(value), choices)
-            self.problem(
-                mapping.value_mark(key),
-                f"`{key}: {value}` is not valid{hint}; use one of: {', '.join(choices)}",
-            )
-            return default
-        return str(value)
+        value: str = self.value(mapping, key, choice("", choices), default)
+        return value
 
     # The document --------------------------------------------------------------------------------
 
@@ -374,19 +299,8 @@ class _Builder:
         if section is None:
             return Comms()
         self.known_keys(section, COMMS_FIELDS, "comms")
-        settings: dict[str, Any] = {}
-        for key, (low, high, integer) in COMMS_LIMITS.items():
-            number = self.number(section, key, integer=integer)
-            if number is None:
-                continue
-            if not low <= number <= high:
-                self.problem(
-                    section.value_mark(key),
-                    f"comms {key} {number:g} is out of range: use {low:g} to {high:g}",
-                )
-                continue
-            settings[key] = number
-        comms = Comms(**settings)
+        settings = {key: self.value(section, key, field) for key, field in COMMS_FIELDS.items()}
+        comms = Comms(**{key: value for key, value in settings.items() if value is not None})
         if comms.max_gap_registers >= comms.max_registers_per_read:
             self.problem(
                 section.value_mark("max_gap_registers"),
@@ -446,18 +360,16 @@ class _Builder:
             if entry is None:
                 self.problem(
                     mapping.key_mark(name),
-                    f"marker {name!r} is not a point of identify.registers{_closest(str(name), entries)}: "
-                    "add the register there",
+                    f"marker {name!r} is not a point of identify.registers"
+                    f"{did_you_mean(str(name), entries)}: add the register there",
                 )
                 continue
             wants_text = entry.point.type is DataType.STR
-            if (wants_text and not isinstance(expected, str)) or (
-                not wants_text and not _is_integer(expected)
-            ):
+            if (wants_text and not isinstance(expected, str)) or (not wants_text and not is_whole(expected)):
                 self.problem(
                     mapping.value_mark(name),
                     f"marker {name!r} expects {'text' if wants_text else 'a whole number'} "
-                    f"(the point is {entry.point.type}), not {_describe(expected)}",
+                    f"(the point is {entry.point.type}), not {describe(expected)}",
                 )
                 continue
             markers[str(name)] = expected
@@ -517,7 +429,7 @@ class _Builder:
         if not isinstance(value, str):
             self.problem(
                 section.value_mark("firmware"),
-                f'firmware range must be text in quotes, e.g. ">=1.0,<2.0", not {_describe(value)}',
+                f'firmware range must be text in quotes, e.g. ">=1.0,<2.0", not {describe(value)}',
             )
             return None
         try:
@@ -542,7 +454,7 @@ class _Builder:
             firmware=firmware,
             points={key: entry.point for key, entry in entries.items()},
             name=name,
-            mark=_source(mark),
+            mark=mark,
         )
 
     def check_overlaps(self, entries: Mapping[str, _Entry]) -> None:
@@ -577,7 +489,7 @@ class _Builder:
                 self.problem(
                     mark,
                     f"scale register {target_name!r} of {entry.point.name} is not a point of this "
-                    f"variant{_closest(target_name, known)}: add it (type i16) or fix the name",
+                    f"variant{did_you_mean(target_name, known)}: add it (type i16) or fix the name",
                 )
             elif target.point.type is not DataType.I16 or target.point.table.is_bit_table:
                 self.problem(
@@ -608,7 +520,7 @@ class _Builder:
         if not is_valid_point_name(name):
             self.problem(
                 name_mark,
-                f"unknown point name {name!r}{_closest(name, VOCABULARY)}: use a vocabulary name, "
+                f"unknown point name {name!r}{did_you_mean(name, VOCABULARY)}: use a vocabulary name, "
                 "x_<name> for a vendor extra, or <name>_sf for a scale-factor register",
             )
         entry = self.mapping(value, value_mark, f"point {name!r}")
@@ -664,7 +576,7 @@ class _Builder:
             labels=self.labels(entry, name, table, data_type, count),
             deadband=deadband or 0.0,
             description=(self.text(entry, "description", f"point {name!r}") or "").strip(),
-            mark=_source(name_mark),
+            mark=name_mark,
         )
         self.check_vocabulary(point, marks)
         return _Entry(point, marks)
@@ -679,7 +591,7 @@ class _Builder:
         except ValueError:
             self.problem(
                 entry.value_mark("type"),
-                f"unknown type {value!r} for {name}{_closest(str(value), DataType)}; "
+                f"unknown type {value!r} for {name}{did_you_mean(str(value), DataType)}; "
                 f"use one of {', '.join(DataType)}",
             )
             return None
@@ -695,8 +607,8 @@ class _Builder:
             self.problem(entry.mark, f"point {name!r} has no `address`")
             return table, None
         value, mark = entry["address"], entry.value_mark("address")
-        if not _is_integer(value):
-            self.problem(mark, f"address of {name} must be a whole number, not {_describe(value)}")
+        if not is_whole(value):
+            self.problem(mark, f"address of {name} must be a whole number, not {describe(value)}")
             return table, None
         if self.notation == "modicon":
             return self.modicon_address(value, table, name, mark)
@@ -829,7 +741,7 @@ class _Builder:
         if data_type is DataType.STR:
             self.problem(mark, f"{name}: a str has no sentinel (an unset string reads as empty); remove it")
             return None
-        if not _is_integer(value):
+        if not is_whole(value):
             self.problem(mark, f"sentinel of {name} must be a whole raw value such as 0x8000, not {value!r}")
             return None
         bits = count if table.is_bit_table else 16 * count
@@ -852,7 +764,7 @@ class _Builder:
             return expected
         value = entry["unit"]
         if not isinstance(value, str):
-            self.problem(entry.value_mark("unit"), f"unit of {name} must be text, not {_describe(value)}")
+            self.problem(entry.value_mark("unit"), f"unit of {name} must be text, not {describe(value)}")
             return expected
         if spec is not None and value != expected:
             self.problem(
@@ -881,7 +793,7 @@ class _Builder:
         width = count if table.is_bit_table else 16 * count
         labels: dict[int, str] = {}
         for key, label in mapping.items():
-            if not _is_integer(key) or key < 0:
+            if not is_whole(key) or key < 0:
                 self.problem(
                     mapping.key_mark(key), f"label key {key!r} of {name} must be a whole number >= 0"
                 )
@@ -902,7 +814,7 @@ class _Builder:
             if name == "state" and label not in CANONICAL_STATES:
                 self.problem(
                     mapping.value_mark(key),
-                    f"state label {label!r} is not canonical{_closest(label, CANONICAL_STATES)}: "
+                    f"state label {label!r} is not canonical{did_you_mean(label, CANONICAL_STATES)}: "
                     f"use one of {', '.join(CANONICAL_STATES)}",
                 )
             labels[int(key)] = label
@@ -932,16 +844,6 @@ def _modicon_base(table: Table, number: int) -> int:
     return 0
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, MarkedMap):
-        return "a mapping"
-    if isinstance(value, MarkedList):
-        return "a list"
-    if value is None:
-        return "nothing"
-    return f"{type(value).__name__} {value!r}"
-
-
 # --- Public entry points ---------------------------------------------------------------------------
 
 
@@ -950,7 +852,7 @@ def _build(path: str | Path) -> tuple[Profile | None, list[Problem]]:
     try:
         data = load_yaml_file(path)
     except YamlError as exc:
-        return None, [Problem(_source(exc.mark), exc.problem)]
+        return None, [Problem(exc.mark, exc.problem)]
     builder = _Builder(file)
     profile = builder.profile(data, Mark(file, 1, 1))
     unique = dict.fromkeys(builder.problems)  # a common entry's problem shows once, not once per variant
@@ -975,11 +877,7 @@ def default_profile_dirs() -> list[Path]:
     """Where profiles are looked up, first match wins: $SOCGW_PROFILE_PATH (colon-separated),
     /etc/socgw/profiles (local additions and overrides), the source tree's profiles/, and
     /usr/share/socgw/profiles (the packaged ones)."""
-    dirs = [Path(entry) for entry in os.environ.get("SOCGW_PROFILE_PATH", "").split(os.pathsep) if entry]
-    dirs.append(Path("/etc/socgw/profiles"))
-    dirs.append(Path(__file__).resolve().parents[2] / "profiles")
-    dirs.append(Path("/usr/share/socgw/profiles"))
-    return dirs
+    return PROFILE_PATH.dirs()
 
 
 class ProfileLibrary:
@@ -989,13 +887,7 @@ class ProfileLibrary:
     """
 
     def __init__(self, dirs: Sequence[Path]) -> None:
-        self._files: dict[str, Path] = {}
-        for directory in dirs:
-            if not directory.is_dir():
-                continue
-            for file in sorted(directory.rglob("*.yaml")):
-                key = file.relative_to(directory).with_suffix("").as_posix()
-                self._files.setdefault(key, file)
+        self._files = named_files(dirs)
         self._loaded: dict[str, Profile] = {}
 
     def keys(self) -> list[str]:
@@ -1007,11 +899,11 @@ class ProfileLibrary:
             return self._loaded[key]
         file = self._files.get(key)
         if file is None:
-            hint = _closest(key, self._files)
+            hint = did_you_mean(key, self._files)
             raise ProfileError(
                 [
                     Problem(
-                        SourceMark(key, 0, 0),
+                        Mark(key, 0, 0),
                         f"no profile {key!r}{hint}; known profiles: {', '.join(self.keys()) or 'none'}",
                     )
                 ]
@@ -1021,7 +913,7 @@ class ProfileLibrary:
             raise ProfileError(
                 [
                     Problem(
-                        SourceMark(str(file), 1, 1),
+                        Mark(str(file), 1, 1),
                         f"the file declares {profile.key!r} but lives at {key}.yaml: "
                         f"move it to {profile.key}.yaml or fix vendor/model",
                     )

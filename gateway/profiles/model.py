@@ -10,6 +10,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.diagnostics import NO_MARK, Mark
+
 
 class Table(enum.StrEnum):
     """The four Modbus data tables."""
@@ -104,21 +106,6 @@ class VersionRange:
 
 
 @dataclass(frozen=True)
-class SourceMark:
-    """Where something was written: file, 1-based line and column. Errors and logs quote it."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-NO_MARK = SourceMark("<built-in>", 0, 0)
-
-
-@dataclass(frozen=True)
 class Point:
     """One register entry of a profile: a semantic point and how it sits on the wire.
 
@@ -143,7 +130,7 @@ class Point:
     labels: Mapping[int, str] = field(default_factory=dict)  # enum values or bit numbers -> label
     deadband: float = 0.0  # engineering units; a setpoint write is skipped when the change is smaller
     description: str = ""
-    mark: SourceMark = NO_MARK
+    mark: Mark = NO_MARK
 
     @property
     def end(self) -> int:
@@ -158,7 +145,7 @@ class Variant:
     firmware: VersionRange
     points: Mapping[str, Point]
     name: str = ""
-    mark: SourceMark = NO_MARK
+    mark: Mark = NO_MARK
 
 
 @dataclass(frozen=True)

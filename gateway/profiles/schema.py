@@ -8,18 +8,17 @@ cannot express (overlapping registers, scale registers, firmware ranges, Modicon
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from gateway.diagnostics import SEMVER
+from gateway.diagnostics.schema import DRAFT, properties, schema_json
 from gateway.profiles.codec import FIRMWARE_FORMATS, REGISTER_WIDTH
 from gateway.profiles.loader import (
     ADDRESS_NOTATIONS,
     COMMS_FIELDS,
-    COMMS_LIMITS,
     ENTRY_FIELDS,
     IDENTIFY_FIELDS,
     MODICON_RANGES,
-    SEMVER,
     TOP_LEVEL_FIELDS,
     VARIANT_FIELDS,
 )
@@ -110,16 +109,7 @@ def _registers_schema() -> dict[str, Any]:
 
 
 def _comms_schema() -> dict[str, Any]:
-    properties = {
-        key: {
-            "description": COMMS_FIELDS[key],
-            "type": "integer" if integer else "number",
-            "minimum": low,
-            "maximum": high,
-        }
-        for key, (low, high, integer) in COMMS_LIMITS.items()
-    }
-    return {"type": "object", "additionalProperties": False, "properties": properties}
+    return {"type": "object", "additionalProperties": False, "properties": properties(COMMS_FIELDS)}
 
 
 def profile_schema() -> dict[str, Any]:
@@ -174,7 +164,7 @@ def profile_schema() -> dict[str, Any]:
     }
     assert top.keys() == TOP_LEVEL_FIELDS.keys()
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": DRAFT,
         "title": "socgw vendor profile",
         "description": "A battery unit's Modbus register map for socgw (see docs/profile-authoring.md).",
         "type": "object",
@@ -188,4 +178,4 @@ def profile_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     """The schema as the text `socgw profile schema` prints and profiles/profile.schema.json holds."""
-    return json.dumps(profile_schema(), indent=2, ensure_ascii=False) + "\n"
+    return schema_json(profile_schema())

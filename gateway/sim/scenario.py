@@ -43,11 +43,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.diagnostics import (
+    Checker,
+    Field,
+    Mark,
+    MarkedList,
+    MarkedMap,
+    YamlError,
+    describe,
+    load_yaml_file,
+)
+from gateway.diagnostics.fields import anything, flag, number, table, whole
 from gateway.profiles.loader import ProfileError
 from gateway.profiles.model import Profile, Version
 from gateway.sim.faults import NO_FAULTS, FaultError, Faults, faults_from_mapping
 from gateway.sim.physics import Chemistry, PackParams, PackState, default_params
-from gateway.yamlsource import Mark, MarkedList, MarkedMap, YamlError, load_yaml_file
 
 DEFAULT_PROFILE = "microstore/mp2000"
 DEFAULT_HOST = "127.0.0.1"
@@ -247,67 +257,88 @@ def relocate(scenario: Scenario, *, host: str | None = None, base_port: int | No
 
 # ---- scenario files -------------------------------------------------------------------------------
 
-_TOP_KEYS = {"speed", "ambient_c", "host", "base_port", "unit_id", "packs"}
-_PACK_KEYS = {
-    "id",
-    "profile",
-    "firmware",
-    "capacity_wh",
-    "soh_pct",
-    "soc_pct",
-    "temp_c",
-    "chemistry",
-    "max_power_w",
-    "main",
-    "standby_w",
-    "backup_reserve_pct",
-    "enabled",
-    "heartbeat_timeout_s",
-    "host",
-    "port",
-    "unit_id",
-    "serial",
-    "faults",
-    "fault_flags",
-}
+_SCALAR = anything("", type=["string", "number"])  # read as text: `firmware: 1.4` is "1.4"
+_TOP_FIELDS = table(
+    {
+        "speed": number("Simulated seconds per wall-clock second.", above=0),
+        "ambient_c": number("Ambient temperature."),
+        "host": _SCALAR,
+        "base_port": whole(
+            "Pack i listens on base_port + i unless it sets `port`; 0: ephemeral ports.", 0, 65535
+        ),
+        "unit_id": whole("Modbus unit id.", 0, 255),
+        "packs": anything("The packs."),
+    }
+)
+_PACK_FIELDS = table(
+    {
+        "id": _SCALAR,
+        "profile": _SCALAR,
+        "firmware": _SCALAR,
+        "capacity_wh": number("Nameplate capacity."),
+        "soh_pct": number("State of health."),
+        "soc_pct": number("State of charge."),
+        "temp_c": number("Temperature."),
+        "chemistry": _SCALAR,
+        "max_power_w": number("Charge and discharge nameplate power."),
+        "main": flag("A main unit draws 6 W standby instead of 2 W."),
+        "standby_w": number("Standby consumption."),
+        "backup_reserve_pct": number("The pack refuses to discharge below it."),
+        "enabled": flag("Whether the pack follows setpoints."),
+        "heartbeat_timeout_s": number("Standby without a new heartbeat for this long."),
+        "host": _SCALAR,
+        "port": whole("TCP port.", 0, 65535),
+        "unit_id": whole("Modbus unit id.", 0, 255),
+        "serial": _SCALAR,
+        "faults": anything("Modbus misbehaviour, see gateway/sim/faults.py."),
+        "fault_flags": anything("Alarm labels of the profile: the pack is faulted."),
+    }
+)
 
 
 def _fail(mark: Mark, message: str) -> ScenarioError:
     return ScenarioError(f"{mark}: {message}")
 
 
-def _unknown_keys(data: MarkedMap, known: set[str], what: str) -> None:
-    for key in data:
-        if key not in known:
-            raise _fail(data.key_mark(key), f"unknown {what} key {key!r} (known: {', '.join(sorted(known))})")
+def _first_problem(checker: Checker) -> None:
+    """A scenario stops at its first problem."""
+    if checker.problems:
+        raise ScenarioError(str(checker.problems[0]))
+
+
+def _known_keys(data: MarkedMap, fields: Mapping[str, Field], where: str) -> None:
+    checker = Checker()
+    checker.known_keys(data, fields, where)
+    _first_problem(checker)
+
+
+def _read(data: MarkedMap, key: str, fields: Mapping[str, Field], default: Any) -> Any:
+    checker = Checker()
+    value = checker.value(data, key, fields[key], default)
+    _first_problem(checker)
+    return value
 
 
 def _number(data: MarkedMap, key: str, default: float) -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(data.value_mark(key), f"{key} must be a number, got {value!r}")
-    return float(value)
+    value: float = _read(data, key, _PACK_FIELDS, default)
+    return value
 
 
-def _integer(data: MarkedMap, key: str, default: int) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(data.value_mark(key), f"{key} must be an integer, got {value!r}")
+def _integer(data: MarkedMap, key: str, default: int, fields: Mapping[str, Field] = _PACK_FIELDS) -> int:
+    value: int = _read(data, key, fields, default)
+    return value
+
+
+def _flag(data: MarkedMap, key: str, default: bool) -> bool:
+    value: bool = _read(data, key, _PACK_FIELDS, default)
     return value
 
 
 def _text(data: MarkedMap, key: str, default: str) -> str:
     value = data.get(key, default)
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise _fail(data.value_mark(key), f"{key} must be text, got {value!r}")
+        raise _fail(data.value_mark(key), f"`{key}` must be text, not {describe(value)}")
     return str(value)
-
-
-def _flag(data: MarkedMap, key: str, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise _fail(data.value_mark(key), f"{key} must be true or false, got {value!r}")
-    return value
 
 
 def _pack_from(
@@ -315,7 +346,7 @@ def _pack_from(
 ) -> PackSpec:
     if not isinstance(data, MarkedMap):
         raise _fail(mark, "each pack must be a mapping with at least an id")
-    _unknown_keys(data, _PACK_KEYS, "pack")
+    _known_keys(data, _PACK_FIELDS, "a pack")
     if "id" not in data:
         raise _fail(data.mark, "pack without an id (e.g. id: pack-01)")
     pack_id = _text(data, "id", "")
@@ -338,7 +369,8 @@ def _pack_from(
         except ValueError:
             raise _fail(
                 data.value_mark("chemistry"),
-                f"chemistry must be one of {', '.join(c.value for c in Chemistry)}",
+                f"`chemistry` must be one of {', '.join(c.value for c in Chemistry)}, "
+                f"not {data['chemistry']!r}",
             ) from None
     faults = NO_FAULTS
     if "faults" in data:
@@ -352,7 +384,7 @@ def _pack_from(
     flags = data.get("fault_flags", [])
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
         raise _fail(data.value_mark("fault_flags"), "fault_flags must be a list of names, e.g. [contactor]")
-    base_port = _integer(top, "base_port", DEFAULT_BASE_PORT)
+    base_port = _integer(top, "base_port", DEFAULT_BASE_PORT, _TOP_FIELDS)
     try:
         return make_pack(
             pack_id,
@@ -373,7 +405,7 @@ def _pack_from(
             ambient_c=ambient_c,
             host=_text(data, "host", _text(top, "host", DEFAULT_HOST)),
             port=_integer(data, "port", base_port + index if base_port else 0),
-            unit_id=_integer(data, "unit_id", _integer(top, "unit_id", 1)),
+            unit_id=_integer(data, "unit_id", _integer(top, "unit_id", 1, _TOP_FIELDS)),
             serial=_text(data, "serial", "") or None,
             faults=faults,
             fault_flags=frozenset(flags),
@@ -386,14 +418,12 @@ def scenario_from_data(data: Any, source: str, profiles: ProfileSource) -> Scena
     """Validate parsed (marked) YAML into a Scenario."""
     if not isinstance(data, MarkedMap):
         raise ScenarioError(f"{source}:1:1: a scenario is a mapping with a `packs:` list")
-    _unknown_keys(data, _TOP_KEYS, "scenario")
+    _known_keys(data, _TOP_FIELDS, "the scenario")
     packs_data = data.get("packs")
     if not isinstance(packs_data, MarkedList) or not packs_data:
         raise _fail(data.value_mark("packs"), "`packs:` must be a non-empty list of packs")
-    speed = _number(data, "speed", 1.0)
-    if speed <= 0:
-        raise _fail(data.value_mark("speed"), f"speed must be > 0, got {speed}")
-    ambient_c = _number(data, "ambient_c", 25.0)
+    speed: float = _read(data, "speed", _TOP_FIELDS, 1.0)
+    ambient_c: float = _read(data, "ambient_c", _TOP_FIELDS, 25.0)
     packs = tuple(
         _pack_from(item, packs_data.item_mark(i), i, data, profiles=profiles, ambient_c=ambient_c)
         for i, item in enumerate(packs_data)

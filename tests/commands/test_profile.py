@@ -46,7 +46,7 @@ def test_validate_bad_profile_exits_1_with_file_line(
     assert main(["profile", "validate", str(tmp_path)]) == 1  # a directory: every *.yaml below it
     captured = capsys.readouterr()
     assert f"{good}: ok (acme/box 1.0.0" in captured.out
-    assert f"{bad}:9:32: unknown type 'i17' for power_w (did you mean 'i16'?)" in captured.out
+    assert f"{bad}:9:32: unknown type 'i17' for power_w (did you mean `i16`?)" in captured.out
     assert "1 problem(s) in 1 file(s)" in captured.err
 
 

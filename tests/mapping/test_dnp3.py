@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.diagnostics import NO_MARK
 from gateway.mapping.dnp3 import (
     BlockPoint,
     Command,
@@ -21,7 +22,6 @@ from gateway.mapping.dnp3 import (
     load_dnp3_map,
     validate_dnp3_map,
 )
-from gateway.profiles.model import NO_MARK
 from tests.conftest import REPO
 
 DEFAULT_MAP = REPO / "mappings" / "dnp3" / "default.yaml"
@@ -221,7 +221,7 @@ def test_a_duplicate_index_names_both_lines(tmp_path: Path) -> None:
         (AI_SOC.replace(", scale: 0.1", ""), "needs `scale`"),
         (AI_SOC.replace("source: fleet.mean_soc_pct", "source: node.soc_pct"), "per-node quantity"),
         (AI_SOC.replace("deadband: 5", "deadband: 5, command: request_w"), "only output points"),
-        (AI_SOC.replace("deadband: 5", "deadband: 5, dedband: 3"), "did you mean 'deadband'"),
+        (AI_SOC.replace("deadband: 5", "deadband: 5, dedband: 3"), "did you mean `deadband`"),
     ],
 )
 def test_a_bad_analog_input_entry_is_explained(tmp_path: Path, entry: str, expected: str) -> None:
@@ -297,7 +297,7 @@ def test_every_problem_is_reported_at_once_and_loading_raises(tmp_path: Path) ->
         load_dnp3_map(path)
     text = str(raised.value)
     assert [line.split(":")[1] for line in text.splitlines()] == ["1", "4", "5", "6"], text
-    assert "semantic version" in text and "unknown source `nope`" in text and "unknown key 'colour'" in text
+    assert "semantic version" in text and "unknown source `nope`" in text and "unknown key `colour`" in text
 
 
 def test_a_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:

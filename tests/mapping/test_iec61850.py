@@ -96,7 +96,7 @@ def broken(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
         (
             "Soc: {cdc: MV, source: node.soc_pct",
             "Soc: {cdc: MV, source: node.socc_pct",
-            "unknown pack source `node.socc_pct`: did you mean `node.soc_pct`?",
+            "unknown pack source `node.socc_pct` (did you mean `node.soc_pct`?)",
         ),
         (
             "Vol: {cdc: MV, source: node.voltage_v",
@@ -107,6 +107,7 @@ def broken(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
         ("      - ZINV1.WSpt\n", "      - ZBAT9.WSpt\n", "no logical node `ZBAT9`"),
         ("brcbMeas: {dataset: Meas", "brcbMeas: {dataset: Mess", "`dataset` must be one of"),
         ("map_version: 1.1.0", "map_version: 1.1", "semantic version"),
+        ("map_version: 1.1.0", "map_version: 01.1.0", "semantic version"),  # no leading zeros (semver)
         (
             "Tmp: {cdc: MV, source: node.temp_c, deadband: 0.5}",
             "Tmp: {cdc: MV, source: node.temp_c, deadband: -1}",

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.diagnostics import Mark
 from gateway.profiles.codec import (
     INTEGER_RANGE,
     REGISTER_WIDTH,
@@ -22,7 +23,7 @@ from gateway.profiles.codec import (
     encode,
     label_of,
 )
-from gateway.profiles.model import Access, DataType, Point, SourceMark, Table, Version, WordOrder
+from gateway.profiles.model import Access, DataType, Point, Table, Version, WordOrder
 
 BIG, LITTLE = WordOrder.BIG, WordOrder.LITTLE
 
@@ -155,7 +156,7 @@ def test_encode_rejects_values_that_do_not_fit() -> None:
 
 
 def test_check_write_names_bounds_and_mark() -> None:
-    mark = SourceMark("p.yaml", 12, 3)
+    mark = Mark("p.yaml", 12, 3)
     setpoint = Point(
         "setpoint_w",
         Table.HOLDING,

@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from gateway.diagnostics import load_yaml_file
 from gateway.profiles.codec import decode, decode_firmware, encode
 from gateway.profiles.loader import (
     ProfileError,
@@ -19,7 +20,6 @@ from gateway.profiles.loader import (
 )
 from gateway.profiles.model import Table, Version
 from gateway.profiles.schema import schema_text
-from gateway.yamlsource import load_yaml_file
 from tests.conftest import REPO as ROOT
 
 PROFILES = ROOT / "profiles"
@@ -180,12 +180,12 @@ def test_schema_rejects_what_editors_should_flag(write: Callable[[str], Path]) -
 
 BAD_CASES: list[tuple[str, str, str, str]] = [
     # (id, profile text, expected "line:column" or "line", expected part of the message)
-    ("unknown-top-level-key", BASE.replace("vendor:", "vendr:"), "1:1", "did you mean 'vendor'"),
+    ("unknown-top-level-key", BASE.replace("vendor:", "vendr:"), "1:1", "did you mean `vendor`"),
     (
         "unknown-type",
         BASE.replace("type: i16}", "type: int16}", 1),
         "9:32",
-        "unknown type 'int16' for power_w (did you mean 'i16'?)",
+        "unknown type 'int16' for power_w (did you mean `i16`?)",
     ),
     (
         "negative-address",
@@ -286,7 +286,7 @@ BAD_CASES: list[tuple[str, str, str, str]] = [
         "max-registers-per-read",
         BASE + "comms:\n  max_registers_per_read: 200\n",
         "12:27",
-        "out of range: use 1 to 125",
+        "`max_registers_per_read` must be a whole number 1..125, not 200",
     ),
     ("yaml-syntax", BASE.replace("model: box", "model: [box"), "3:", "YAML syntax error"),
     (
@@ -301,7 +301,7 @@ BAD_CASES: list[tuple[str, str, str, str]] = [
         "11:21",
         "past the last address 65535",
     ),
-    ("unknown-point-name", BASE + "  soc: {address: 30, type: u16}\n", "11:3", "did you mean 'soc_pct'"),
+    ("unknown-point-name", BASE + "  soc: {address: 30, type: u16}\n", "11:3", "did you mean `soc_pct`"),
     (
         "duplicate-key",
         BASE + "  soc_pct: {address: 31, type: u16}\n",
@@ -356,7 +356,7 @@ def test_library_finds_profiles_by_key(tmp_path: Path, write: Callable[[str], Pa
     assert library.keys() == ["acme/box", "microstore/mp2000", "rackcell/rbms-x", "sunspec/battery-802"]
     assert library.get("acme/box").key == "acme/box"
     assert library.get("rackcell/rbms-x") is library.get("rackcell/rbms-x")
-    with pytest.raises(ProfileError, match="did you mean 'microstore/mp2000'"):
+    with pytest.raises(ProfileError, match="did you mean `microstore/mp2000`"):
         library.get("microstore/mp200")
     misplaced = tmp_path / "other" / "name.yaml"
     misplaced.parent.mkdir()

@@ -58,9 +58,9 @@ def test_uniform_fleet_spreads_soc(profile_library: ProfileLibrary) -> None:
 
 
 BAD_SCENARIOS = [
-    ("packs:\n  - id: a\n    colour: red\n", "3:5", "unknown pack key 'colour'"),
-    ("speed: 1\nflavour: x\npacks: [{id: a}]\n", "2:1", "unknown scenario key 'flavour'"),
-    ("packs:\n  - id: a\n    chemistry: lead\n", "3:16", "chemistry must be one of lfp, nmc"),
+    ("packs:\n  - id: a\n    colour: red\n", "3:5", "unknown key `colour` in a pack"),
+    ("speed: 1\nflavour: x\npacks: [{id: a}]\n", "2:1", "unknown key `flavour` in the scenario"),
+    ("packs:\n  - id: a\n    chemistry: lead\n", "3:16", "`chemistry` must be one of lfp, nmc"),
     ("packs:\n  - id: a\n    soc_pct: 150\n", "2:5", "soc_pct 150.0 must be between 0 and 100"),
     ("packs:\n  - id: a\n  - id: a\n", "3:5", "pack id 'a' is used twice"),
     (
@@ -76,7 +76,7 @@ BAD_SCENARIOS = [
     ("packs:\n  - id: a\n    firmware: one\n", "3:15", "'one' is not a version"),
     ("packs:\n  - id: a\n    faults: {delay: 3}\n", "3:13", "unknown fault knob(s) delay"),
     ("packs:\n  - id: a\n    capacity_wh: -5\n", "2:5", "capacity_wh > 0"),
-    ("speed: 0\npacks: [{id: a}]\n", "1:8", "speed must be > 0"),
+    ("speed: 0\npacks: [{id: a}]\n", "1:8", "`speed` must be a number > 0"),
     ("packs: []\n", "1:8", "non-empty list"),
     ("packs:\n  - soc_pct: 3\n", "2:5", "pack without an id"),
     ("packs:\n  - id: a\n   bad indent: 1\n", "3:", "YAML syntax error"),

@@ -15,35 +15,20 @@ Config (`northbound: dnp3:` in the site config; every key optional):
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.config import ConfigError, SiteConfig
+from gateway.diagnostics import Checker, Mark, MarkedMap
+from gateway.diagnostics.fields import flag, number, section, table, text, whole
 from gateway.mapping.dnp3 import DEFAULT_MAP, Dnp3Map, MappingError, find_map, load_dnp3_map
-from gateway.northbound.tls import TlsFileError, check_tls_files
-from gateway.profiles.loader import Problem
-from gateway.profiles.model import SourceMark
-from gateway.yamlsource import Mark, MarkedMap
+from gateway.northbound.tls import TLS_SECTION, TlsFiles, parse_tls
+
+__all__ = ["BINARY_STATE", "FIELDS", "SECTION", "Dnp3Settings", "EventBuffers", "TlsFiles", "parse_settings"]
 
 SECTION = "dnp3"
-
-SETTINGS_KEYS = (
-    "enabled",
-    "host",
-    "port",
-    "outstation_address",
-    "master_address",
-    "map",
-    "unsolicited",
-    "event_buffer",
-    "rated_power_w",
-    "tls",
-)
-TLS_KEYS = ("ca", "cert", "key")
 MAX_LINK_ADDRESS = 0xFFEF  # 0xFFF0-0xFFFF are reserved (broadcast, self-address)
 MAX_EVENT_BUFFER = 65535  # the stack counts events per type in 16 bits
 BINARY_STATE = 0x80  # the state bit of a binary's flag octet
@@ -60,13 +45,6 @@ class EventBuffers:
 
 
 @dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
 class Dnp3Settings:
     host: str = "127.0.0.1"
     port: int = 20000
@@ -78,35 +56,32 @@ class Dnp3Settings:
     tls: TlsFiles | None = None
 
 
-# --- Config ------------------------------------------------------------------------------------------
+# --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
 
-
-class _Section:
-    """Reads the `northbound.dnp3` mapping, collecting problems with their marks."""
-
-    def __init__(self, section: MarkedMap) -> None:
-        self.section = section
-        self.problems: list[Problem] = []
-
-    def problem(self, mark: Mark, message: str) -> None:
-        self.problems.append(Problem(SourceMark(mark.file, mark.line, mark.column), message))
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.section.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.problem(
-                self.section.value_mark(key),
-                f"northbound.dnp3 `{key}` must be a whole number {low}..{high}, not {value!r}",
-            )
-            return default
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.section.get(key, default)
-        if not isinstance(value, bool):
-            self.problem(self.section.value_mark(key), f"northbound.dnp3 `{key}` must be true or false")
-            return default
-        return value
+EVENT_BUFFER_FIELDS = table(
+    {
+        event.name: whole(f"{event.name} events kept (0: no events).", 0, MAX_EVENT_BUFFER, unit="events")
+        for event in fields(EventBuffers)
+    }
+)
+FIELDS = table(
+    {
+        "enabled": flag("false keeps the section but serves nothing."),
+        "host": text("IP address to listen on.", rule="an IP address"),
+        "port": whole("TCP port.", 1, 65535),
+        "outstation_address": whole("This outstation's link address.", 0, MAX_LINK_ADDRESS),
+        "master_address": whole(
+            "The master's link address; no other master is answered.", 0, MAX_LINK_ADDRESS
+        ),
+        "map": text("A map name (mappings/dnp3/<name>.yaml) or a file path, relative to this file."),
+        "unsolicited": flag("Allow unsolicited responses (the master must still enable them)."),
+        "event_buffer": section("Events kept per type while no master collects them.", EVENT_BUFFER_FIELDS),
+        "rated_power_w": number(
+            "100 % for the AN2018 power target; default: learned from the packs' limits.", above=0, unit="W"
+        ),
+        "tls": TLS_SECTION,
+    }
+)
 
 
 def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
@@ -115,136 +90,64 @@ def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
     northbound = site.northbound
     if SECTION not in northbound:
         return None
-    raw = northbound[SECTION]
+    checker = Checker()
     mark = northbound.value_mark(SECTION) if isinstance(northbound, MarkedMap) else Mark(site.path, 1, 1)
+    raw = northbound[SECTION]
+    raw = MarkedMap(mark) if raw is None else checker.mapping(raw, mark, "`dnp3`")
     if raw is None:
-        raw = MarkedMap(mark)
-    if not isinstance(raw, MarkedMap):
-        raise ConfigError(
-            [Problem(SourceMark(mark.file, mark.line, mark.column), "`dnp3` must be a mapping")]
-        )
-    reader = _Section(raw)
-    for key in raw:
-        if key not in SETTINGS_KEYS:
-            reader.problem(
-                raw.key_mark(key),
-                f"unknown key `{key}` in northbound.dnp3: allowed {', '.join(SETTINGS_KEYS)}",
-            )
-    if not reader.boolean("enabled", True):
+        raise ConfigError(checker.problems)
+    checker.known_keys(raw, FIELDS, "`northbound.dnp3`")
+    if not checker.value(raw, "enabled", FIELDS["enabled"], True):
         return None
     config_dir = Path(site.path).resolve().parent if site.path else Path.cwd()
-    host = raw.get("host", "127.0.0.1")
+    host = checker.value(raw, "host", FIELDS["host"], "127.0.0.1")
     try:
-        ipaddress.ip_address(host if isinstance(host, str) else "")
+        ipaddress.ip_address(host)
     except ValueError:
-        reader.problem(raw.value_mark("host"), f"northbound.dnp3 `host` must be an IP address, not {host!r}")
+        checker.problem(raw.value_mark("host"), f"`host` must be an IP address, not {host!r}")
         host = "127.0.0.1"
-    outstation = reader.integer("outstation_address", 10, 0, MAX_LINK_ADDRESS)
-    master = reader.integer("master_address", 1, 0, MAX_LINK_ADDRESS)
+    outstation = checker.value(raw, "outstation_address", FIELDS["outstation_address"], 10)
+    master = checker.value(raw, "master_address", FIELDS["master_address"], 1)
     if outstation == master:
-        reader.problem(
+        checker.problem(
             raw.value_mark("master_address"), "the master and outstation link addresses must differ"
         )
+    buffers = checker.section(raw, "event_buffer", EVENT_BUFFER_FIELDS)
+    defaults = EventBuffers()
     settings = Dnp3Settings(
-        host=str(host),
-        port=reader.integer("port", 20000, 1, 65535),
+        host=host,
+        port=checker.value(raw, "port", FIELDS["port"], 20000),
         outstation_address=outstation,
         master_address=master,
-        unsolicited=reader.boolean("unsolicited", False),
-        event_buffer=_event_buffers(reader),
-        rated_power_w=_rated_power(reader),
-        tls=_tls_files(reader, config_dir),
+        unsolicited=checker.value(raw, "unsolicited", FIELDS["unsolicited"], False),
+        event_buffer=EventBuffers(
+            **{
+                key: checker.value(buffers, key, field, getattr(defaults, key))
+                for key, field in EVENT_BUFFER_FIELDS.items()
+            }
+        ),
+        rated_power_w=checker.value(raw, "rated_power_w", FIELDS["rated_power_w"]),
+        tls=parse_tls(checker, raw, config_dir, datetime.now(UTC)),
     )
-    dnp3_map = _load_map(reader, config_dir, len(site.nodes))
-    if reader.problems or dnp3_map is None:
-        raise ConfigError(reader.problems)
+    dnp3_map = _load_map(checker, raw, config_dir, len(site.nodes))
+    if checker.problems or dnp3_map is None:
+        raise ConfigError(checker.problems)
     return settings, dnp3_map
 
 
-def _event_buffers(reader: _Section) -> EventBuffers:
-    raw = reader.section.get("event_buffer")
-    if raw is None:
-        return EventBuffers()
-    if not isinstance(raw, MarkedMap):
-        reader.problem(
-            reader.section.value_mark("event_buffer"), "`event_buffer` must map event types to sizes"
-        )
-        return EventBuffers()
-    names = [field.name for field in dataclasses.fields(EventBuffers)]
-    sizes: dict[str, int] = {}
-    for key in raw:
-        if key not in names:
-            reader.problem(raw.key_mark(key), f"unknown event type `{key}`: use {', '.join(names)}")
-            continue
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EVENT_BUFFER:
-            reader.problem(
-                raw.value_mark(key),
-                f"event_buffer `{key}` must be 0..{MAX_EVENT_BUFFER} events (0: no events), not {value!r}",
-            )
-            continue
-        sizes[key] = value
-    return EventBuffers(**sizes)
-
-
-def _rated_power(reader: _Section) -> float | None:
-    value = reader.section.get("rated_power_w")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        reader.problem(
-            reader.section.value_mark("rated_power_w"), f"`rated_power_w` must be > 0 W, not {value!r}"
-        )
-        return None
-    return float(value)
-
-
-def _tls_files(reader: _Section, config_dir: Path) -> TlsFiles | None:
-    raw = reader.section.get("tls")
-    if raw is None:
-        return None
-    mark = reader.section.value_mark("tls")
-    if not isinstance(raw, MarkedMap):
-        reader.problem(mark, "`tls` must be a mapping with ca, cert and key")
-        return None
-    paths: dict[str, Path] = {}
-    for key in raw:
-        if key not in TLS_KEYS:
-            reader.problem(raw.key_mark(key), f"unknown key `{key}` in tls: use ca, cert, key")
-    for key in TLS_KEYS:
-        value = raw.get(key)
-        if not isinstance(value, str) or not value:
-            reader.problem(raw.value_mark(key) if key in raw else mark, f"tls needs `{key}`: a PEM file path")
-            continue
-        path = Path(value)
-        paths[key] = path if path.is_absolute() else config_dir / path
-    if len(paths) != len(TLS_KEYS):
-        return None
-    files = TlsFiles(paths["ca"], paths["cert"], paths["key"])
-    try:
-        check_tls_files(files.ca, files.cert, files.key, datetime.now(UTC))
-    except TlsFileError as error:
-        reader.problem(mark, str(error))
-        return None
-    return files
-
-
-def _load_map(reader: _Section, config_dir: Path, nodes: int) -> Dnp3Map | None:
-    reference = reader.section.get("map", DEFAULT_MAP)
-    mark = reader.section.value_mark("map")
-    if not isinstance(reference, str) or not reference:
-        reader.problem(mark, "`map` must be a map name (mappings/dnp3/<name>.yaml) or a file path")
-        return None
+def _load_map(checker: Checker, raw: MarkedMap, config_dir: Path, nodes: int) -> Dnp3Map | None:
+    reference = checker.value(raw, "map", FIELDS["map"], DEFAULT_MAP)
+    mark = raw.value_mark("map")
     try:
         dnp3_map = load_dnp3_map(find_map(reference, config_dir))
     except FileNotFoundError as error:
-        reader.problem(mark, str(error))
+        checker.problem(mark, str(error))
         return None
     except MappingError as error:
-        reader.problems.extend(error.problems)
+        checker.problems.extend(error.problems)
         return None
     problem = dnp3_map.room_problem(nodes)
     if problem is not None:
-        reader.problem(mark, problem)
+        checker.problem(mark, problem)
         return None
     return dnp3_map

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from gateway import __version__
 from gateway.config import ConfigError, SiteConfig
+from gateway.diagnostics import Mark, Problem
 from gateway.mapping.iec61850 import DeviceSpec, IecMap
-from gateway.profiles.loader import Problem
-from gateway.profiles.model import SourceMark
 
 # IEC 61850-8-1: an MMS domain name (IED name + LD inst) has at most 64 characters.
 MAX_DOMAIN_CHARS = 64
@@ -51,7 +50,7 @@ def device_name_for(node_id: str) -> str:
     return re.sub(r"[^A-Z0-9_]", "_", node_id.upper())
 
 
-def plan_model(iec_map: IecMap, site: SiteConfig, ied_name: str, ied_mark: SourceMark) -> ModelPlan:
+def plan_model(iec_map: IecMap, site: SiteConfig, ied_name: str, ied_mark: Mark) -> ModelPlan:
     """The logical devices for `site`; `ConfigError` when a name is not MMS-safe or used twice."""
     problems: list[Problem] = []
     if not IED_NAME.match(ied_name):

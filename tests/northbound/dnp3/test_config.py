@@ -48,11 +48,11 @@ def test_no_section_means_no_outstation(tmp_path: Path) -> None:
         ({"outstation_address": 1}, "link addresses must differ"),
         ({"master_address": 65535}, "`master_address` must be a whole number 0..65519"),
         ({"unsolicited": "yes"}, "`unsolicited` must be true or false"),
-        ({"event_buffer": {"analog": 70000}}, "event_buffer `analog` must be 0..65535"),
-        ({"event_buffer": {"counter": 10}}, "unknown event type `counter`"),
-        ({"rated_power_w": 0}, "`rated_power_w` must be > 0 W"),
-        ({"map": "nonexistent"}, "no DNP3 map named 'nonexistent'"),
-        ({"tls": {"ca": "ca.pem"}}, "tls needs `cert`"),
+        ({"event_buffer": {"analog": 70000}}, "`analog` must be a whole number 0..65535 events"),
+        ({"event_buffer": {"counter": 10}}, "unknown key `counter` in `event_buffer`"),
+        ({"rated_power_w": 0}, "`rated_power_w` must be a number > 0 W"),
+        ({"map": "nonexistent"}, "no DNP3 map named `nonexistent`"),
+        ({"tls": {"ca": "ca.pem"}}, "`tls` needs `cert`"),
     ],
 )
 def test_a_bad_setting_is_reported_with_its_line(

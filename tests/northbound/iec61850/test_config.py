@@ -55,11 +55,11 @@ def test_defaults_and_absent_or_disabled_sections(tmp_path: Path) -> None:
     ("section", "expected"),
     [
         ("{prot: 102}", "unknown key `prot`"),
-        ("{port: 70000}", "`port` must be 1..65535"),
+        ("{port: 70000}", "`port` must be a whole number 1..65535"),
         ("{host: gateway.local}", "`host` must be an IP address"),
         ("{ied_name: SOC-GW}", "`ied_name` must be letters, digits and '_'"),
         ("{map: nowhere}", "no IEC 61850 map named `nowhere`"),
-        ("{tls: {ca: ca.pem}}", "`tls` needs exactly `ca`"),
+        ("{tls: {ca: ca.pem}}", "`tls` needs `cert`"),
     ],
 )
 def test_mistakes_name_their_line(tmp_path: Path, section: str, expected: str) -> None:
@@ -96,7 +96,7 @@ def test_socgw_validate_reports_the_section(tmp_path: Path) -> None:
         socgw_command("validate", "-c", config.path), capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 2
-    assert f"{config.path}:8:11: `port` must be 1..65535, not 0" in result.stderr
+    assert f"{config.path}:8:11: `port` must be a whole number 1..65535, not 0" in result.stderr
 
 
 def test_socgw_icd_without_a_server_says_so(tmp_path: Path) -> None:

@@ -14,26 +14,15 @@ Duplicate keys are errors instead of silently keeping the last one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["Mark", "MarkedList", "MarkedMap", "YamlError", "load_yaml", "load_yaml_file"]
+from gateway.diagnostics.problems import Mark
 
-
-@dataclass(frozen=True)
-class Mark:
-    """A position in a source file: 1-based line and column."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+__all__ = ["MarkedList", "MarkedMap", "YamlError", "load_yaml", "load_yaml_file"]
 
 
 class YamlError(Exception):
