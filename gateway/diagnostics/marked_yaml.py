@@ -9,6 +9,12 @@ Two YAML 1.1 traps are closed on purpose, matching YAML 1.2 (and therefore the e
 language server): only `true`/`false` are booleans (so a label written `off` or `no` stays a
 string), and integers with leading zeros are decimal (so a Modicon coil `00017` is 17, not octal 15).
 Duplicate keys are errors instead of silently keeping the last one.
+
+A file is input from anyone who can write it, so loading is bounded: its size (`MAX_FILE_BYTES`), its
+nesting (`MAX_DEPTH`, before Python's recursion limit is near), the values its aliases expand to
+(`MAX_VALUES`: a dozen lines of nested aliases, "billion laughs", would otherwise expand to billions),
+and the digits of an integer (`MAX_INTEGER_DIGITS`). Past a bound the file is refused with the mark of
+the place that crossed it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gateway.diagnostics.problems import Mark
@@ -64,6 +71,11 @@ class MarkedList(list[Any]):
         return self.item_marks[index] if 0 <= index < len(self.item_marks) else self.mark
 
 
+MAX_FILE_BYTES = 1 << 20  # the largest shipped file is ~40 KB
+MAX_DEPTH = 64  # the deepest shipped file nests 6 levels
+MAX_VALUES = 100_000  # after alias expansion; the largest shipped file has ~3 000
+MAX_INTEGER_DIGITS = 40  # every integer socgw reads fits in 64 bits (20 digits)
+
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _INT_TAG = "tag:yaml.org,2002:int"
 _YAML12_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
@@ -75,8 +87,43 @@ class _MarkedLoader(yaml.SafeLoader):
 
     file_name = "<string>"
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0  # values composed so far, each alias counted as all it expands to
+        self._expanded: dict[int, int] = {}  # id(node) -> the values it expands to
+
     def mark_of(self, node: Node) -> Mark:
         return Mark(self.file_name, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        """PyYAML's composer, counting nesting depth and alias expansion as it goes."""
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+        where = Mark(self.file_name, event.start_mark.line + 1, event.start_mark.column + 1)
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor) if event.anchor is not None else None
+            self._count(self._expanded.get(id(target), 1), where)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise YamlError(where, f"nested more than {MAX_DEPTH} levels deep: flatten the document")
+        self._depth += 1
+        before = self._values
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._count(1, where)
+        self._expanded[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, where: Mark) -> None:
+        self._values += values
+        if self._values > MAX_VALUES:
+            raise YamlError(
+                where,
+                f"the document expands to more than {MAX_VALUES} values (aliases of aliases?): "
+                "write the values out, or use fewer nested aliases",
+            )
 
 
 # Rebuild the implicit resolvers without the YAML 1.1 bool and int rules, then add the 1.2 ones.
@@ -91,6 +138,11 @@ _MarkedLoader.add_implicit_resolver(_INT_TAG, _YAML12_INT, list("-+0123456789"))
 def _construct_int(loader: _MarkedLoader, node: Node) -> int:
     assert isinstance(node, ScalarNode)
     text = str(node.value).replace("_", "")
+    if len(text) > MAX_INTEGER_DIGITS:
+        raise YamlError(
+            loader.mark_of(node),
+            f"an integer of {len(text)} digits is larger than any value socgw reads: check the number",
+        )
     sign = -1 if text.startswith("-") else 1
     digits = text.lstrip("+-")
     for prefix, base in (("0x", 16), ("0o", 8), ("0b", 2)):
@@ -141,26 +193,47 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
 
 def load_yaml(text: str, file: str = "<string>") -> Any:
     """Parse one YAML document; mappings and lists come back marked. Raises `YamlError`."""
-    loader = _MarkedLoader(text)
+    try:
+        loader = _MarkedLoader(text)  # refuses unprintable characters (NUL, control codes) here
+    except yaml.reader.ReaderError as exc:
+        raise YamlError(_position_mark(text, file, exc.position), _reader_problem(exc)) from None
     loader.file_name = file
     try:
         return loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        raise YamlError(_position_mark(text, file, exc.position), _reader_problem(exc)) from None
     except yaml.MarkedYAMLError as exc:
         where = exc.problem_mark or exc.context_mark
         mark = Mark(file, where.line + 1, where.column + 1) if where else Mark(file, 1, 1)
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
         raise YamlError(mark, f"YAML syntax error: {problem or exc}") from None
-    except yaml.YAMLError as exc:  # reader errors (bad characters) carry no mark
+    except yaml.YAMLError as exc:
         raise YamlError(Mark(file, 1, 1), f"YAML error: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _position_mark(text: str, file: str, position: int) -> Mark:
+    before = text[:position]
+    return Mark(file, before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
+
+
+def _reader_problem(error: yaml.reader.ReaderError) -> str:
+    character = error.character if isinstance(error.character, int) else ord(error.character)
+    return f"character U+{character:04X} is not allowed in YAML text: is this the right file? save it as text"
 
 
 def load_yaml_file(path: str | Path) -> Any:
     """Read and parse a YAML file (UTF-8). Marks name the file as `path` was given."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise YamlError(
+                Mark(file, 1, 1), f"larger than {MAX_FILE_BYTES // 1024} KiB: is this the right file?"
+            )
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlError(Mark(file, 1, 1), f"not UTF-8 text ({exc.reason}): save the file as UTF-8") from None
     except OSError as exc:

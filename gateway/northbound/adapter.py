@@ -8,13 +8,28 @@ the protocol stack's own thread and never blocks it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 
 Submit = Callable[[CommandUpdate], None]
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where a configured adapter will accept its masters."""
+
+    host: str
+    port: int
+
+    @property
+    def every_address(self) -> bool:
+        """Bound to 0.0.0.0 or ::, so it takes the port on every address."""
+        return ipaddress.ip_address(self.host).is_unspecified
 
 
 class NorthboundError(Exception):

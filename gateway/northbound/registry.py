@@ -1,9 +1,10 @@
 """The composition root of the northbound side: which package serves which `northbound:` section.
 
 Each protocol package exposes `SECTION` (its key under `northbound:` in the site config),
-`check(site)` (raises `ConfigError` with file:line:column; loads no protocol stack, so `socgw validate`
-can call it) and `create(site, submit) -> NorthboundAdapter | None` (None when the section is absent or
-disabled; builds the adapter without binding anything).
+`check(site) -> Listener | None` (where it will listen; raises `ConfigError` with file:line:column;
+loads no protocol stack, so `socgw validate` can call it) and
+`create(site, submit) -> NorthboundAdapter | None` (None when the section is absent or disabled; builds
+the adapter without binding anything).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from types import ModuleType
 
 from gateway.config import ConfigError, SiteConfig
-from gateway.diagnostics import MarkedMap, Problem, did_you_mean
-from gateway.northbound.adapter import NorthboundAdapter, Submit
+from gateway.diagnostics import Mark, MarkedMap, Problem, did_you_mean
+from gateway.northbound.adapter import Listener, NorthboundAdapter, Submit
 
 PROTOCOL_PACKAGES: tuple[str, ...] = ("gateway.northbound.dnp3", "gateway.northbound.iec61850")
 
@@ -52,12 +53,54 @@ def _each_section(site: SiteConfig, action: Callable[[ModuleType], None]) -> Non
 
 
 def check_sections(site: SiteConfig) -> None:
-    """Check every `northbound:` section without loading a protocol stack."""
-    _each_section(site, lambda package: package.check(site))
+    """Check every `northbound:` section, and that no two listen on one port, without loading a stack."""
+    listeners: dict[str, Listener] = {}
+
+    def check(package: ModuleType) -> None:
+        listener = package.check(site)
+        if listener is not None:
+            listeners[package.SECTION] = listener
+
+    _each_section(site, check)
+    problems = _shared_ports(site, listeners)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _shared_ports(site: SiteConfig, listeners: dict[str, Listener]) -> list[Problem]:
+    """Two sections on one TCP port (same address, or either on every address) cannot both bind."""
+    problems: list[Problem] = []
+    seen: list[tuple[str, Listener]] = []
+    for section, listener in listeners.items():
+        for other_section, other in seen:
+            if listener.port == other.port and (
+                listener.host == other.host or listener.every_address or other.every_address
+            ):
+                problems.append(
+                    Problem(
+                        _port_mark(site, section),
+                        f"northbound.{section} would listen on port {listener.port}, which "
+                        f"northbound.{other_section} already uses ({_port_mark(site, other_section)}): "
+                        "give each protocol its own port",
+                    )
+                )
+        seen.append((section, listener))
+    return problems
+
+
+def _port_mark(site: SiteConfig, section: str) -> Mark:
+    northbound = site.northbound
+    if not isinstance(northbound, MarkedMap):
+        return Mark(str(site.path), 1, 1)
+    raw = northbound.get(section)
+    if isinstance(raw, MarkedMap) and "port" in raw:
+        return raw.value_mark("port")
+    return northbound.key_mark(section)
 
 
 def create_adapters(site: SiteConfig, submit: Submit) -> list[NorthboundAdapter]:
     """Build (not start) every configured adapter; `ConfigError` lists the problems of every section."""
+    check_sections(site)
     adapters: list[NorthboundAdapter] = []
 
     def create(package: ModuleType) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.config import SiteConfig
-from gateway.northbound.adapter import Submit
+from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.dnp3.settings import SECTION, parse_settings
 
 if TYPE_CHECKING:
@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["SECTION", "check", "create"]
 
 
-def check(site: SiteConfig) -> None:
+def check(site: SiteConfig) -> Listener | None:
     """Check the section and its map; ConfigError lists every problem with file:line:column."""
-    parse_settings(site)
+    parsed = parse_settings(site)
+    return None if parsed is None else Listener(parsed[0].host, parsed[0].port)
 
 
 def create(site: SiteConfig, submit: Submit) -> Dnp3Outstation | None:

@@ -18,16 +18,17 @@ loads only when the server starts, so checking a config never loads it.
 from __future__ import annotations
 
 from gateway.config import SiteConfig
-from gateway.northbound.adapter import Submit
+from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.iec61850.adapter import Iec61850Adapter
 from gateway.northbound.iec61850.settings import SECTION, load_settings
 
 __all__ = ["SECTION", "check", "create"]
 
 
-def check(site: SiteConfig) -> None:
+def check(site: SiteConfig) -> Listener | None:
     """Check the section, its map and the planned model; ConfigError lists every problem."""
-    load_settings(site)
+    loaded = load_settings(site)
+    return None if loaded is None else Listener(loaded[0].host, loaded[0].port)
 
 
 def create(site: SiteConfig, submit: Submit) -> Iec61850Adapter | None:
