@@ -257,7 +257,7 @@ def publish_cpu(packs: int, cycles: int = 100) -> dict[str, float]:
         decision = dispatch(fleet, command, params, memory, cycle * 0.1)
         memory = decision.memory
         snapshots.append(
-            CycleSnapshot(cycle, cycle * 0.1, datetime.now(UTC), fleet, command, decision, params)
+            CycleSnapshot(cycle, datetime.now(UTC), fleet, command, decision, params)
         )
     adapter.start()
     try:

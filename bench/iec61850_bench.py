@@ -103,7 +103,7 @@ def snapshots(packs: int, cycles: int, moving_every: int) -> list[CycleSnapshot]
         decision = dispatch(fleet, command, params, memory, cycle * CYCLE_S)
         memory = decision.memory
         result.append(
-            CycleSnapshot(cycle, cycle * CYCLE_S, datetime.now(UTC), fleet, command, decision, params)
+            CycleSnapshot(cycle, datetime.now(UTC), fleet, command, decision, params)
         )
     return result
 

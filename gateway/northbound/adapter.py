@@ -1,9 +1,11 @@
 """What every northbound adapter offers the daemon, and what it is given.
 
 An adapter translates; it decides nothing. `publish` is called on the asyncio loop once per cycle with
-the cycle's snapshot and must return quickly (hand heavy work to the adapter's own thread). Commands a
-master sends are validated by the adapter and handed over with `submit`, which is safe to call from
-the protocol stack's own thread and never blocks it.
+the cycle's snapshot and must return quickly (hand heavy work to the adapter's own thread). A master's
+write is decided by the shared control table (`gateway.mapping.controls.decide`) and an accepted one is
+handed over with `submit`, which is safe to call from the protocol stack's own thread, returns at once,
+and says why the site refused it (a reserve or ceiling that does not fit the values in force) or None.
+The adapter only translates: map point -> control target, refusal -> its protocol's status.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Protocol
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 
-Submit = Callable[[CommandUpdate], None]
+Submit = Callable[[CommandUpdate], str | None]  # None: accepted; else why the site refused it
 
 
 class NorthboundError(Exception):

@@ -91,7 +91,7 @@ def test_integrity_poll_returns_every_mapped_point_with_the_fleet_state(
             assert snapshot is not None
             adapter: dict[str, Value] = {
                 "dnp3.rated_power_w": gateway.outstation.rated_power_w,
-                "dnp3.charge_discharge_enabled": gateway.outstation.charge_discharge_enabled,
+                "dnp3.charge_discharge_enabled": snapshot.charge_discharge_enabled,
             }
             return seen, snapshot, gateway.outstation.points, adapter
 

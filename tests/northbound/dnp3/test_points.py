@@ -42,7 +42,7 @@ def snapshot(index: int, soc_pct: float | None, capacity_wh: float = 2000.0) -> 
     fleet = FleetState((node,), timestamp_s=index * 0.1)
     command, params = SiteCommand(), BalancerParams()
     decision = dispatch(fleet, command, params, None, index * 0.1)
-    return CycleSnapshot(index, index * 0.1, datetime.now(UTC), fleet, command, decision, params)
+    return CycleSnapshot(index, datetime.now(UTC), fleet, command, decision, params)
 
 
 def test_the_first_cycle_sets_every_point_without_events() -> None:
@@ -130,7 +130,7 @@ def test_node_quantities_depend_only_on_the_node_its_decision_and_the_site(
         ]
         fleet = FleetState((node, *(state for state, _ in renamed)), timestamp_s=index * 0.1)
         decided = Dispatch((decision, *(d for _, d in renamed)), 1000.0 * index, 0.0, 0.0, (), memory)
-        return CycleSnapshot(index, index * 0.1, datetime.now(UTC), fleet, command, decided, params)
+        return CycleSnapshot(index, datetime.now(UTC), fleet, command, decided, params)
 
     alone, crowded = snapshot_with([], 1), snapshot_with(others, 7)
     for name in NODE_SOURCES:

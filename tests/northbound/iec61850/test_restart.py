@@ -41,7 +41,7 @@ def test_ten_start_stop_cycles_in_one_process_end_clean(tmp_path: Path, start_si
         seen: list[tuple[float, float]] = []
         try:
             for run in range(RUNS):
-                adapter = create(config, engine.submit_threadsafe)
+                adapter = create(config, engine.submit)
                 assert adapter is not None
                 adapter.start()
                 engine.publishers.append(adapter)

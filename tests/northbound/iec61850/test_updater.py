@@ -94,7 +94,7 @@ def cycle_snapshot(cycle: int, nodes: Sequence[NodeState]) -> CycleSnapshot:
     params = BalancerParams()
     decision = dispatch(fleet, command, params, None, 10.0 + cycle)
     wall = WALL + timedelta(seconds=cycle)
-    return CycleSnapshot(cycle, 10.0 + cycle, wall, fleet, command, decision, params)
+    return CycleSnapshot(cycle, wall, fleet, command, decision, params)
 
 
 def plan_of(site: SiteConfig) -> ModelPlan:
@@ -254,7 +254,7 @@ def test_a_source_that_fails_leaves_its_device_to_be_written_whole_next_cycle(
         snapshot = cycle_snapshot(0, [node("pack-0000", 0)])
         with pytest.raises(RuntimeError, match="a bad value"):
             updater.apply(snapshot)
-        assert writer.last[soc.quality_attribute] == iec61850_updater.QUALITY_NOT_YET
+        assert writer.last[soc.quality_attribute] == iec61850_updater.QUALITY_MISSING
         updater.apply(snapshot)  # the same values: written now all the same
         assert writer.last[soc.value_attribute] == 60.0
         assert writer.last[soc.quality_attribute] == QUALITY_GOOD
