@@ -125,12 +125,15 @@ class Engine:
     # ---------------------------------------------------------------------------------------------
     # commands
 
-    def submit(self, update: CommandUpdate) -> str | None:
+    def submit(self, update: CommandUpdate, *, apply: bool = True) -> str | None:
         """Check and apply a command (thread-safe: the protocol stacks call it from their own threads);
         it takes effect the next cycle. Returns why it was refused (a reserve or ceiling that does not fit
         the values in force), None when accepted. Check and change are one step, so two masters setting
-        the reserve and the ceiling at once cannot both pass a check against the old values."""
+        the reserve and the ceiling at once cannot both pass a check against the old values. With
+        `apply=False` only the check runs (a DNP3 SELECT, an IEC 61850 check before the reply)."""
         with self._commands_lock:
+            if not apply:
+                return self.commands.check(update)
             try:
                 self.commands.apply(update, self.clock())
             except ValueError as error:

@@ -49,15 +49,38 @@ class SiteCommandState:
         self._limits: dict[str, float] = {}  # reserve_pct / ceiling_pct set by a master
         self.last_source: str | None = None
 
-    def apply(self, update: CommandUpdate, now_s: float) -> None:
-        """Take a validated update. Raises ValueError, and changes nothing, when a reserve or ceiling does
-        not fit the balancer's rules together with the values in force (reserve + hysteresis < ceiling)."""
+    def check(self, update: CommandUpdate) -> str | None:
+        """Why `apply` would refuse `update` now (a reserve or ceiling that does not fit the values in
+        force), or None; changes nothing."""
+        try:
+            self._limits_with(update)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    def _limits_with(self, update: CommandUpdate) -> tuple[dict[str, float], BalancerParams]:
         limits = dict(self._limits)
         if update.reserve_pct is not None:
             limits["reserve_pct"] = update.reserve_pct
         if update.ceiling_pct is not None:
             limits["ceiling_pct"] = update.ceiling_pct
-        params = dataclasses.replace(self.base_params, **limits) if limits else self.base_params
+        if not limits:
+            return limits, self.base_params
+        try:
+            return limits, dataclasses.replace(self.base_params, **limits)
+        except ValueError:
+            base = self.base_params
+            reserve = limits.get("reserve_pct", base.reserve_pct)
+            ceiling = limits.get("ceiling_pct", base.ceiling_pct)
+            raise ValueError(
+                f"reserve_pct {reserve:g} % + reserve_hysteresis_pct {base.reserve_hysteresis_pct:g} % must "
+                f"stay below ceiling_pct {ceiling:g} %, and the ceiling at most 100 %"
+            ) from None
+
+    def apply(self, update: CommandUpdate, now_s: float) -> None:
+        """Take a validated update. Raises ValueError, and changes nothing, when a reserve or ceiling does
+        not fit the balancer's rules together with the values in force (reserve + hysteresis < ceiling)."""
+        limits, params = self._limits_with(update)
         latched = self._latched
         if update.request_w is not None:
             self._request_w = update.request_w

@@ -279,8 +279,11 @@ class Dnp3Outstation:
             outcome = decide(control.target, value, context, control.bounds)
             if isinstance(outcome, Refusal):
                 status, reason = REFUSAL_STATUS[outcome.kind], outcome.reason
-            elif operate_type is None:
-                return o.CommandStatus.SUCCESS
+            elif operate_type is None:  # SELECT: would the site take it now?
+                refusal = self._submit(outcome, apply=False)
+                if refusal is None:
+                    return o.CommandStatus.SUCCESS
+                status, reason = o.CommandStatus.OUT_OF_RANGE, refusal
             else:  # the engine logs the outcome; a refusal there is a limit that does not fit the others
                 accepted = self._submit(outcome) is None
                 return o.CommandStatus.SUCCESS if accepted else o.CommandStatus.OUT_OF_RANGE

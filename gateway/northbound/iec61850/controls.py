@@ -65,9 +65,10 @@ def peer_of(control_action: Any) -> str:
 class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG classes are untyped
     """Runs before libiec61850 answers an operate: a refused value fails at the client."""
 
-    def __init__(self, control: ControlPoint, rated_power_w: RatedPower) -> None:
+    def __init__(self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower) -> None:
         super().__init__()
         self._control = control
+        self._submit = submit
         self._rated_power_w = rated_power_w
 
     def trigger(self) -> None:
@@ -77,12 +78,11 @@ class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG cl
             value = decode_value(self._libiec61850_mms_value, control.spec.cdc)
             peer = peer_of(self._libiec61850_control_action)
             outcome = decide_control(control, value, f"iec61850 {peer}", self._rated_power_w())
-            if isinstance(outcome, Refusal):
-                log.warning(
-                    "IEC 61850 operate of %s from %s refused: %s", control.reference, peer, outcome.reason
-                )
-            else:
+            refusal = outcome.reason if isinstance(outcome, Refusal) else self._submit(outcome, apply=False)
+            if refusal is None:
                 result = iec.CONTROL_ACCEPTED
+            else:
+                log.warning("IEC 61850 operate of %s from %s refused: %s", control.reference, peer, refusal)
         except Exception:  # never let an exception reach the C binding
             log.exception("IEC 61850 check of %s failed; the operate is refused", control.reference)
         self._libiec61850_check_handler_result = result
@@ -134,7 +134,7 @@ class ControlHandlers:
             subscriber.setControlObject(control.data_object)
             # The subscriber owns its handlers and deletes them with itself: hand them over with
             # __disown__, or Python deletes them a second time (measured: segfault at the next stop).
-            subscriber.setCheckHandler(_CheckHandler(control, rated_power_w).__disown__())
+            subscriber.setCheckHandler(_CheckHandler(control, submit, rated_power_w).__disown__())
             subscriber.setControlHandler(_OperateHandler(control, submit, rated_power_w).__disown__())
             self._subscribers.append(subscriber)
             if not subscriber.subscribe():

@@ -305,7 +305,7 @@ def test_power_target_before_the_rated_power_is_known_is_refused(tmp_path: Path)
     config = dnp3_site_config(tmp_path, [dead], {"port": port})
 
     async def scenario() -> int:
-        outstation = create(config, lambda update: None)
+        outstation = create(config, lambda update, apply=True: None)
         assert outstation is not None
         outstation.start()
         try:

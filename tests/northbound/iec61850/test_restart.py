@@ -77,7 +77,7 @@ def test_a_port_in_use_stops_start_up_naming_it_and_leaves_nothing(tmp_path: Pat
         squatter.listen()
         port = squatter.getsockname()[1]
         config_path.write_text(nodes + iec_section(port), encoding="utf-8")
-        adapter = create(load_config(config_path, [PROFILES]), lambda update: None)
+        adapter = create(load_config(config_path, [PROFILES]), lambda update, apply=True: None)
         assert adapter is not None
         with pytest.raises(NorthboundError, match=f"127.0.0.1:{port}: the port is in use"):
             adapter.start()

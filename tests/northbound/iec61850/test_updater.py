@@ -312,7 +312,7 @@ def test_stop_ends_a_large_snapshot_between_two_devices(
     monkeypatch.setattr(iec61850_server, "ModelWriter", SlowWriter)
     monkeypatch.setattr(SlowWriter, "devices", 0)
     monkeypatch.setattr(SlowWriter, "writing", threading.Event())
-    running = RunningServer(settings, plan, lambda update: None, WALL)
+    running = RunningServer(settings, plan, lambda update, apply=True: None, WALL)
     try:
         nodes = [node(n.node_id, 0) for n in site.nodes]
         running.updater.offer(cycle_snapshot(0, nodes))  # the first cycle writes every device
@@ -355,7 +355,7 @@ def test_a_thread_that_does_not_stop_keeps_the_model_it_writes_into(
     monkeypatch.setattr(StuckWriter, "entered", threading.Event())
     monkeypatch.setattr(StuckWriter, "release", threading.Event())
     monkeypatch.setattr(iec61850_updater, "STOP_TIMEOUT_S", 0.3)
-    running = RunningServer(settings, plan, lambda update: None, WALL)
+    running = RunningServer(settings, plan, lambda update, apply=True: None, WALL)
     try:
         running.updater.offer(cycle_snapshot(0, [node(n.node_id, 0) for n in site.nodes]))
         assert StuckWriter.entered.wait(10.0)
