@@ -2,10 +2,12 @@
 engine as site commands.
 
 The check handler runs before the reply: a value the table refuses (`gateway/mapping/controls.py`:
-out of the target's range or the data object's min/max, beyond the rated power) fails at the client
-and changes nothing. The operate handler hands the accepted control to the engine with `submit`
-(thread-safe, returns at once); a reserve or ceiling that does not fit the values in force is refused
-there, and with direct-with-enhanced-security the client gets the negative CommandTermination. Both
+out of the target's range or the data object's min/max, beyond the rated power), or that the site
+command state would not take now (`submit(..., apply=False)`: a reserve or ceiling that does not fit
+the values in force), fails at the client and changes nothing. The operate handler hands the accepted
+control to the engine with `submit` (thread-safe, returns at once), which checks and applies it in one
+step; a value that no longer fits by then reaches the client as a negative CommandTermination
+(direct-with-enhanced-security). Both
 run on libiec61850's connection thread, log every control with the client's address, and catch every
 exception (one escaping into the C binding would be lost, and the client would get no answer).
 """
