@@ -30,13 +30,24 @@ class ValueQuality(enum.Enum):
 
 
 def node_value_quality(node: NodeState, source: str, value: Value) -> ValueQuality:
-    """The quality of node quantity `source` of `node`, whose value (`read_node`) is `value`. The
-    quantities that describe a loss (online, comm_failed, mode) are good: they are fresh about it."""
+    """The quality of node quantity `source` of `node`, whose value (`read_node`) is `value`."""
+    known, unknown = node_qualities(node)
     if value is None:
-        return ValueQuality.MISSING if node.online else ValueQuality.OFFLINE
-    if node.quality is NodeQuality.STALE and source not in LOSS_INDICATORS:
-        return ValueQuality.STALE
-    return ValueQuality.GOOD
+        return unknown
+    return ValueQuality.GOOD if describes_loss(source) else known
+
+
+def node_qualities(node: NodeState) -> tuple[ValueQuality, ValueQuality]:
+    """The quality of a known and of an unknown value of `node` (for publishers that read many
+    quantities of one node: work it out once per node)."""
+    known = ValueQuality.STALE if node.quality is NodeQuality.STALE else ValueQuality.GOOD
+    return known, ValueQuality.MISSING if node.online else ValueQuality.OFFLINE
+
+
+def describes_loss(source: str) -> bool:
+    """Whether node quantity `source` describes a loss of the node (online, comm_failed, mode): such
+    a value is good even when the node is stale or offline, because it is current news about it."""
+    return source in LOSS_INDICATORS
 
 
 def fleet_value_quality(fleet: FleetState, value: Value) -> ValueQuality:

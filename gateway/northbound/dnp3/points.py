@@ -20,11 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 from gateway.balancer import NodeDispatch
 from gateway.fleet import NodeState
-from gateway.fleet import Quality as NodeQuality
 from gateway.mapping.changes import Change as Seen
 from gateway.mapping.changes import ChangeTracker
 from gateway.mapping.dnp3 import DNP3_SOURCES, INT32_MAX, INT32_MIN, PointType, ResolvedPoint
-from gateway.mapping.quality import ValueQuality, fleet_value_quality, node_value_quality
+from gateway.mapping.quality import ValueQuality, describes_loss, fleet_value_quality, node_qualities
 from gateway.mapping.sources import NODE_SOURCES, Value, read_fleet, read_node
 from gateway.snapshot import CycleSnapshot
 
@@ -55,6 +54,7 @@ class _Slot:
         "binary",
         "events",
         "index",
+        "loss",
         "position",
         "quality",
         "rated",
@@ -71,6 +71,7 @@ class _Slot:
         self.index = point.index
         self.position = position  # in the change tracker
         self.source = spec.source
+        self.loss = describes_loss(spec.source)  # good even when its node is stale or offline
         self.binary = not point.type.analog
         self.scale = spec.scale
         self.rated = spec.rated_permille
@@ -136,23 +137,20 @@ class PointTable:
             if same_context and inputs == self._inputs.get(node.node_id):
                 continue
             self._inputs[node.node_id] = inputs
+            known, unknown = node_qualities(node)
             if node.online:
                 # The hot path (5000 points a cycle at 200 packs, most of them unchanged): read_node() adds
                 # nothing for a node that answers but a lookup and a check, so the bound readers are
-                # called directly, and an unchanged good reading is dropped here rather than in _encode.
+                # called directly, and an unchanged reading is dropped here rather than in _encode.
                 for slot, read in slots:
                     raw = read(snapshot, node)
-                    quality = (
-                        good
-                        if raw is not None and node.quality is not NodeQuality.STALE
-                        else (node_value_quality(node, slot.source, raw))
-                    )
+                    quality = unknown if raw is None else good if slot.loss else known
                     if raw != slot.raw or quality is not slot.quality or slot.rated:
                         readings.append((slot, raw, quality))
             else:
                 for slot, _ in slots:
                     raw = read_node(slot.source, snapshot, node)
-                    readings.append((slot, raw, node_value_quality(node, slot.source, raw)))
+                    readings.append((slot, raw, unknown if raw is None else good if slot.loss else known))
         return self._encode(readings, rated_power_w, first)
 
     def _encode(
