@@ -225,7 +225,7 @@ def publish_cpu(packs: int, cycles: int = 100) -> dict[str, float]:
         }
         (directory / "gateway.yaml").write_text(json.dumps(document))
         site = load_config(directory / "gateway.yaml", [REPO / "profiles"])
-    adapter = create(site, lambda update: None)
+    adapter = create(site, lambda update, apply=True: None)
     assert adapter is not None
     params, memory = BalancerParams(), None
     snapshots = []
@@ -256,9 +256,7 @@ def publish_cpu(packs: int, cycles: int = 100) -> dict[str, float]:
         command = SiteCommand(request_w=500.0 * packs)
         decision = dispatch(fleet, command, params, memory, cycle * 0.1)
         memory = decision.memory
-        snapshots.append(
-            CycleSnapshot(cycle, cycle * 0.1, datetime.now(UTC), fleet, command, decision, params)
-        )
+        snapshots.append(CycleSnapshot(cycle, datetime.now(UTC), fleet, command, decision, params))
     adapter.start()
     try:
         cpu_ms = []

@@ -102,9 +102,7 @@ def snapshots(packs: int, cycles: int, moving_every: int) -> list[CycleSnapshot]
         fleet = FleetState(tuple(nodes), timestamp_s=cycle * CYCLE_S)
         decision = dispatch(fleet, command, params, memory, cycle * CYCLE_S)
         memory = decision.memory
-        result.append(
-            CycleSnapshot(cycle, cycle * CYCLE_S, datetime.now(UTC), fleet, command, decision, params)
-        )
+        result.append(CycleSnapshot(cycle, datetime.now(UTC), fleet, command, decision, params))
     return result
 
 
@@ -219,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_settings(config)
         assert loaded is not None
         settings, plan = loaded
-        server = RunningServer(settings, plan, lambda update: None, datetime.now(UTC))
+        server = RunningServer(settings, plan, lambda update, apply=True: None, datetime.now(UTC))
         try:
             report = {
                 "packs": args.packs,

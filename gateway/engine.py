@@ -3,7 +3,8 @@
 Each step is a function of the previous step's output. Timing is paced on deadlines (not on "sleep a
 cycle after the work"), so the cycle does not drift; a cycle whose work ends past its deadline is an
 overrun, counted and logged once per change (not once per cycle). Commands from the northbound
-adapters arrive from their own threads through `submit_threadsafe` and take effect the next cycle.
+adapters arrive from their own threads through `submit`, are checked and applied at once (so the
+master hears a refusal) and take effect the next cycle.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import gc
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 from gateway.balancer import BalancerMemory, NodeMode, SiteCommand, dispatch
 from gateway.balancing_log import BalancingLog
 from gateway.config import NodeConfig, SiteConfig
-from gateway.fleet import FleetState, NodeState
+from gateway.fleet import FleetState, NodeState, highest_discharge_limits, learned_rated_power_w
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleSnapshot
@@ -97,6 +99,10 @@ class Engine:
             maintenance=frozenset(node.node_id for node in config.nodes if node.maintenance),
         )
         self.commands = SiteCommandState(default, config.command.timeout_s, config.balancer)
+        # Held while a command is checked and applied (from a protocol stack's thread) and while the
+        # cycle reads the command in force: microseconds, so a stack's thread never waits for long.
+        self._commands_lock = threading.Lock()
+        self._highest_discharge_w: dict[str, float] = {}
         self.stats = CycleStats()
         self.memory: BalancerMemory | None = None
         self.last: CycleSnapshot | None = None
@@ -119,22 +125,37 @@ class Engine:
     # ---------------------------------------------------------------------------------------------
     # commands
 
-    def submit(self, update: CommandUpdate) -> None:
-        """Apply a validated command (on the loop's thread); it takes effect the next cycle."""
-        try:
-            self.commands.apply(update, self.clock())
-        except ValueError as error:  # a race between two masters' limits: the adapter checked each alone
-            log.warning("command from %s refused: %s", update.source, error)
-            return
-        log.info("command from %s accepted: %s", update.source, _describe_update(update))
+    def submit(self, update: CommandUpdate, *, apply: bool = True) -> str | None:
+        """Check and apply a command (thread-safe: the protocol stacks call it from their own threads);
+        it takes effect the next cycle. Returns why it was refused (a reserve or ceiling that does not fit
+        the values in force), None when accepted. Check and change are one step, so two masters setting
+        the reserve and the ceiling at once cannot both pass a check against the old values. With
+        `apply=False` only the check runs (a DNP3 SELECT, an IEC 61850 check before the reply)."""
+        with self._commands_lock:
+            if not apply:
+                return self.commands.check(update)
+            try:
+                self.commands.apply(update, self.clock())
+            except ValueError as error:
+                refusal: str | None = str(error)
+            else:
+                refusal = None
+        if refusal is None:
+            self._log(logging.INFO, "command from %s accepted: %s", update.source, _describe_update(update))
+        else:
+            self._log(logging.WARNING, "command from %s refused: %s", update.source, refusal)
+        return refusal
 
-    def submit_threadsafe(self, update: CommandUpdate) -> None:
-        """For the protocol stacks' own threads: hand the command to the loop, never block."""
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """Log on the loop's thread: never write to the log from a protocol stack's thread."""
         loop = self._loop
-        if loop is None or loop.is_closed():
-            log.warning("command from %s dropped: the control loop is not running", update.source)
+        if loop is None or loop.is_closed() or threading.current_thread() is threading.main_thread():
+            log.log(level, message, *args)
             return
-        loop.call_soon_threadsafe(self.submit, update)
+        try:
+            loop.call_soon_threadsafe(log.log, level, message, *args)
+        except RuntimeError:  # the loop closed meanwhile: the gateway is stopping
+            return
 
     # ---------------------------------------------------------------------------------------------
     # the cycle
@@ -157,9 +178,12 @@ class Engine:
             nodes=tuple(apply_node_config(r.to_node_state(), self.nodes[r.node_id]) for r in readings),
             timestamp_s=polled,
         )
-        command = self.commands.current(polled)
-        self._log_command_timeout(polled)
-        params = self.commands.params
+        with self._commands_lock:
+            command = self.commands.current(polled)
+            params = self.commands.params
+            charge_discharge_enabled = self.commands.charge_discharge_enabled
+            self._log_command_timeout(polled)
+        self._highest_discharge_w = highest_discharge_limits(self._highest_discharge_w, fleet)
         decision = dispatch(fleet, command, params, self.memory, polled)
         self.memory = decision.memory
         dispatched = self.clock()
@@ -175,12 +199,13 @@ class Engine:
         self._index += 1
         snapshot = CycleSnapshot(
             index=self._index,
-            monotonic_s=started,
             wall_time=datetime.now(UTC),
             fleet=fleet,
             command=command,
             dispatch=decision,
             params=params,
+            learned_rated_power_w=learned_rated_power_w(self._highest_discharge_w),
+            charge_discharge_enabled=charge_discharge_enabled,
         )
         for publisher in self.publishers:
             try:

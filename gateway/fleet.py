@@ -170,6 +170,23 @@ class FleetState:
         return sum(node.power_w or 0.0 for node in self.online_nodes)
 
 
+def highest_discharge_limits(seen: Mapping[str, float], fleet: FleetState) -> dict[str, float]:
+    """Each node's highest discharge limit so far: `seen` updated with this fleet's online nodes. A
+    derated pack (hot, near reserve) reports less than it can do; the highest value seen is its rating."""
+    highest = dict(seen)
+    for node in fleet.online_nodes:
+        limit = node.discharge_limit_w
+        if limit is not None and limit > highest.get(node.node_id, 0.0):
+            highest[node.node_id] = limit
+    return highest
+
+
+def learned_rated_power_w(highest: Mapping[str, float]) -> float | None:
+    """The fleet's rated power (100 % of a request in % of it): the sum of each node's highest
+    discharge limit; None until a node has reported one."""
+    return sum(highest.values()) or None
+
+
 # Vocabulary points copied one-to-one into NodeState's float fields: every point the vocabulary says
 # feeds the fleet, but the three that need interpreting (`enable` is a number or a word, `state` a
 # canonical label, `alarms` arrive as labels).

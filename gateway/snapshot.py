@@ -13,17 +13,24 @@ from gateway.fleet import FleetState
 @dataclass(frozen=True)
 class CycleSnapshot:
     index: int
-    monotonic_s: float
     wall_time: datetime
     fleet: FleetState
     command: SiteCommand
     dispatch: Dispatch
     params: BalancerParams
+    # The fleet's rated power learned from the packs (`fleet.learned_rated_power_w`); an adapter with a
+    # configured rated power uses that instead (`rated_power_w`).
+    learned_rated_power_w: float | None = None
+    charge_discharge_enabled: bool = True  # the AN2018 mode switch in force (SiteCommandState)
     _by_node: Mapping[str, NodeDispatch] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Publishers look a node's decision up once per published point: index it once per cycle.
         object.__setattr__(self, "_by_node", {node.node_id: node for node in self.dispatch.nodes})
+
+    def rated_power_w(self, configured: float | None = None) -> float | None:
+        """The rated power behind requests in % of it: `configured` when given, else the learned one."""
+        return configured if configured is not None else self.learned_rated_power_w
 
     def node_dispatch(self, node_id: str) -> NodeDispatch | None:
         return self._by_node.get(node_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -169,3 +170,42 @@ def test_balancing_log_records_changes_only(tmp_path: Path, sim_fleet: FleetThre
     assert 600.0 in requests and -400.0 in requests
     assert set(lines[-1]["nodes"]) == {"pack-01", "pack-02", "pack-03", "pack-04"}
     assert all(node["setpoint_w"] <= 0 for node in lines[-1]["nodes"].values())
+
+
+def race(engine: Engine, updates: dict[str, CommandUpdate]) -> dict[str, str | None]:
+    """Submit every update from its own thread, all released at once; each thread's answer."""
+    answers: dict[str, str | None] = {}
+    start = threading.Barrier(len(updates))
+
+    def send(name: str, update: CommandUpdate) -> None:
+        start.wait()
+        answers[name] = engine.submit(update)
+
+    threads = [threading.Thread(target=send, args=item) for item in updates.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5.0)
+    return answers
+
+
+def test_two_masters_setting_reserve_and_ceiling_at_once_cannot_both_be_told_yes(tmp_path: Path) -> None:
+    """Each limit fits the values in force alone (reserve 80 < ceiling 95; reserve 10 < ceiling 81), not
+    together: `submit` checks and applies in one step, so exactly one master hears yes, and the other
+    the reason, from whichever thread they call."""
+    node = Endpoint("pack-01", "microstore/mp2000", "1.4.0", "127.0.0.1", 1, 1)  # never polled here
+    for _ in range(50):
+        engine = Engine(site_config(tmp_path, [node]))
+        answers = race(
+            engine,
+            {
+                "reserve": CommandUpdate("a", reserve_pct=80.0),
+                "ceiling": CommandUpdate("b", ceiling_pct=81.0),
+            },
+        )
+        assert sorted(answer is None for answer in answers.values()) == [False, True], answers
+        refusal = next(answer for answer in answers.values() if answer is not None)
+        assert "must stay below ceiling_pct" in refusal
+        params = engine.commands.params
+        assert params.reserve_pct + params.reserve_hysteresis_pct < params.ceiling_pct
+        assert (params.reserve_pct, params.ceiling_pct) in ((80.0, 95.0), (10.0, 81.0))

@@ -74,3 +74,25 @@ def test_reserve_and_ceiling_are_latched_and_checked_against_each_other() -> Non
         state.apply(CommandUpdate(source="scada", reserve_pct=89.0, request_w=100.0), 2.0)  # 89 + 2 > 90
     assert (state.params.reserve_pct, state.params.ceiling_pct) == (20.0, 90.0)
     assert state.current(2.0).request_w == DEFAULT.request_w  # a refused update changes nothing at all
+
+
+def test_charge_discharge_mode_off_holds_zero_and_keeps_the_request_written_meanwhile() -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=10)
+    state.apply(CommandUpdate(source="a", request_w=800.0), 0.0)
+    state.apply(CommandUpdate(source="a", charge_discharge_enabled=False), 1.0)
+    assert state.current(1.0).request_w == 0.0
+    state.apply(CommandUpdate(source="a", request_w=400.0), 2.0)  # held
+    assert state.current(50.0).request_w == 0.0  # latched: no timeout while off
+    assert state.commanded(50.0)
+    state.apply(CommandUpdate(source="a", charge_discharge_enabled=True), 100.0)
+    assert state.current(109.0).request_w == 400.0  # its timeout runs from the switch on
+    assert state.current(110.5).request_w == DEFAULT.request_w
+
+
+def test_check_says_why_a_limit_would_be_refused_and_changes_nothing() -> None:
+    state = SiteCommandState(DEFAULT, timeout_s=60, params=BalancerParams(reserve_pct=10, ceiling_pct=90))
+    assert state.check(CommandUpdate(source="scada", reserve_pct=80.0)) is None
+    reason = state.check(CommandUpdate(source="scada", reserve_pct=89.0))
+    assert reason is not None and "reserve_pct 89 % + reserve_hysteresis_pct 2 %" in reason
+    assert "ceiling_pct 90 %" in reason
+    assert state.params.reserve_pct == 10.0

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from gateway.commands.run import DEFAULT_CONFIG, report_problems
 from gateway.config import ConfigError, load_config
-from gateway.mapping.dnp3 import Command, Dnp3Map, PointType, ResolvedPoint
+from gateway.mapping.controls import Target
+from gateway.mapping.dnp3 import Dnp3Map, PointType, ResolvedPoint
 from gateway.northbound.dnp3.settings import Dnp3Settings, parse_settings
 
 EXIT_OK = 0
@@ -68,12 +69,12 @@ def _write_text(point: ResolvedPoint) -> str:
         return ""
     if spec.command is None:
         return "read-only (NOT_SUPPORTED)"
-    if spec.command is Command.REQUEST_W:
+    if spec.command is Target.REQUEST_W:
         low = "" if spec.minimum is None else str(spec.minimum)
         high = "" if spec.maximum is None else str(spec.maximum)
         bounds = f"{low}..{high}, " if low or high else ""
         return f"{bounds}within ± rated power"
-    if spec.command in (Command.RESERVE_PCT, Command.CEILING_PCT):
+    if spec.command in (Target.RESERVE_PCT, Target.CEILING_PCT):
         return f"{spec.minimum}..{spec.maximum}, reserve + hysteresis < ceiling"
     return "latch on / latch off (or close / trip)"
 

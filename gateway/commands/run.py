@@ -85,7 +85,7 @@ def report_problems(error: ConfigError, command: str, path: Path) -> None:
 async def serve(engine: Engine, stop: asyncio.Event) -> None:
     """Run the engine, its northbound adapters and its status socket until `stop`, then shut down safely:
     safe setpoints written, connections closed, adapters stopped (on this, the main, thread)."""
-    adapters = create_adapters(engine.config, engine.submit_threadsafe)
+    adapters = create_adapters(engine.config, engine.submit)
     status_server = StatusServer(engine.config.status_socket, engine.status)
     started: list[NorthboundAdapter] = []
     try:

@@ -44,6 +44,7 @@ from gateway.diagnostics import (
     load_yaml_file,
 )
 from gateway.diagnostics.fields import Field, anything, choice, list_of, section, table, text, version, whole
+from gateway.mapping.controls import MAP_TARGETS, Target, ValueKind
 from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
 
 MAX_INDEX = 65535  # DNP3 point indices are 16-bit
@@ -83,30 +84,15 @@ class PointType(enum.Enum):
 POINT_TYPES_BY_BLOCK_NAME: Mapping[str, PointType] = MappingProxyType({t.block_name: t for t in PointType})
 
 
-class Command(enum.StrEnum):
-    """What a master's write to an output point does."""
-
-    REQUEST_W = "request_w"  # AO: the site power request, + = discharge
-    RESERVE_PCT = "reserve_pct"  # AO: the balancer's backup reserve (AN2018 minimum reserve)
-    CEILING_PCT = "ceiling_pct"  # AO: the balancer's SOC ceiling (AN2018 maximum reserve)
-    CHARGE_DISCHARGE_ENABLED = "charge_discharge_enabled"  # BO: AN2018 "enable charge/discharge mode"
-    BALANCING_ENABLED = "balancing_enabled"  # BO: SOC balancing on (off: equal split)
-    NODE_MAINTENANCE = "node_maintenance"  # BO in a node block: take the node out of the dispatch
-    NODE_CALIBRATE = "node_calibrate"  # BO in a node block: run a deep calibration cycle
-
-
-COMMAND_TYPES: Mapping[Command, PointType] = MappingProxyType(
+# A master's write to an output point changes a site control target (`gateway/mapping/controls.py`):
+# analog targets on analog outputs, on/off targets on binary outputs, per-pack targets in node blocks.
+COMMAND_TYPES: Mapping[Target, PointType] = MappingProxyType(
     {
-        Command.REQUEST_W: PointType.ANALOG_OUTPUT,
-        Command.RESERVE_PCT: PointType.ANALOG_OUTPUT,
-        Command.CEILING_PCT: PointType.ANALOG_OUTPUT,
-        Command.CHARGE_DISCHARGE_ENABLED: PointType.BINARY_OUTPUT,
-        Command.BALANCING_ENABLED: PointType.BINARY_OUTPUT,
-        Command.NODE_MAINTENANCE: PointType.BINARY_OUTPUT,
-        Command.NODE_CALIBRATE: PointType.BINARY_OUTPUT,
+        target: PointType.ANALOG_OUTPUT if spec.kind is ValueKind.ANALOG else PointType.BINARY_OUTPUT
+        for target, spec in MAP_TARGETS.items()
     }
 )
-NODE_COMMANDS = frozenset({Command.NODE_MAINTENANCE, Command.NODE_CALIBRATE})
+NODE_COMMANDS = frozenset(target for target, spec in MAP_TARGETS.items() if spec.per_node)
 
 
 @dataclass(frozen=True)
@@ -154,7 +140,7 @@ def _point_fields(sources: Iterable[str]) -> Mapping[str, Field]:
             ),
             "command": choice(
                 "Outputs: what a master's write does (request_w, balancing_enabled, ...).",
-                [c.value for c in Command],
+                [target.value for target in COMMAND_TYPES],
             ),
             "min": whole("Analog outputs: lowest count a master may write.", INT32_MIN, INT32_MAX),
             "max": whole("Analog outputs: highest count a master may write.", INT32_MIN, INT32_MAX),
@@ -223,7 +209,7 @@ class PointSpec:
     unit: str
     event_class: int  # 0: static only
     deadband: int  # counts (analogs); 0 for binaries
-    command: Command | None = None
+    command: Target | None = None
     minimum: int | None = None  # counts a master may write (analog outputs)
     maximum: int | None = None
     mark: Mark = NO_MARK
@@ -577,7 +563,7 @@ class _MapChecker(Checker):
             )
         return value
 
-    def command(self, entry: MarkedMap, point_type: PointType, *, in_block: bool) -> Command | None:
+    def command(self, entry: MarkedMap, point_type: PointType, *, in_block: bool) -> Target | None:
         if "command" not in entry:
             return None
         value = entry["command"]
@@ -585,13 +571,12 @@ class _MapChecker(Checker):
         if not point_type.output:
             self.problem(mark, "only output points (analog_outputs, binary_outputs) take a `command`")
             return None
-        try:
-            command = Command(value)
-        except ValueError:
+        command = next((target for target in MAP_TARGETS if target.value == value), None)
+        if command is None:
             self.problem(
                 mark,
-                f"unknown command {value!r}{did_you_mean(str(value), [c.value for c in Command])}; "
-                f"known: {', '.join(c.value for c in Command)}",
+                f"unknown command {value!r}{did_you_mean(str(value), list(MAP_TARGETS))}; "
+                f"known: {', '.join(MAP_TARGETS)}",
             )
             return None
         if COMMAND_TYPES[command] is not point_type:

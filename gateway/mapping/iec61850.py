@@ -44,6 +44,7 @@ from gateway.diagnostics.fields import (
     version,
     whole,
 )
+from gateway.mapping.controls import MAP_TARGETS, Target, ValueKind
 from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
 
 # The CDCs the server knows how to build, and the functional constraint of their value (for datasets).
@@ -61,8 +62,11 @@ VALUE_FC: Mapping[str, str] = {
 NAME_PLATE_CDCS = ("LPL", "DPL")
 ENUM_CDCS = ("ENS", "ENC")
 CONTROL_CDCS = ("APC", "SPC")
-# Site commands a control may change (fields of `CommandUpdate`), and the CDC that can carry each.
-CONTROL_TARGETS: Mapping[str, str] = {"request_w": "APC", "balancing_enabled": "SPC"}
+# The site control targets (`gateway/mapping/controls.py`) a control may change, and the CDC that
+# carries each: APC for a number, SPC for on/off.
+CONTROL_TARGETS: Mapping[str, str] = {
+    str(target): "APC" if spec.kind is ValueKind.ANALOG else "SPC" for target, spec in MAP_TARGETS.items()
+}
 # Name plate attributes the server can create per CDC (libiec61850's CDC options).
 TEXT_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
     "LPL": ("vendor", "swRev", "d", "configRev", "ldNs"),
@@ -163,7 +167,7 @@ class DataObjectSpec:
     value: float | bool | None = None  # a constant instead of a source
     states: Mapping[bool, int] | None = None  # integer published for a true/false source
     enum: str | None = None
-    control: str | None = None  # the CommandUpdate field an operate changes
+    control: Target | None = None  # the site control target an operate changes
     minimum: float | None = None
     maximum: float | None = None
     deadband: float = 0.0  # MV: `mag` moves only when the source moved by more than this
@@ -552,6 +556,13 @@ def _load_object(
             f"{', '.join(f'{t} ({c})' for t, c in CONTROL_TARGETS.items())}, not {control!r}",
         )
         control = None
+    elif control is not None and MAP_TARGETS[Target(control)].per_node != (role == "pack"):
+        checker.problem(
+            raw.value_mark("control"),
+            f"`{where}`: `control: {control}` belongs in the "
+            f"{'pack' if MAP_TARGETS[Target(control)].per_node else 'fleet'} device",
+        )
+        control = None
     if cdc in CONTROL_CDCS and control is None and "control" not in raw:
         checker.problem(raw.mark, f"`{where}`: an {cdc} needs `control` (the site command it changes)")
     minimum, maximum = _object_range(checker, raw, where, cdc)
@@ -566,7 +577,7 @@ def _load_object(
         value=value,
         states=states,
         enum=None if enum is None else str(enum),
-        control=None if control is None else str(control),
+        control=None if control is None else Target(control),
         minimum=minimum,
         maximum=maximum,
         deadband=deadband,

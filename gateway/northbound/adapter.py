@@ -1,22 +1,29 @@
 """What every northbound adapter offers the daemon, and what it is given.
 
 An adapter translates; it decides nothing. `publish` is called on the asyncio loop once per cycle with
-the cycle's snapshot and must return quickly (hand heavy work to the adapter's own thread). Commands a
-master sends are validated by the adapter and handed over with `submit`, which is safe to call from
-the protocol stack's own thread and never blocks it.
+the cycle's snapshot and must return quickly (hand heavy work to the adapter's own thread). A master's
+write is decided by the shared control table (`gateway.mapping.controls.decide`) and an accepted one is
+handed over with `submit`, which is safe to call from the protocol stack's own thread, returns at once,
+and says why the site refused it (a reserve or ceiling that does not fit the values in force) or None;
+`submit(update, apply=False)` asks the same without applying (a SELECT, a check before the reply).
+The adapter only translates: map point -> control target, refusal -> its protocol's status.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 
-Submit = Callable[[CommandUpdate], None]
+
+class Submit(Protocol):
+    """The engine's `submit`: None when accepted, else why the site refused the command. With
+    `apply=False` it only checks (SELECT, a check before the reply) and changes nothing."""
+
+    def __call__(self, update: CommandUpdate, *, apply: bool = True) -> str | None: ...
 
 
 @dataclass(frozen=True)

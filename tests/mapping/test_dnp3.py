@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gateway.diagnostics import NO_MARK
+from gateway.mapping.controls import Target
 from gateway.mapping.dnp3 import (
     BlockPoint,
-    Command,
     Dnp3Map,
     MappingError,
     NodeBlock,
@@ -93,7 +93,7 @@ def test_the_default_map_follows_an2018_and_fits_256_nodes() -> None:
         assert by_key[key].spec.source == source, key
     target = by_key[(PointType.ANALOG_OUTPUT, 93)].spec
     assert target.rated_permille and (target.minimum, target.maximum) == (-1000, 1000)
-    assert target.command is Command.REQUEST_W
+    assert target.command is Target.REQUEST_W
     assert by_key[(PointType.ANALOG_INPUT, 47)].spec.scale == 0.1  # 0-1000 = 0.1 %
     assert by_key[(PointType.ANALOG_INPUT, 44)].spec.scale < 0  # AN2018: charging is negative
     assert by_key[(PointType.ANALOG_INPUT, 973)].spec.scale < 0

@@ -106,8 +106,14 @@ def broken(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
         ("        max: 10000000\n", "", "an APC needs a finite `max`"),
         ("      - ZINV1.WSpt\n", "      - ZBAT9.WSpt\n", "no logical node `ZBAT9`"),
         ("brcbMeas: {dataset: Meas", "brcbMeas: {dataset: Mess", "`dataset` must be one of"),
-        ("map_version: 1.1.0", "map_version: 1.1", "semantic version"),
-        ("map_version: 1.1.0", "map_version: 01.1.0", "semantic version"),  # no leading zeros (semver)
+        ("map_version: 1.2.0", "map_version: 1.2", "semantic version"),
+        ("map_version: 1.2.0", "map_version: 01.2.0", "semantic version"),  # no leading zeros (semver)
+        (
+            "MntCtl: {cdc: SPC, source: node.maintenance, control: node_maintenance}",
+            "MntCtl: {cdc: SPC, source: node.maintenance, control: balancing_enabled}",
+            "`control: balancing_enabled` belongs in the fleet device",
+        ),
+        ("control: reserve_pct, min: 0", "control: node_calibrate, min: 0", "`control` must be one of"),
         (
             "Tmp: {cdc: MV, source: node.temp_c, deadband: 0.5}",
             "Tmp: {cdc: MV, source: node.temp_c, deadband: -1}",

@@ -2,7 +2,7 @@
 
     settings.py    the `northbound.dnp3` section of the site config, checked (no stack loaded)
     points.py      snapshot -> point values with flags, through the map (which point changed, and how)
-    controls.py    the stack's command callbacks (its I/O thread), validated and handed to asyncio
+    controls.py    the stack's command callbacks (its I/O thread): point -> control target, refusal -> status
     outstation.py  the adapter: builds the opendnp3 stack (yadnp3), publishes each cycle, stops cleanly
 
 The map itself (`mappings/dnp3/*.yaml`) is loaded by `gateway.mapping.dnp3`. opendnp3 loads only

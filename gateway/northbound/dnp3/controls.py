@@ -1,31 +1,66 @@
-"""DNP3 controls: the stack's command callbacks, validated and handed to asyncio."""
+"""DNP3 controls: the stack's command callbacks, and how the control table's answers become statuses."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import opendnp3 as o
 
-from gateway.mapping.dnp3 import Command, ResolvedPoint
-from gateway.site_command import CommandUpdate
+from gateway.mapping.controls import RefusalKind, Target
+from gateway.mapping.dnp3 import ResolvedPoint
 
-
-@dataclass(frozen=True)
-class Decision:
-    """What a validated control does: its status, why (for the log), and its effects."""
-
-    status: o.CommandStatus
-    reason: str
-    update: CommandUpdate | None = None
-    charge_discharge_enabled: bool | None = None
-    target_w: float | None = None
+ANALOG_COMMANDS = (o.AnalogOutputInt16, o.AnalogOutputInt32, o.AnalogOutputFloat32, o.AnalogOutputDouble64)
+# How each refusal of the control table reaches the master.
+REFUSAL_STATUS: Mapping[RefusalKind, o.CommandStatus] = {
+    RefusalKind.OUT_OF_RANGE: o.CommandStatus.OUT_OF_RANGE,
+    RefusalKind.NOT_READY: o.CommandStatus.HARDWARE_ERROR,
+    RefusalKind.WRONG_KIND: o.CommandStatus.NOT_SUPPORTED,
+}
 
 
 @dataclass(frozen=True)
 class Control:
+    """An output point, and the control target a write to it changes (None: status only)."""
+
     point: ResolvedPoint
-    command: Command | None  # None: status-only point, writes are NOT_SUPPORTED
+    target: Target | None
+    scale: float  # target value = count × scale
+    bounds: tuple[float | None, float | None]  # the map's min/max, in the target's unit
+
+    @classmethod
+    def of(cls, point: ResolvedPoint) -> Control:
+        spec = point.spec
+        target = spec.command
+        scale = spec.scale
+        if target is Target.REQUEST_W and spec.rated_permille:
+            target, scale = Target.REQUEST_PCT_RATED, 0.1  # counts of 0.1 % of the rated power
+        low = None if spec.minimum is None else spec.minimum * scale
+        high = None if spec.maximum is None else spec.maximum * scale
+        return cls(point, target, scale, (low, high) if scale > 0 else (high, low))  # < 0 flips the range
+
+    def value_of(self, command: Any) -> float | bool | None:
+        """The value written, in the target's unit (None: a CROB that is not a latch)."""
+        if isinstance(command, ANALOG_COMMANDS):
+            return float(command.value) * self.scale
+        return crob_state(command)
+
+
+def crob_state(crob: Any) -> bool | None:
+    """On/off from a CROB: LATCH_ON/LATCH_OFF, or a pulse with CLOSE/TRIP; None for anything else."""
+    operation, code = crob.opType, crob.tcc
+    if code == o.TripCloseCode.CLOSE and operation == o.OperationType.PULSE_ON:
+        return True
+    if code == o.TripCloseCode.TRIP and operation == o.OperationType.PULSE_ON:
+        return False
+    if code != o.TripCloseCode.NUL:
+        return None
+    if operation == o.OperationType.LATCH_ON:
+        return True
+    if operation == o.OperationType.LATCH_OFF:
+        return False
+    return None
 
 
 OPERATE_NAMES = {
@@ -33,7 +68,6 @@ OPERATE_NAMES = {
     o.OperateType.DirectOperate: "direct operate",
     o.OperateType.DirectOperateNoAck: "direct operate no ack",
 }
-ANALOG_COMMANDS = (o.AnalogOutputInt16, o.AnalogOutputInt32, o.AnalogOutputFloat32, o.AnalogOutputDouble64)
 
 
 class ControlTarget(Protocol):

@@ -3,10 +3,12 @@
 Each cycle `publish` (on the asyncio loop) turns the snapshot into scaled integer points through the
 map (`gateway/mapping/dnp3.py`, `points.py`) and hands the stack one update. The stack (yadnp3,
 opendnp3 3.x; see notes/dnp3.md for its rules) runs its own I/O thread; a master's SELECT/OPERATE
-arrives there, is validated at once against the map (unknown or read-only point: NOT_SUPPORTED; value
-outside the point's range or the fleet's rated power: OUT_OF_RANGE), and an accepted command goes to
-the engine with `submit`, which is thread-safe and never blocks. Nothing raised in a callback escapes
-to the stack.
+arrives there, is decided at once by the shared control table (`gateway/mapping/controls.py`: unknown
+or read-only point NOT_SUPPORTED; value outside the target's range, the point's min/max or the rated
+power OUT_OF_RANGE; rated power unknown HARDWARE_ERROR), and an accepted OPERATE goes to the engine with
+`submit`, which is thread-safe, returns at once, and refuses a reserve or ceiling that does not fit the
+values in force (OUT_OF_RANGE). The adapter keeps no command state: the AN2018 charge/discharge mode
+and the rated power come with each cycle's snapshot. Nothing raised in a callback escapes to the stack.
 
 Its settings are read by `settings.py` (the `northbound.dnp3` section).
 """
@@ -14,9 +16,7 @@ Its settings are read by `settings.py` (the `northbound.dnp3` section).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -24,18 +24,19 @@ from typing import Any
 
 import opendnp3 as o
 
-from gateway.balancer import BalancerParams
-from gateway.mapping.dnp3 import (
-    Command,
-    Dnp3Map,
-    PointType,
-)
+from gateway.mapping.controls import Context, Refusal, decide
+from gateway.mapping.dnp3 import Dnp3Map, PointType
 from gateway.mapping.sources import Value
 from gateway.northbound.adapter import NorthboundError, Submit
-from gateway.northbound.dnp3.controls import ANALOG_COMMANDS, OPERATE_NAMES, CommandHandler, Control, Decision
+from gateway.northbound.dnp3.controls import (
+    ANALOG_COMMANDS,
+    OPERATE_NAMES,
+    REFUSAL_STATUS,
+    CommandHandler,
+    Control,
+)
 from gateway.northbound.dnp3.points import Change, PointTable
 from gateway.northbound.dnp3.settings import BINARY_STATE, Dnp3Settings
-from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 
 log = logging.getLogger(__name__)
@@ -101,20 +102,13 @@ class Dnp3Outstation:
         self._table = PointTable(self.points)
         self._submit = submit
         self._controls: dict[tuple[PointType, int], Control] = {
-            (point.type, point.index): Control(point, point.spec.command)
-            for point in self.points
-            if point.type.output
+            (point.type, point.index): Control.of(point) for point in self.points if point.type.output
         }
         self.database_size = max((point.index for point in self.points), default=0) + 1
         self._source = f"dnp3 master {settings.master_address}"
-        # Rated power: configured, else the sum of each node's highest discharge limit seen so far.
-        self._node_max_discharge_w: dict[str, float] = {}
+        # The rated power behind AO93: configured, else learned (the snapshot's). Written by publish,
+        # read on the stack's thread: a plain attribute, atomic under the GIL.
         self.rated_power_w: float | None = settings.rated_power_w
-        self._params: BalancerParams | None = None
-        # AN2018 charge/discharge mode (BO18). Written only on the stack's thread, read by publish:
-        # plain attributes, atomic under the GIL.
-        self.charge_discharge_enabled = True
-        self._target_w: float | None = None
         self._peer = ""  # " @ <master IP>" while a session is open, for the logs
         self._accepted_from = ""
         self._session_open = False
@@ -218,29 +212,18 @@ class Dnp3Outstation:
         outstation = self._outstation
         if outstation is None:
             return
-        self._learn_rated_power(snapshot)
-        self._params = snapshot.params  # read by the stack's thread to check reserve/ceiling writes
-        adapter_values: Mapping[str, Value] = {
-            "dnp3.rated_power_w": self.rated_power_w,
-            "dnp3.charge_discharge_enabled": self.charge_discharge_enabled,
-        }
-        changes = self._table.changes(snapshot, adapter_values, self.rated_power_w)
-        if changes:
-            outstation.Apply(self._updates(changes, snapshot.wall_time))
-
-    def _learn_rated_power(self, snapshot: CycleSnapshot) -> None:
-        if self.settings.rated_power_w is not None:
-            return
-        seen = self._node_max_discharge_w
-        for node in snapshot.fleet.nodes:
-            limit = node.discharge_limit_w
-            if node.online and limit is not None and limit > seen.get(node.node_id, 0.0):
-                seen[node.node_id] = limit
-        rated = sum(seen.values()) or None
+        rated = snapshot.rated_power_w(self.settings.rated_power_w)
         if rated != self.rated_power_w:
             level = logging.INFO if self.rated_power_w is None else logging.DEBUG
             log.log(level, "DNP3 rated power (100 %% of AO93) learned: %.0f W", rated or 0.0)
             self.rated_power_w = rated
+        adapter_values: Mapping[str, Value] = {
+            "dnp3.rated_power_w": rated,
+            "dnp3.charge_discharge_enabled": snapshot.charge_discharge_enabled,
+        }
+        changes = self._table.changes(snapshot, adapter_values, self.rated_power_w)
+        if changes:
+            outstation.Apply(self._updates(changes, snapshot.wall_time))
 
     def _updates(self, changes: list[Change], wall_time: datetime) -> Any:
         stamp = o.DNPTime(int(wall_time.timestamp() * 1000))
@@ -276,131 +259,38 @@ class Dnp3Outstation:
     # --- controls (on the stack's thread) ----------------------------------------------------------
 
     def control(self, command: Any, index: int, operate_type: Any) -> o.CommandStatus:
-        """Validate a SELECT (operate_type None) or OPERATE; on an accepted OPERATE, act."""
+        """Decide a SELECT (operate_type None) or OPERATE; on an accepted OPERATE, hand it over."""
         analog = isinstance(command, ANALOG_COMMANDS)
         point_type = PointType.ANALOG_OUTPUT if analog else PointType.BINARY_OUTPUT
-        control = self._controls.get((point_type, index))
-        if control is None:
-            decision = Decision(o.CommandStatus.NOT_SUPPORTED, "no such point in the map")
-        elif control.command is None:
-            decision = Decision(o.CommandStatus.NOT_SUPPORTED, "the point is read-only")
-        elif analog:
-            decision = self._analog_decision(control, command.value)
-        else:
-            decision = self._binary_decision(control, command)
         what = f"{point_type.short}{index}"
         action = "select" if operate_type is None else OPERATE_NAMES.get(operate_type, "operate")
-        if decision.status != o.CommandStatus.SUCCESS:
-            self._forward_log(
-                logging.WARNING,
-                f"{self._source}{self._peer}: {action} {what} refused ({decision.status.name}): "
-                f"{decision.reason}",
-            )
-            return decision.status
-        if operate_type is None:
-            return decision.status
-        if decision.target_w is not None:
-            self._target_w = decision.target_w
-        if decision.charge_discharge_enabled is not None:
-            self.charge_discharge_enabled = decision.charge_discharge_enabled
-        if decision.update is not None:
-            self._submit(
-                dataclasses.replace(decision.update, source=f"{self._source}{self._peer} {what} {action}")
-            )
+        control = self._controls.get((point_type, index))
+        value = None if control is None else control.value_of(command)
+        if control is None:
+            status, reason = o.CommandStatus.NOT_SUPPORTED, "no such point in the map"
+        elif control.target is None:
+            status, reason = o.CommandStatus.NOT_SUPPORTED, "the point is read-only"
+        elif value is None:
+            status = o.CommandStatus.NOT_SUPPORTED
+            reason = f"{command.opType.name}/{command.tcc.name} is not a latch (LATCH_ON/OFF, CLOSE/TRIP)"
         else:
-            self._forward_log(logging.INFO, f"{self._source}{self._peer}: {action} {what}: {decision.reason}")
-        return decision.status
-
-    def _analog_decision(self, control: Control, value: float) -> Decision:
-        spec = control.point.spec
-        count = float(value)
-        if not math.isfinite(count):
-            return Decision(o.CommandStatus.OUT_OF_RANGE, f"{value!r} is not a number")
-        low, high = spec.minimum, spec.maximum
-        if (low is not None and count < low) or (high is not None and count > high):
-            return Decision(o.CommandStatus.OUT_OF_RANGE, f"{value:g} is outside {low}..{high}")
-        if control.command in (Command.RESERVE_PCT, Command.CEILING_PCT):
-            return self._limit_decision(control.command, count * spec.scale)
-        rated = self.rated_power_w
-        if spec.rated_permille:
-            if not rated:
-                return Decision(
-                    o.CommandStatus.HARDWARE_ERROR,
-                    "the fleet's rated power is not known yet (no pack has reported a discharge limit); "
-                    "set northbound.dnp3.rated_power_w",
-                )
-            watts = count * rated / 1000.0
-        else:
-            watts = count * spec.scale
-        if rated and abs(watts) > rated * (1.0 + 1e-9):
-            return Decision(
-                o.CommandStatus.OUT_OF_RANGE, f"{watts:.0f} W exceeds the rated power ±{rated:.0f} W"
-            )
-        if not self.charge_discharge_enabled:
-            return Decision(
-                o.CommandStatus.SUCCESS,
-                f"target {watts:.0f} W kept until charge/discharge mode is enabled",
-                target_w=watts,
-            )
-        return Decision(
-            o.CommandStatus.SUCCESS, "", CommandUpdate(source="", request_w=watts), target_w=watts
+            source = f"{self._source}{self._peer} {what} {action}"
+            context = Context(source, self.rated_power_w, control.point.node_id)
+            outcome = decide(control.target, value, context, control.bounds)
+            if isinstance(outcome, Refusal):
+                status, reason = REFUSAL_STATUS[outcome.kind], outcome.reason
+            elif operate_type is None:  # SELECT: would the site take it now?
+                refusal = self._submit(outcome, apply=False)
+                if refusal is None:
+                    return o.CommandStatus.SUCCESS
+                status, reason = o.CommandStatus.OUT_OF_RANGE, refusal
+            else:  # the engine logs the outcome; a refusal there is a limit that does not fit the others
+                accepted = self._submit(outcome) is None
+                return o.CommandStatus.SUCCESS if accepted else o.CommandStatus.OUT_OF_RANGE
+        self._forward_log(
+            logging.WARNING, f"{self._source}{self._peer}: {action} {what} refused ({status.name}): {reason}"
         )
-
-    def _limit_decision(self, command: Command, pct: float) -> Decision:
-        """A reserve or ceiling fits the balancer's rules with the other values in force."""
-        params = self._params
-        if params is None:
-            return Decision(o.CommandStatus.HARDWARE_ERROR, "no cycle has run yet: try again")
-        reserve = command is Command.RESERVE_PCT
-        try:
-            dataclasses.replace(params, **{str(command): pct})
-        except ValueError:
-            return Decision(
-                o.CommandStatus.OUT_OF_RANGE,
-                f"{command} {pct:g} % does not fit: the balancer needs reserve + hysteresis "
-                f"({params.reserve_hysteresis_pct:g} %) < ceiling <= 100; now reserve "
-                f"{params.reserve_pct:g} %, ceiling {params.ceiling_pct:g} %",
-            )
-        update = (
-            CommandUpdate(source="", reserve_pct=pct)
-            if reserve
-            else CommandUpdate(source="", ceiling_pct=pct)
-        )
-        return Decision(o.CommandStatus.SUCCESS, "", update)
-
-    def _binary_decision(self, control: Control, crob: Any) -> Decision:
-        state = _crob_state(crob)
-        if state is None:
-            return Decision(
-                o.CommandStatus.NOT_SUPPORTED,
-                f"{crob.opType.name}/{crob.tcc.name} is not a latch: use LATCH_ON/LATCH_OFF (or CLOSE/TRIP)",
-            )
-        command, node_id = control.command, control.point.node_id
-        if command is Command.BALANCING_ENABLED:
-            return Decision(o.CommandStatus.SUCCESS, "", CommandUpdate(source="", balancing_enabled=state))
-        if command is Command.NODE_MAINTENANCE and node_id is not None:
-            return Decision(
-                o.CommandStatus.SUCCESS, "", CommandUpdate(source="", maintenance=(node_id, state))
-            )
-        if command is Command.NODE_CALIBRATE and node_id is not None:
-            return Decision(o.CommandStatus.SUCCESS, "", CommandUpdate(source="", calibrate=(node_id, state)))
-        if command is Command.CHARGE_DISCHARGE_ENABLED:
-            if not state:
-                return Decision(
-                    o.CommandStatus.SUCCESS,
-                    "",
-                    CommandUpdate(source="", request_w=0.0),
-                    charge_discharge_enabled=False,
-                )
-            target = self._target_w
-            update = CommandUpdate(source="", request_w=target) if target is not None else None
-            return Decision(
-                o.CommandStatus.SUCCESS,
-                "charge/discharge mode enabled",
-                update,
-                charge_discharge_enabled=True,
-            )
-        return Decision(o.CommandStatus.NOT_SUPPORTED, f"command {command} does not apply here")
+        return status
 
     # --- logging from the stack's thread -----------------------------------------------------------
 
@@ -435,19 +325,3 @@ class Dnp3Outstation:
         self._forward_log(
             logging.ERROR, f"DNP3 control of point {index} failed inside socgw (a bug; refused): {error!r}"
         )
-
-
-def _crob_state(crob: Any) -> bool | None:
-    """On/off from a CROB: LATCH_ON/LATCH_OFF, or a pulse with CLOSE/TRIP; None for anything else."""
-    operation, code = crob.opType, crob.tcc
-    if code == o.TripCloseCode.CLOSE and operation == o.OperationType.PULSE_ON:
-        return True
-    if code == o.TripCloseCode.TRIP and operation == o.OperationType.PULSE_ON:
-        return False
-    if code != o.TripCloseCode.NUL:
-        return None
-    if operation == o.OperationType.LATCH_ON:
-        return True
-    if operation == o.OperationType.LATCH_OFF:
-        return False
-    return None

@@ -1,29 +1,33 @@
-"""SCADA controls: validated before libiec61850 replies, then handed to the engine as site commands.
+"""SCADA controls: decided by the shared control table before libiec61850 replies, then handed to the
+engine as site commands.
 
-The check handler runs before the reply, so an out-of-range operate fails at the client and changes
-nothing; the operate handler turns an accepted control into a `CommandUpdate` for the next cycle. Both
-run on libiec61850's connection thread: they decide quickly, hand over with `submit` (thread-safe, never
-blocks), log every control with the client's address, and catch every exception (an exception escaping
-into the C binding would be lost, and the client would get no answer).
+The check handler runs before the reply: a value the table refuses (`gateway/mapping/controls.py`:
+out of the target's range or the data object's min/max, beyond the rated power), or that the site
+command state would not take now (`submit(..., apply=False)`: a reserve or ceiling that does not fit
+the values in force), fails at the client and changes nothing. The operate handler hands the accepted
+control to the engine with `submit` (thread-safe, returns at once), which checks and applies it in one
+step; a value that no longer fits by then reaches the client as a negative CommandTermination
+(direct-with-enhanced-security). Both
+run on libiec61850's connection thread, log every control with the client's address, and catch every
+exception (one escaping into the C binding would be lost, and the client would get no answer).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyiec61850.pyiec61850 as iec
 
-from gateway.mapping.iec61850 import DataObjectSpec
+from gateway.mapping.controls import Context, ControlValue, Refusal, decide
 from gateway.northbound.adapter import NorthboundError, Submit
 from gateway.northbound.iec61850.model import ControlPoint
 from gateway.site_command import CommandUpdate
 
 log = logging.getLogger(__name__)
 
-ControlValue = float | bool
+RatedPower = Callable[[], float | None]  # the fleet's rated power as of the latest cycle
 
 
 def decode_value(mms_value: Any, cdc: str) -> ControlValue:
@@ -43,25 +47,14 @@ def decode_value(mms_value: Any, cdc: str) -> ControlValue:
     raise ValueError(f"an APC ctlVal must be a number, got MMS type {kind}")
 
 
-def check_value(spec: DataObjectSpec, value: ControlValue) -> str | None:
-    """Why `value` is refused for this control, or None when it is acceptable."""
-    if spec.cdc == "SPC":
-        return None if isinstance(value, bool) else f"{value!r} is not on/off"
-    if isinstance(value, bool) or not math.isfinite(value):
-        return f"{value!r} is not a finite number"
-    assert spec.minimum is not None and spec.maximum is not None  # the map loader requires both
-    if not spec.minimum <= value <= spec.maximum:
-        return f"{value:g} is outside the accepted range {spec.minimum:g} .. {spec.maximum:g}"
-    return None
-
-
-def command_for(spec: DataObjectSpec, value: ControlValue, source: str) -> CommandUpdate:
-    """The site command an accepted control becomes."""
-    if spec.control == "request_w":
-        return CommandUpdate(source=source, request_w=float(value))
-    if spec.control == "balancing_enabled":
-        return CommandUpdate(source=source, balancing_enabled=bool(value))
-    raise ValueError(f"control {spec.name} has no site command target ({spec.control!r})")
+def decide_control(
+    control: ControlPoint, value: ControlValue, source: str, rated_power_w: float | None
+) -> CommandUpdate | Refusal:
+    """The control table's answer for an operate of `control` with `value`."""
+    spec = control.spec
+    assert spec.control is not None  # only data objects with a `control` become ControlPoints
+    context = Context(source, rated_power_w, control.node_id)
+    return decide(spec.control, value, context, (spec.minimum, spec.maximum))
 
 
 def peer_of(control_action: Any) -> str:
@@ -74,25 +67,24 @@ def peer_of(control_action: Any) -> str:
 class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG classes are untyped
     """Runs before libiec61850 answers an operate: a refused value fails at the client."""
 
-    def __init__(self, control: ControlPoint) -> None:
+    def __init__(self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower) -> None:
         super().__init__()
         self._control = control
+        self._submit = submit
+        self._rated_power_w = rated_power_w
 
     def trigger(self) -> None:
         control = self._control
         result = iec.CONTROL_VALUE_INVALID
         try:
             value = decode_value(self._libiec61850_mms_value, control.spec.cdc)
-            problem = check_value(control.spec, value)
-            if problem is None:
+            peer = peer_of(self._libiec61850_control_action)
+            outcome = decide_control(control, value, f"iec61850 {peer}", self._rated_power_w())
+            refusal = outcome.reason if isinstance(outcome, Refusal) else self._submit(outcome, apply=False)
+            if refusal is None:
                 result = iec.CONTROL_ACCEPTED
             else:
-                log.warning(
-                    "IEC 61850 operate of %s from %s refused: %s",
-                    control.reference,
-                    peer_of(self._libiec61850_control_action),
-                    problem,
-                )
+                log.warning("IEC 61850 operate of %s from %s refused: %s", control.reference, peer, refusal)
         except Exception:  # never let an exception reach the C binding
             log.exception("IEC 61850 check of %s failed; the operate is refused", control.reference)
         self._libiec61850_check_handler_result = result
@@ -101,10 +93,11 @@ class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG cl
 class _OperateHandler(iec.ControlHandlerForPython):  # type: ignore[misc]  # SWIG classes are untyped
     """Runs after the check accepted the operate: hands the command to the engine."""
 
-    def __init__(self, control: ControlPoint, submit: Submit) -> None:
+    def __init__(self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower) -> None:
         super().__init__()
         self._control = control
         self._submit = submit
+        self._rated_power_w = rated_power_w
 
     def trigger(self) -> None:
         control = self._control
@@ -112,16 +105,17 @@ class _OperateHandler(iec.ControlHandlerForPython):  # type: ignore[misc]  # SWI
         try:
             value = decode_value(self._libiec61850_mms_value, control.spec.cdc)
             peer = peer_of(self._libiec61850_control_action)
-            problem = check_value(control.spec, value)
-            if problem is not None:
-                log.warning("IEC 61850 operate of %s from %s refused: %s", control.reference, peer, problem)
+            outcome = decide_control(control, value, f"iec61850 {peer}", self._rated_power_w())
+            if isinstance(outcome, Refusal):  # the rated power changed since the check
+                log.warning(
+                    "IEC 61850 operate of %s from %s refused: %s", control.reference, peer, outcome.reason
+                )
             elif self._libiec61850_test:
                 log.info(
                     "IEC 61850 test operate %s = %s from %s: not applied", control.reference, value, peer
                 )
                 result = iec.CONTROL_RESULT_OK
-            else:
-                self._submit(command_for(control.spec, value, f"iec61850 {peer}"))
+            elif self._submit(outcome) is None:  # the engine logs the outcome either way
                 log.info("IEC 61850 operate %s = %s from %s accepted", control.reference, value, peer)
                 result = iec.CONTROL_RESULT_OK
         except Exception:  # never let an exception reach the C binding
@@ -132,7 +126,9 @@ class _OperateHandler(iec.ControlHandlerForPython):  # type: ignore[misc]  # SWI
 class ControlHandlers:
     """The check and operate handlers of every control point, registered on one server."""
 
-    def __init__(self, server: Any, controls: Sequence[ControlPoint], submit: Submit) -> None:
+    def __init__(
+        self, server: Any, controls: Sequence[ControlPoint], submit: Submit, rated_power_w: RatedPower
+    ) -> None:
         self._subscribers: list[Any] = []
         for control in controls:
             subscriber = iec.ControlSubscriberForPython()
@@ -140,8 +136,8 @@ class ControlHandlers:
             subscriber.setControlObject(control.data_object)
             # The subscriber owns its handlers and deletes them with itself: hand them over with
             # __disown__, or Python deletes them a second time (measured: segfault at the next stop).
-            subscriber.setCheckHandler(_CheckHandler(control).__disown__())
-            subscriber.setControlHandler(_OperateHandler(control, submit).__disown__())
+            subscriber.setCheckHandler(_CheckHandler(control, submit, rated_power_w).__disown__())
+            subscriber.setControlHandler(_OperateHandler(control, submit, rated_power_w).__disown__())
             self._subscribers.append(subscriber)
             if not subscriber.subscribe():
                 raise NorthboundError(

@@ -20,9 +20,6 @@ from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
 from gateway.northbound.iec61850.native import address_of
 from gateway.northbound.iec61850.plan import ModelPlan, PlannedDevice
 
-# Setpoints use direct-with-enhanced-security: a refused or failed operate reaches the client (with
-# normal security libiec61850 reports success before the handler has run; notes/iec61850.md).
-CONTROL_MODEL = "direct-with-enhanced-security"
 TRIGGER_BITS: Mapping[str, int] = {
     "dchg": iec.TRG_OPT_DATA_CHANGED,
     "qchg": iec.TRG_OPT_QUALITY_CHANGED,
@@ -255,6 +252,8 @@ def _create_cdc(spec: DataObjectSpec, parent: Any, *, with_description: bool) ->
         return iec.CDC_ENS_create(name, parent, options)
     if cdc == "ENC":
         return iec.CDC_ENC_create(name, parent, options, iec.CDC_CTL_MODEL_NONE)
+    # Controls use direct-with-enhanced-security: a refused or failed operate reaches the client (with
+    # normal security libiec61850 reports success before the handler has run; notes/iec61850.md).
     if cdc == "APC":
         return iec.CDC_APC_create(name, parent, options, iec.CDC_CTL_MODEL_DIRECT_ENHANCED, False)
     if cdc == "SPC":

@@ -75,7 +75,9 @@ class RunningServer:
                 iec.IedServer_setWriteAccessPolicy(self._server, fc, iec.ACCESS_POLICY_DENY)
             self.updater = Updater(ModelWriter(address_of(self._server)), self._model.publications)
             self.updater.write_fixed(self._model.fixed, now)
-            self._controls = ControlHandlers(self._server, self._model.controls, submit)
+            self._controls = ControlHandlers(
+                self._server, self._model.controls, submit, self.updater.rated_power_w
+            )
             iec.IedServer_setLocalIpAddress(self._server, settings.host)
             iec.IedServer_start(self._server, settings.port)
             if not iec.IedServer_isRunning(self._server):

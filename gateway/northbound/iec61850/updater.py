@@ -4,12 +4,15 @@
 thread has not taken yet: a slow update skips cycles instead of queueing them. The thread goes through
 the logical devices one by one: it computes the device's published values off the loop, then writes
 what changed (value, quality, time) through ctypes (`native.py`), holding the data-model lock for
-that device. `t` is the time of the last change of value or quality, as IEC 61850-7-3 defines it, so
-unchanged data costs nothing. `stop` is noticed between two devices: the rest of the snapshot is dropped.
+that device. What changed, and which MV moved past its deadband, is decided by the change tracker every
+protocol shares (`gateway/mapping/changes.py`). `t` is the time of the last change of value or quality,
+as IEC 61850-7-3 defines it, so unchanged data costs nothing. `stop` is noticed between two devices: the
+rest of the snapshot is dropped.
 
-Quality: an unknown value (an offline pack, a point the profile lacks) is invalid + failure, keeping the
-last value; the values of a pack whose latest poll failed (`Quality.STALE`) are questionable + oldData,
-stamped with the time they were read.
+Quality (`gateway/mapping/quality.py`, docs/quality.md) becomes the bits of `QUALITY`: a stale pack's
+values are questionable + oldData, stamped with the time they were read; an offline pack's are invalid +
+failure, keeping the last value; a value never known (before the first cycle, a point the profile lacks)
+is invalid.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 import pyiec61850.pyiec61850 as iec
 
-from gateway.fleet import Quality
-from gateway.mapping.sources import LOSS_INDICATORS, read_fleet, read_node
+from gateway.fleet import Quality as NodeQuality
+from gateway.mapping.changes import Change, ChangeTracker
+from gateway.mapping.quality import ValueQuality, fleet_value_quality, node_value_quality
+from gateway.mapping.sources import read_fleet, read_node
 from gateway.northbound.iec61850.model import FixedValue, Publication, ValueKind
 from gateway.northbound.iec61850.native import ModelWriter
 from gateway.snapshot import CycleSnapshot
@@ -34,7 +39,13 @@ log = logging.getLogger(__name__)
 QUALITY_GOOD = iec.QUALITY_VALIDITY_GOOD
 QUALITY_OLD = iec.QUALITY_VALIDITY_QUESTIONABLE | iec.QUALITY_DETAIL_OLD_DATA
 QUALITY_INVALID = iec.QUALITY_VALIDITY_INVALID | iec.QUALITY_DETAIL_FAILURE
-QUALITY_NOT_YET = iec.QUALITY_VALIDITY_INVALID  # before the first cycle
+QUALITY_MISSING = iec.QUALITY_VALIDITY_INVALID
+QUALITY: Mapping[ValueQuality, int] = {
+    ValueQuality.GOOD: QUALITY_GOOD,
+    ValueQuality.STALE: QUALITY_OLD,
+    ValueQuality.OFFLINE: QUALITY_INVALID,
+    ValueQuality.MISSING: QUALITY_MISSING,
+}
 STOP_TIMEOUT_S = 5.0
 
 Shown = float | bool | int | None
@@ -59,17 +70,16 @@ def read_publication(publication: Publication, snapshot: CycleSnapshot, now_ms: 
         return Reading(_convert(publication, spec.value), QUALITY_GOOD, now_ms)
     if publication.node_id is None:
         raw = read_fleet(spec.source, snapshot)
-        quality = QUALITY_GOOD
+        kind = fleet_value_quality(snapshot.fleet, raw)
         time_ms = now_ms
     else:
         node = snapshot.fleet.node(publication.node_id)
         raw = read_node(spec.source, snapshot, node)
-        stale = node.quality is Quality.STALE and spec.source not in LOSS_INDICATORS
-        quality = QUALITY_OLD if stale else QUALITY_GOOD
-        time_ms = now_ms - int(node.age_s * 1000) if stale else now_ms
-    if raw is None:
-        return Reading(None, QUALITY_INVALID, time_ms)
-    return Reading(_convert(publication, raw), quality, time_ms)
+        kind = node_value_quality(node, spec.source, raw)
+        # A stale pack's values (known or not) date from its last good poll; its loss indicators are news.
+        dated = node.quality is NodeQuality.STALE and kind is not ValueQuality.GOOD
+        time_ms = now_ms - int(node.age_s * 1000) if dated else now_ms
+    return Reading(_convert(publication, raw), QUALITY[kind], time_ms)
 
 
 def _convert(publication: Publication, raw: float | bool | None) -> Shown:
@@ -83,20 +93,6 @@ def _convert(publication: Publication, raw: float | bool | None) -> Shown:
     if publication.kind is ValueKind.INT:
         return round(raw)
     return float(raw)
-
-
-def _changed(publication: Publication, shown: tuple[Shown, int] | None, reading: Reading) -> bool:
-    """Whether `reading` differs from what the model shows; an MV's value only counts once it moved by
-    more than the data object's deadband from the value last written (IEC 61850-7-3 `mag`)."""
-    if shown is None:
-        return True
-    value, quality = shown
-    if quality != reading.quality:
-        return True
-    deadband = publication.spec.deadband
-    if deadband and isinstance(value, float) and isinstance(reading.value, float):
-        return abs(reading.value - value) > deadband
-    return value != reading.value
 
 
 Sourced = tuple[int, Publication]  # position in `Updater.publications`, a publication with a source
@@ -143,7 +139,8 @@ class Updater:
     def __init__(self, writer: ModelWriter, publications: Sequence[Publication]) -> None:
         self._writer = writer
         self.publications = list(publications)
-        self._shown: list[tuple[Shown, int] | None] = [None] * len(self.publications)
+        self._tracker = ChangeTracker([publication.spec.deadband for publication in self.publications])
+        self.latest: CycleSnapshot | None = None  # the snapshot last offered
         self._devices = _devices(self.publications)
         self._slot = LatestSlot()
         self._stopping = threading.Event()
@@ -166,7 +163,7 @@ class Updater:
         readings = [
             (p, Reading(_convert(p, p.spec.value), QUALITY_GOOD, time_ms))
             if p.spec.source is None
-            else (p, Reading(None, QUALITY_NOT_YET, time_ms))
+            else (p, Reading(None, QUALITY_MISSING, time_ms))
             for p in self.publications
         ]
         for _, device in itertools.groupby(readings, key=lambda change: change[0].node_id):
@@ -177,7 +174,13 @@ class Updater:
         self._thread.start()
 
     def offer(self, snapshot: CycleSnapshot) -> None:
+        self.latest = snapshot
         self._slot.put(snapshot)
+
+    def rated_power_w(self) -> float | None:
+        """The fleet's rated power as of the latest cycle (for the control handlers' threads)."""
+        latest = self.latest
+        return None if latest is None else latest.rated_power_w()
 
     def stop(self) -> bool:
         """Stop the thread (it drops the rest of a snapshot it is writing); False when it is still
@@ -199,7 +202,8 @@ class Updater:
         many data objects changed."""
         now_ms = snapshot_time_ms(snapshot)
         stopping = self._stopping
-        shown = self._shown
+        observe = self._tracker.observe
+        report = Change.REPORT
         written = 0
         for done, device in enumerate(self._devices):
             if stopping.is_set():
@@ -207,16 +211,20 @@ class Updater:
                     "stopping: cycle %d left after %d of %d devices", snapshot.index, done, len(self._devices)
                 )
                 break
-            changes = []
-            for position, publication in device:
-                reading = read_publication(publication, snapshot, now_ms)
-                if _changed(publication, shown[position], reading):
-                    changes.append((position, publication, reading))
+            changes: list[tuple[Publication, Reading]] = []
+            reported: list[int] = []
+            try:
+                for position, publication in device:
+                    reading = read_publication(publication, snapshot, now_ms)
+                    if observe(position, reading.value, reading.quality) is report:
+                        changes.append((publication, reading))
+                        reported.append(position)
+            except BaseException:  # a source raised: the changes seen so far were not written
+                for position in reported:
+                    self._tracker.forget(position)
+                raise
             if changes:
-                # Recorded once the whole device is read: a source that raises leaves none marked shown.
-                for position, _, reading in changes:
-                    shown[position] = (reading.value, reading.quality)
-                self._write([(publication, reading) for _, publication, reading in changes])
+                self._write(changes)
                 written += len(changes)
         return written
 

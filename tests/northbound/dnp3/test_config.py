@@ -36,7 +36,7 @@ def test_no_section_means_no_outstation(tmp_path: Path) -> None:
     path.write_text(
         json.dumps({"nodes": [{"id": "a", "host": LOOPBACK, "port": 1502, "profile": "microstore/mp2000"}]})
     )
-    assert create(load_config(path, [PROFILES]), lambda update: None) is None
+    assert create(load_config(path, [PROFILES]), lambda update, apply=True: None) is None
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_a_bad_setting_is_reported_with_its_line(
 ) -> None:
     config = dnp3_site_config(tmp_path, [NODE], section)
     with pytest.raises(ConfigError) as raised:
-        create(config, lambda update: None)
+        create(config, lambda update, apply=True: None)
     message = str(raised.value)
     assert expected in message
     assert message.startswith(f"{config.path}:")
@@ -77,13 +77,13 @@ def test_a_fleet_larger_than_the_map_is_refused(tmp_path: Path) -> None:
     second = Endpoint("pack-02", "microstore/mp2000", "1.4.0", LOOPBACK, 15998, 1)
     config = dnp3_site_config(tmp_path, [NODE, second], {"map": str(small)})
     with pytest.raises(ConfigError, match=r"has 2 nodes but DNP3 map .*small.yaml has room for 1"):
-        create(config, lambda update: None)
+        create(config, lambda update, apply=True: None)
 
 
 def test_only_the_configured_master_address_is_answered(tmp_path: Path) -> None:
     port = free_port()
     section = {"port": port, "outstation_address": 1234, "master_address": 77, "rated_power_w": 5000}
-    adapter = create(dnp3_site_config(tmp_path, [NODE], section), lambda update: None)
+    adapter = create(dnp3_site_config(tmp_path, [NODE], section), lambda update, apply=True: None)
     assert adapter is not None
 
     async def scenario() -> tuple[float, bool]:

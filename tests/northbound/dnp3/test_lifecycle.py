@@ -30,7 +30,7 @@ CYCLES = 10
 def outstation(tmp_path: Path, port: int, submit: object = None) -> Dnp3Outstation:
     node = Endpoint("pack-01", "microstore/mp2000", "1.4.0", LOOPBACK, free_port(), 1)
     config = dnp3_site_config(tmp_path, [node], {"port": port, "rated_power_w": 1000})
-    adapter = create(config, submit if callable(submit) else (lambda update: None))
+    adapter = create(config, submit if callable(submit) else (lambda update, apply=True: None))
     assert adapter is not None
     return adapter
 
@@ -73,7 +73,7 @@ def test_a_busy_port_is_reported_by_number(tmp_path: Path) -> None:
 
 
 def test_an_exception_while_handling_a_control_does_not_reach_the_stack(tmp_path: Path) -> None:
-    def broken_submit(update: CommandUpdate) -> None:
+    def broken_submit(update: CommandUpdate, *, apply: bool = True) -> None:
         raise RuntimeError("the engine is gone")
 
     port = free_port()

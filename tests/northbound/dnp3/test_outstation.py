@@ -91,7 +91,7 @@ def test_integrity_poll_returns_every_mapped_point_with_the_fleet_state(
             assert snapshot is not None
             adapter: dict[str, Value] = {
                 "dnp3.rated_power_w": gateway.outstation.rated_power_w,
-                "dnp3.charge_discharge_enabled": gateway.outstation.charge_discharge_enabled,
+                "dnp3.charge_discharge_enabled": snapshot.charge_discharge_enabled,
             }
             return seen, snapshot, gateway.outstation.points, adapter
 
@@ -305,7 +305,7 @@ def test_power_target_before_the_rated_power_is_known_is_refused(tmp_path: Path)
     config = dnp3_site_config(tmp_path, [dead], {"port": port})
 
     async def scenario() -> int:
-        outstation = create(config, lambda update: None)
+        outstation = create(config, lambda update, apply=True: None)
         assert outstation is not None
         outstation.start()
         try:

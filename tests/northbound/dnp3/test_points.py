@@ -12,7 +12,7 @@ from gateway.balancer import BalancerParams, Dispatch, NodeDispatch, NodeMode, S
 from gateway.fleet import FleetState, NodeState, Quality
 from gateway.mapping.dnp3 import PointSpec, PointType, ResolvedPoint
 from gateway.mapping.sources import NODE_SOURCES, read_node
-from gateway.northbound.dnp3.points import COMM_LOST, ONLINE, OVERRANGE, PointTable
+from gateway.northbound.dnp3.points import COMM_LOST, ONLINE, OVERRANGE, Change, PointTable
 from gateway.snapshot import CycleSnapshot
 
 DEADBAND = 5
@@ -42,7 +42,7 @@ def snapshot(index: int, soc_pct: float | None, capacity_wh: float = 2000.0) -> 
     fleet = FleetState((node,), timestamp_s=index * 0.1)
     command, params = SiteCommand(), BalancerParams()
     decision = dispatch(fleet, command, params, None, index * 0.1)
-    return CycleSnapshot(index, index * 0.1, datetime.now(UTC), fleet, command, decision, params)
+    return CycleSnapshot(index, datetime.now(UTC), fleet, command, decision, params)
 
 
 def test_the_first_cycle_sets_every_point_without_events() -> None:
@@ -130,8 +130,30 @@ def test_node_quantities_depend_only_on_the_node_its_decision_and_the_site(
         ]
         fleet = FleetState((node, *(state for state, _ in renamed)), timestamp_s=index * 0.1)
         decided = Dispatch((decision, *(d for _, d in renamed)), 1000.0 * index, 0.0, 0.0, (), memory)
-        return CycleSnapshot(index, index * 0.1, datetime.now(UTC), fleet, command, decided, params)
+        return CycleSnapshot(index, datetime.now(UTC), fleet, command, decided, params)
 
     alone, crowded = snapshot_with([], 1), snapshot_with(others, 7)
     for name in NODE_SOURCES:
         assert read_node(name, alone, node) == read_node(name, crowded, node), name
+
+
+def test_a_stale_node_keeps_its_values_flagged_comm_lost_and_an_offline_one_loses_online() -> None:
+    table = PointTable(POINTS)
+    table.changes(snapshot(1, 55.56), {}, None)
+
+    def with_quality(
+        index: int, quality: Quality, soc_pct: float | None
+    ) -> dict[tuple[PointType, int], Change]:
+        node = NodeState("n1", quality=quality, age_s=0.5, soc_pct=soc_pct, capacity_wh=2000.0)
+        fleet = FleetState((node,), timestamp_s=index * 0.1)
+        command, params = SiteCommand(), BalancerParams()
+        decision = dispatch(fleet, command, params, None, index * 0.1)
+        cycle = CycleSnapshot(index, datetime.now(UTC), fleet, command, decision, params)
+        return {(c[0], c[1]): c for c in table.changes(cycle, {}, None)}
+
+    stale = with_quality(2, Quality.STALE, 55.56)
+    assert stale[(PointType.ANALOG_INPUT, 0)][2:] == (556, ONLINE | COMM_LOST, True)  # an event
+    assert (PointType.BINARY_INPUT, 0) not in stale  # `online` describes the loss: still good, unchanged
+    offline = with_quality(3, Quality.FAILED, None)
+    assert offline[(PointType.ANALOG_INPUT, 0)][2:] == (556, COMM_LOST, True)
+    assert offline[(PointType.BINARY_INPUT, 0)][2:] == (False, ONLINE, True)

@@ -101,7 +101,7 @@ def test_unusable_tls_files_stop_start_up_naming_the_file(
     }[problem]
     config = dnp3_site_config(tmp_path, [node], tls_section(pki, free_tcp_port, **files))
     with pytest.raises(ConfigError) as raised:
-        create(config, lambda update: None)
+        create(config, lambda update, apply=True: None)
     message = str(raised.value)
     assert expected in message
     assert any(str(path) in message for path in files.values())

@@ -28,15 +28,15 @@ def config_with(tmp_path: Path, northbound: str, nodes: str = NODES) -> SiteConf
 
 def problems(config: SiteConfig) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        create(config, lambda update: None)
+        create(config, lambda update, apply=True: None)
     return [str(problem) for problem in caught.value.problems]
 
 
 def test_defaults_and_absent_or_disabled_sections(tmp_path: Path) -> None:
-    assert create(config_with(tmp_path, ""), lambda update: None) is None
+    assert create(config_with(tmp_path, ""), lambda update, apply=True: None) is None
     disabled = config_with(tmp_path, "northbound:\n  iec61850: {enabled: false}\n")
-    assert create(disabled, lambda update: None) is None
-    adapter = create(config_with(tmp_path, "northbound:\n  iec61850: {}\n"), lambda update: None)
+    assert create(disabled, lambda update, apply=True: None) is None
+    adapter = create(config_with(tmp_path, "northbound:\n  iec61850: {}\n"), lambda update, apply=True: None)
     assert adapter is not None
     assert (adapter.settings.host, adapter.settings.port, adapter.plan.ied_name) == (
         "127.0.0.1",
@@ -118,7 +118,7 @@ def test_a_large_fleet_with_a_buffered_report_per_pack_is_told_to_use_the_large_
         for i in range(1, packs + 1)
     )
     section = f"northbound:\n  iec61850: {{port: {free_port()}, map: {map_name}}}\n"
-    adapter = create(config_with(tmp_path, section, nodes), lambda update: None)
+    adapter = create(config_with(tmp_path, section, nodes), lambda update, apply=True: None)
     assert adapter is not None
     with caplog.at_level(logging.WARNING, logger="gateway.northbound.iec61850"):
         adapter.start()

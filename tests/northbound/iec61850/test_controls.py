@@ -66,7 +66,7 @@ def with_gateway(
     port = free_port()
     config = site_config(tmp_path, fleet.endpoints, iec_section(port))
     engine = Engine(config)
-    adapter = create(config, engine.submit_threadsafe)
+    adapter = create(config, engine.submit)
     assert adapter is not None
 
     async def run() -> T:

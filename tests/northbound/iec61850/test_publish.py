@@ -1,5 +1,5 @@
-"""What the server shows for a snapshot (value, quality, time), the updater's latest-wins slot, and the
-control checks: the pure parts of the IEC 61850 adapter."""
+"""What the server shows for a snapshot (value, quality, time) and the updater's latest-wins slot: the
+pure parts of the IEC 61850 adapter (its controls are decided by the control table, tests/mapping)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 
 from gateway.balancer import BalancerParams, SiteCommand, dispatch
 from gateway.fleet import FleetState, NodeState, Quality
-from gateway.mapping.iec61850 import DataObjectSpec, load_map
-from gateway.northbound.iec61850.controls import check_value, command_for
+from gateway.mapping.iec61850 import load_map
 from gateway.northbound.iec61850.model import VALUE_KIND, Publication
 from gateway.northbound.iec61850.updater import (
     QUALITY_GOOD,
@@ -39,7 +38,7 @@ def snapshot(index: int = 1) -> CycleSnapshot:
     params = BalancerParams()
     command = SiteCommand(request_w=300.0)
     decision = dispatch(fleet, command, params, None, 10.0)
-    return CycleSnapshot(index, 10.0, WALL, fleet, command, decision, params)
+    return CycleSnapshot(index, WALL, fleet, command, decision, params)
 
 
 def publication(logical_node: str, data_object: str, node_id: str | None) -> Publication:
@@ -94,38 +93,3 @@ def test_the_slot_keeps_only_the_latest_snapshot() -> None:
     closer.start()
     assert slot.take() is None  # a waiting updater wakes up when the slot closes
     closer.join()
-
-
-APC = DataObjectSpec(
-    "OutWSet", "APC", source="fleet.request_w", control="request_w", minimum=-1e4, maximum=1e4
-)
-SPC = DataObjectSpec("DERStr", "SPC", source="fleet.balancing_enabled", control="balancing_enabled")
-
-
-@pytest.mark.parametrize(
-    ("spec", "value", "refused"),
-    [
-        (APC, 900.0, False),
-        (APC, -1e4, False),
-        (APC, 1e4 + 1, True),
-        (APC, math.nan, True),
-        (APC, math.inf, True),
-        (SPC, False, False),
-        (SPC, 1.0, True),
-    ],
-)
-def test_controls_are_checked_against_the_map(
-    spec: DataObjectSpec, value: float | bool, refused: bool
-) -> None:
-    assert (check_value(spec, value) is not None) is refused
-
-
-def test_accepted_controls_become_site_commands() -> None:
-    request = command_for(APC, 900.0, "iec61850 127.0.0.1:5000")
-    assert (request.source, request.request_w, request.balancing_enabled) == (
-        "iec61850 127.0.0.1:5000",
-        900.0,
-        None,
-    )
-    switch = command_for(SPC, False, "iec61850 127.0.0.1:5000")
-    assert (switch.request_w, switch.balancing_enabled) == (None, False)

@@ -41,7 +41,7 @@ def test_ten_start_stop_cycles_in_one_process_end_clean(tmp_path: Path, start_si
         seen: list[tuple[float, float]] = []
         try:
             for run in range(RUNS):
-                adapter = create(config, engine.submit_threadsafe)
+                adapter = create(config, engine.submit)
                 assert adapter is not None
                 adapter.start()
                 engine.publishers.append(adapter)
@@ -77,7 +77,7 @@ def test_a_port_in_use_stops_start_up_naming_it_and_leaves_nothing(tmp_path: Pat
         squatter.listen()
         port = squatter.getsockname()[1]
         config_path.write_text(nodes + iec_section(port), encoding="utf-8")
-        adapter = create(load_config(config_path, [PROFILES]), lambda update: None)
+        adapter = create(load_config(config_path, [PROFILES]), lambda update, apply=True: None)
         assert adapter is not None
         with pytest.raises(NorthboundError, match=f"127.0.0.1:{port}: the port is in use"):
             adapter.start()

@@ -94,7 +94,7 @@ def cycle_snapshot(cycle: int, nodes: Sequence[NodeState]) -> CycleSnapshot:
     params = BalancerParams()
     decision = dispatch(fleet, command, params, None, 10.0 + cycle)
     wall = WALL + timedelta(seconds=cycle)
-    return CycleSnapshot(cycle, 10.0 + cycle, wall, fleet, command, decision, params)
+    return CycleSnapshot(cycle, wall, fleet, command, decision, params)
 
 
 def plan_of(site: SiteConfig) -> ModelPlan:
@@ -254,7 +254,7 @@ def test_a_source_that_fails_leaves_its_device_to_be_written_whole_next_cycle(
         snapshot = cycle_snapshot(0, [node("pack-0000", 0)])
         with pytest.raises(RuntimeError, match="a bad value"):
             updater.apply(snapshot)
-        assert writer.last[soc.quality_attribute] == iec61850_updater.QUALITY_NOT_YET
+        assert writer.last[soc.quality_attribute] == iec61850_updater.QUALITY_MISSING
         updater.apply(snapshot)  # the same values: written now all the same
         assert writer.last[soc.value_attribute] == 60.0
         assert writer.last[soc.quality_attribute] == QUALITY_GOOD
@@ -312,7 +312,7 @@ def test_stop_ends_a_large_snapshot_between_two_devices(
     monkeypatch.setattr(iec61850_server, "ModelWriter", SlowWriter)
     monkeypatch.setattr(SlowWriter, "devices", 0)
     monkeypatch.setattr(SlowWriter, "writing", threading.Event())
-    running = RunningServer(settings, plan, lambda update: None, WALL)
+    running = RunningServer(settings, plan, lambda update, apply=True: None, WALL)
     try:
         nodes = [node(n.node_id, 0) for n in site.nodes]
         running.updater.offer(cycle_snapshot(0, nodes))  # the first cycle writes every device
@@ -355,7 +355,7 @@ def test_a_thread_that_does_not_stop_keeps_the_model_it_writes_into(
     monkeypatch.setattr(StuckWriter, "entered", threading.Event())
     monkeypatch.setattr(StuckWriter, "release", threading.Event())
     monkeypatch.setattr(iec61850_updater, "STOP_TIMEOUT_S", 0.3)
-    running = RunningServer(settings, plan, lambda update: None, WALL)
+    running = RunningServer(settings, plan, lambda update, apply=True: None, WALL)
     try:
         running.updater.offer(cycle_snapshot(0, [node(n.node_id, 0) for n in site.nodes]))
         assert StuckWriter.entered.wait(10.0)
