@@ -72,7 +72,7 @@ def test_a_broken_config_is_refused_by_the_schema_and_by_socgw(tmp_path: Path) -
     ("protocol", "schema", "edit", "message"),
     [
         ("dnp3", dnp3_map_schema, ("class: 1", "class: 7"), "`class` must be a whole number 0..3, not 7"),
-        ("iec61850", iec61850_map_schema, ("map_version: 1.1.0", "map_version: 01.1.0"), "semantic version"),
+        ("iec61850", iec61850_map_schema, ("map_version: 1.2.0", "map_version: 01.2.0"), "semantic version"),
     ],
 )
 def test_a_broken_map_is_refused_by_the_schema_and_by_socgw(
