@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from gateway import logbook
+
 StatusProvider = Callable[[], Mapping[str, Any]]
 
 INSTALLED_STATUS_SOCKET = Path("/run/socgw/status.sock")
@@ -128,7 +130,7 @@ class InstanceLock:
 
 
 class StatusServer:
-    """Serves `provider()` as JSON to every local client that connects.
+    """Serves `provider()` as JSON to every local client that connects, with the log-rate counters.
 
     Start it only while holding the `InstanceLock` of its path: it replaces a stale socket file there."""
 
@@ -147,9 +149,12 @@ class StatusServer:
         info = self.path.stat()
         self._bound = (info.st_dev, info.st_ino)
 
+    def document(self) -> dict[str, Any]:
+        return {**self._provider(), "logging": logbook.counters()}
+
     async def _serve(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(json.dumps(self._provider(), default=str).encode() + b"\n")
+            writer.write(json.dumps(self.document(), default=str).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, OSError):
             pass  # the client went away: nothing to do

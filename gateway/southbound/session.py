@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.fleet import Quality, node_from_values
+from gateway.logbook import RateLimitedLog, emit_to
 from gateway.profiles.codec import (
     CodecError,
     Value,
@@ -51,6 +52,7 @@ from gateway.southbound.reading import Reading
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
+_flapping = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute per node
 
 # What the balancer and the northbound need fresh every cycle. The rest (setpoint read-back, enable,
 # capacity, SOH, heartbeat, reserve, vendor extras) changes rarely or is what the gateway itself wrote,
@@ -555,34 +557,36 @@ class ModbusSession:
         return WriteOutcome(point.name, counter, WriteStatus.WRITTEN)
 
     # ----------------------------------------------------------------------------------------------
-    # logging once per change of state
+    # logging once per change of state, and a few lines a minute per node when its state flaps
 
     def _set_error(self, error: FieldError) -> None:
         if self.error is None or self.error.state_key != error.state_key:
-            log.warning("%s", error)
+            _flapping.log(f"node {self.node_id}", logging.WARNING, str(error))
         self.error = error
 
     def _clear_error(self) -> None:
         if self.error is not None:
-            log.info("node %s: polling again (after %s)", self.node_id, self.error.code)
+            message = f"node {self.node_id}: polling again (after {self.error.code})"
+            _flapping.log(f"node {self.node_id}", logging.INFO, message)
             self.error = None
 
     def _set_condition(self, condition: FieldError | None) -> None:
         if condition is not None and (
             self.condition is None or self.condition.state_key != condition.state_key
         ):
-            log.warning("%s", condition)
+            _flapping.log(f"node {self.node_id}", logging.WARNING, str(condition))
         self.condition = condition
 
     def _log_write_error(self, point: str, error: FieldError) -> None:
         if self._write_errors.get(point) != error.state_key:
             self._write_errors[point] = error.state_key
             if error is not self.error:  # a failed connection was logged as such already
-                log.warning("%s", error)
+                _flapping.log(f"node {self.node_id}", logging.WARNING, str(error))
 
     def _clear_write_error(self, point: str) -> None:
         if self._write_errors.pop(point, None) is not None:
-            log.info("node %s: writes to %s work again", self.node_id, point)
+            message = f"node {self.node_id}: writes to {point} work again"
+            _flapping.log(f"node {self.node_id}", logging.INFO, message)
 
     def _internal(self, error: Exception) -> FieldError:
         return FieldError(
