@@ -33,7 +33,6 @@ from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.timing import CycleStats
 
 log = logging.getLogger(__name__)
-_overruns = RateLimitedLog(emit_to(log))  # a cycle overrunning on and off: a few lines a minute
 
 # Nodes whose setpoint the engine writes. Offline nodes cannot take it, and a node in maintenance
 # belongs to the technician working on it.
@@ -116,6 +115,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._index = 0
         self._overrunning = False
+        self._overrun_log = RateLimitedLog(emit_to(log))  # overrunning on and off: a few lines a minute
         self._last_watchdog_s = -math.inf
         self._was_commanded = False
 
@@ -309,14 +309,16 @@ class Engine:
 
     def _note_overrun(self, overrun: bool, duration_s: float) -> None:
         if overrun and not self._overrunning:
-            _overruns.log(
+            self._overrun_log.log(
                 "cycle overrun",
                 logging.WARNING,
                 f"cycle overrun: {duration_s * 1000.0:.1f} ms for a {self.config.cycle_ms:.0f} ms cycle "
                 f"({self.stats.overruns} overruns so far); see `socgw status` for the slow step",
             )
         elif not overrun and self._overrunning:
-            _overruns.log("cycle overrun", logging.INFO, f"cycle back within {self.config.cycle_ms:.0f} ms")
+            self._overrun_log.log(
+                "cycle overrun", logging.INFO, f"cycle back within {self.config.cycle_ms:.0f} ms"
+            )
         self._overrunning = overrun
 
     def _log_command_timeout(self, now_s: float) -> None:

@@ -35,6 +35,9 @@ from gateway.southbound.frames import Anomaly, FrameInspector
 _READ_FUNCTION = {Table.COIL: 0x01, Table.DISCRETE: 0x02, Table.HOLDING: 0x03, Table.INPUT: 0x04}
 _UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
 _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent requests; we decide that
+# pymodbus empties its receive buffer without a word beyond 516 bytes, before the frame inspector sees it: a
+# burst would pass for a timeout. One socket read (256 KiB) fits; the inspector rejects what is not Modbus.
+_RECEIVE_BUFFER_BYTES = 256 * 1024
 
 
 def silence_pymodbus_logging() -> None:
@@ -108,6 +111,8 @@ class ModbusLink:
             trace_connect=self._on_connection_change,
         )
         client.set_max_no_responses(_NEVER_CLOSE_BY_ITSELF)
+        client.ctx.max_buffer_size = _RECEIVE_BUFFER_BYTES
+        self._inspector.reset()
         try:
             # pymodbus's connect() swallows the OSError and returns False; calling the same transport
             # factory ourselves tells the operator "refused" from "unreachable" from "no answer".
@@ -272,6 +277,9 @@ class ModbusLink:
         extra: dict[str, str] = {}
         if observation is not None and observation.anomaly is Anomaly.MALFORMED:
             code, detail = ErrorCode.MALFORMED, f"malformed answer: {observation.detail}"
+        elif observation is not None and observation.anomaly is Anomaly.WRONG_TID:
+            code, detail = ErrorCode.WRONG_TID, f"wrong answer: {observation.detail}"
+            extra["got"] = str(observation.transaction_id)
         elif observation is not None and observation.anomaly is Anomaly.UNIT_MISMATCH:
             code, detail = ErrorCode.UNIT_MISMATCH, f"the answer came from unit {observation.unit}"
             extra["got"] = str(observation.unit)

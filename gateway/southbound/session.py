@@ -52,7 +52,6 @@ from gateway.southbound.reading import Reading
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
-_flapping = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute per node
 
 # What the balancer and the northbound need fresh every cycle. The rest (setpoint read-back, enable,
 # capacity, SOH, heartbeat, reserve, vendor extras) changes rarely or is what the gateway itself wrote,
@@ -77,7 +76,9 @@ FAST_POINTS = frozenset(
 )
 
 # Failures after which the stream cannot be trusted (or will not heal by asking again soon).
-_DROP_AT_ONCE = frozenset({ErrorCode.MALFORMED, ErrorCode.UNIT_MISMATCH, ErrorCode.CONN_RESET})
+_DROP_AT_ONCE = frozenset(
+    {ErrorCode.MALFORMED, ErrorCode.UNIT_MISMATCH, ErrorCode.WRONG_TID, ErrorCode.CONN_RESET}
+)
 
 
 class SessionState(enum.StrEnum):
@@ -162,6 +163,7 @@ class ModbusSession:
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
+        self._changes_log = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute
         self._not_connected = FieldError(
             Facts(ErrorCode.NOT_CONNECTED, "not connected yet", self.target), self.context
         )
@@ -561,32 +563,32 @@ class ModbusSession:
 
     def _set_error(self, error: FieldError) -> None:
         if self.error is None or self.error.state_key != error.state_key:
-            _flapping.log(f"node {self.node_id}", logging.WARNING, str(error))
+            self._changes_log.log(f"node {self.node_id}", logging.WARNING, str(error))
         self.error = error
 
     def _clear_error(self) -> None:
         if self.error is not None:
             message = f"node {self.node_id}: polling again (after {self.error.code})"
-            _flapping.log(f"node {self.node_id}", logging.INFO, message)
+            self._changes_log.log(f"node {self.node_id}", logging.INFO, message)
             self.error = None
 
     def _set_condition(self, condition: FieldError | None) -> None:
         if condition is not None and (
             self.condition is None or self.condition.state_key != condition.state_key
         ):
-            _flapping.log(f"node {self.node_id}", logging.WARNING, str(condition))
+            self._changes_log.log(f"node {self.node_id}", logging.WARNING, str(condition))
         self.condition = condition
 
     def _log_write_error(self, point: str, error: FieldError) -> None:
         if self._write_errors.get(point) != error.state_key:
             self._write_errors[point] = error.state_key
             if error is not self.error:  # a failed connection was logged as such already
-                _flapping.log(f"node {self.node_id}", logging.WARNING, str(error))
+                self._changes_log.log(f"node {self.node_id}", logging.WARNING, str(error))
 
     def _clear_write_error(self, point: str) -> None:
         if self._write_errors.pop(point, None) is not None:
             message = f"node {self.node_id}: writes to {point} work again"
-            _flapping.log(f"node {self.node_id}", logging.INFO, message)
+            self._changes_log.log(f"node {self.node_id}", logging.INFO, message)
 
     def _internal(self, error: Exception) -> FieldError:
         return FieldError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -137,6 +138,39 @@ def test_a_slow_device_is_told_apart_from_a_silent_one(
     assert "a late answer arrived after the timeout: the device is slow; raise comms.timeout_ms" in str(
         second
     )
+
+
+def test_a_slow_device_is_logged_as_slow_and_a_dead_one_as_dead(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = start_sim_fleet(packs=2)
+    profile = profile_library.get(MP2000)
+    slow, dead = (session_for(fleet.endpoint(pack), profile) for pack in ("pack-01", "pack-02"))
+    caplog.set_level(logging.INFO)
+
+    async def scenario() -> None:
+        for session in (slow, dead):
+            await session.connect(time.monotonic())
+            assert (await session.poll(time.monotonic())).quality is Quality.GOOD  # then the cyclic block
+        fleet.set_faults("pack-01", delay_ms=TEST_TIMEOUT_S * 1000 + 150)  # answers, but late
+        fleet.set_faults("pack-02", silent=True)
+        for _ in range(3):  # default options: the second timeout in a row re-connects
+            now = time.monotonic()
+            await asyncio.gather(slow.poll(now), dead.poll(now))
+            await asyncio.sleep(0.05)
+        for session in (slow, dead):
+            await session.close()
+
+    run(scenario())
+    lines = [record.getMessage() for record in caplog.records]
+    slow_lines = [line for line in lines if line.startswith("node pack-01") and "E_MB_TIMEOUT" in line]
+    dead_lines = [line for line in lines if line.startswith("node pack-02") and "E_MB_TIMEOUT" in line]
+    # The first timeout cannot tell (nothing is known yet); the next one, with the late answer in hand,
+    # is reported again although it is the same code on the same block.
+    assert "check that the device is powered" in slow_lines[0]
+    assert any("a late answer arrived after the timeout: the device is slow" in line for line in slow_lines)
+    assert dead_lines and not any("slow" in line for line in dead_lines)
+    assert "check that the device is powered" in dead_lines[0]
 
 
 CONNECT_FAULTS: list[tuple[str, dict[str, Any], ErrorCode, str]] = [

@@ -240,3 +240,28 @@ def test_every_code_has_its_own_remedy() -> None:
         message = str(FieldError(Facts(code, "x", Target("h", 1, 1))))
         remedies.add(message.split("; ", 1)[1])
     assert len(remedies) >= len(ErrorCode) - 1  # 05 and 06 share E_MB_DEVICE_BUSY's, all others differ
+
+
+def test_an_answer_with_transaction_id_0_is_wrong_and_never_reaches_pymodbus() -> None:
+    inspector, passed = inspected(request(7, 1, 3, 0, 2), response(0, 1, bytes([3, 4, 0, 1, 0, 2])))
+    assert inspector.observation is not None and inspector.observation.anomaly is Anomaly.WRONG_TID
+    assert inspector.observation.transaction_id == 0 and passed == b""
+
+
+def test_an_earlier_requests_answer_is_late_and_the_outstanding_answer_passes() -> None:
+    inspector = FrameInspector()
+    for tid in (1, 2):
+        inspector.begin()
+        inspector(True, request(tid, 1, 3, 0, 2))
+        inspector.end()
+    inspector.begin()
+    inspector(True, request(3, 1, 3, 0, 2))
+    both = response(2, 1, bytes([3, 4, 0, 1, 0, 2])) + response(3, 1, bytes([3, 4, 0, 1, 0, 2]))
+    assert inspector(False, both) == both  # pymodbus skips the late one itself
+    assert anomaly_of(inspector) is None and inspector.late_answers == 1
+    assert inspector(False, response(999, 1, bytes([3, 4, 0, 1, 0, 2]))) == b""
+    assert anomaly_of(inspector) is Anomaly.WRONG_TID
+
+
+def anomaly_of(inspector: FrameInspector) -> Anomaly | None:
+    return None if inspector.observation is None else inspector.observation.anomaly
