@@ -88,6 +88,9 @@ CASES: list[tuple[str, Mangle, ErrorCode]] = [
         ErrorCode.WRONG_TID,
     ),
     ("a burst beyond 516 bytes", lambda answer: answer + bytes(range(256)) * 3, ErrorCode.MALFORMED),
+    ("a huge length field", lambda answer: answer[:4] + b"\xff\xff" + answer[6:], ErrorCode.MALFORMED),
+    ("half a frame", lambda answer: answer[: len(answer) // 2], ErrorCode.MALFORMED),
+    ("another unit id", lambda answer: answer[:6] + b"\x09" + answer[7:], ErrorCode.UNIT_MISMATCH),
 ]
 
 
