@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from gateway.logbook import LINES_PER_WINDOW
 from gateway.sim.faults import ExceptionCode, ExceptionRule
-from tests.commands.test_run import wait_for_status
+from tests.commands.test_run import gateway_process
 from tests.conftest import StartFleet, socgw_command
 from tests.test_engine import site_config
 
@@ -23,14 +22,7 @@ def test_a_flapping_fault_writes_a_bounded_number_of_lines(
 ) -> None:
     fleet = start_sim_fleet(packs=2, speed=1.0)
     config = site_config(tmp_path, fleet.endpoints)
-    gateway = subprocess.Popen(
-        socgw_command("run", "-c", str(config.path)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_status(config.status_socket, 2)
+    with gateway_process(config, 2) as gateway:
         failing = (ExceptionRule(ExceptionCode.SERVER_DEVICE_FAILURE),)
         flips = 0
         end = time.monotonic() + FLAPPING_S
@@ -53,13 +45,8 @@ def test_a_flapping_fault_writes_a_bounded_number_of_lines(
             timeout=30,
             check=True,
         )
-        gateway.send_signal(signal.SIGTERM)
-        output, _ = gateway.communicate(timeout=30)
-    finally:
-        if gateway.poll() is None:
-            gateway.kill()
-            gateway.wait()
-    assert gateway.returncode == 0, output
+    assert gateway.process.returncode == 0, gateway.output
+    output = gateway.output
     pack_lines = [line for line in output.splitlines() if "pack-01" in line]
     assert any("E_MB_DEVICE_FAILURE" in line for line in pack_lines), output
     # Within one window (60 s): at most LINES_PER_WINDOW lines for the node, whatever the number of flips.
