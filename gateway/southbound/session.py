@@ -536,6 +536,7 @@ class ModbusSession:
             or self.read_only
             or self.state is not SessionState.READY
             or point.type is DataType.STR
+            or self._silent  # the last request got no answer: one timeout per cycle is enough
         ):
             return None
         counter = self.writes.next_heartbeat(point, now)
