@@ -12,6 +12,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -38,6 +39,7 @@ _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent request
 # pymodbus empties its receive buffer without a word beyond 516 bytes, before the frame inspector sees it: a
 # burst would pass for a timeout. One socket read (256 KiB) fits; the inspector rejects what is not Modbus.
 _RECEIVE_BUFFER_BYTES = 256 * 1024
+_ANSWER_TIMES = 8  # answered requests whose duration `request_s` looks at
 
 
 def silence_pymodbus_logging() -> None:
@@ -70,6 +72,12 @@ class ModbusLink:
         self._lost = False
         self._next_request_at = 0.0
         self._late_mark = 0  # late answers counted up to the last good answer
+        self._answer_times: deque[float] = deque(maxlen=_ANSWER_TIMES)
+
+    @property
+    def request_s(self) -> float | None:
+        """How long the device takes to answer: the slowest of its last few answers (None: none yet)."""
+        return max(self._answer_times) if self._answer_times else None
 
     @property
     def connected(self) -> bool:
@@ -232,6 +240,7 @@ class ModbusLink:
             await self._pace()
         self.requests += 1
         self._inspector.begin()
+        sent_at = asyncio.get_running_loop().time()
         try:
             # A request on a disconnected client raises synchronously: keep the call inside the try.
             response = await self._send(client, function_code, region, unit, words)
@@ -261,6 +270,7 @@ class ModbusLink:
                 writing=writing,
             )
         self._late_mark = self._inspector.late_answers
+        self._answer_times.append(asyncio.get_running_loop().time() - sent_at)
         return response
 
     async def _pace(self) -> None:

@@ -49,6 +49,7 @@ from gateway.southbound.identify import (
 )
 from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import Reading
+from gateway.southbound.schedule import PollSchedule
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class SessionOptions:
     backoff_base_s: float = 0.1
     backoff_cap_s: float = 2.0
     stale_limit_s: float = 2.0  # last good values are carried (quality stale) this long, then failed
-    slow_poll_every: int = 10  # points outside FAST_POINTS are read every Nth poll (1: every poll)
+    slow_poll_every: int = 10  # points outside FAST_POINTS are due every Nth poll (schedule.py)
     max_silent_requests: int = 2  # consecutive timeouts before re-connecting (in the background)
     writes: WritePolicy = field(default_factory=WritePolicy)
 
@@ -153,7 +154,8 @@ class ModbusSession:
         self._cyclic: dict[str, Point] = {}
         self._full_plan: list[ReadBlock] = []  # every cyclic point
         self._fast_plan: list[ReadBlock] = []  # FAST_POINTS and their scale registers
-        self._polls = 0  # polls on this connection
+        self._schedule = PollSchedule((), (), 1, 0.0)  # the blocks of each poll on this connection
+        self._heartbeat_planned: bool | None = None  # this cycle's poll saw the heartbeat due (None: no poll)
         self._identity: dict[str, Value | None] = {}
         self._silent = 0
         self._fresh_connection = False
@@ -297,7 +299,9 @@ class ModbusSession:
         self._fast_plan = [
             b for b in self._full_plan if any(p.name in fast for p in b.points)
         ] or self._full_plan
-        self._polls = 0
+        self._schedule = PollSchedule(
+            self._fast_plan, self._full_plan, self.options.slow_poll_every, self.link.timeout_s
+        )
 
     # ----------------------------------------------------------------------------------------------
     # polling
@@ -322,17 +326,22 @@ class ModbusSession:
                 now,
             )
         if self.state is SessionState.READY:
-            full = self._polls % max(1, self.options.slow_poll_every) == 0
-            self._polls += 1
+            # The heartbeat written later in this cycle takes its share of the node's budget too.
+            self._heartbeat_planned = self._heartbeat_due(now) is not None
+            planned = self._schedule.next(self.link.request_s, writes=int(self._heartbeat_planned))
             try:
-                raw = await self._read_blocks(self._full_plan if full else self._fast_plan)
-                values = self._decode(self._cyclic, raw)
+                read = await self._read_blocks(planned.blocks)
+                if planned.complete:
+                    raw, values = read, self._decode(self._cyclic, read)
+                else:  # what this poll did not read keeps its words and values from earlier polls
+                    raw = {**self._good_raw, **read}
+                    values = {
+                        **self._good_values,
+                        **self._decode(self._cyclic, raw if planned.slow else read),
+                    }
             except FieldError as error:
                 self._request_failed(error, now)
             else:
-                if not full:  # the slow points keep their values from the last full poll
-                    values = {**self._good_values, **values}
-                    raw = {**self._good_raw, **raw}
                 return self._good(values, raw, now)
         elif self.state is SessionState.DISCONNECTED and now >= self._next_attempt_s:
             self._start_connect()
@@ -528,7 +537,8 @@ class ModbusSession:
         value = decode(sf_point, sf_words)
         return None if value is None or isinstance(value, str) else int(value)
 
-    async def _heartbeat(self, now: float) -> WriteOutcome | None:
+    def _heartbeat_due(self, now: float) -> tuple[Point, int] | None:
+        """The heartbeat point and the counter to write now, or None when no heartbeat is due."""
         point = self.points.get("heartbeat")
         if (
             point is None
@@ -540,8 +550,14 @@ class ModbusSession:
         ):
             return None
         counter = self.writes.next_heartbeat(point, now)
-        if counter is None:
+        return None if counter is None else (point, counter)
+
+    async def _heartbeat(self, now: float) -> WriteOutcome | None:
+        planned, self._heartbeat_planned = self._heartbeat_planned, None
+        due = self._heartbeat_due(now)
+        if due is None or planned is False:  # became due after this cycle's poll: the next one plans it
             return None
+        point, counter = due
         try:
             await self._send_write(point, encode(point, counter))
         except (FieldError, CodecError) as error:
