@@ -54,14 +54,14 @@ class PollSchedule:
         if self._polls % self._slow_every == 0 and not self._due:
             self._due.extend(self._slow)
         self._polls += 1
-        if first or not self._slow:
+        if first:
             self._due.clear()
             return PollBlocks(self._full, bool(self._slow), True)
 
         def fits(requests: int) -> bool:
             return request_s is None or (requests + writes) * request_s <= self._budget_s
 
-        if not fits(len(self._fast)) and not self._skipped:  # the writes take this cycle's share
+        if writes and not fits(len(self._fast)) and not self._skipped:  # the writes take this cycle's share
             self._skipped = self._swapped = True
             return PollBlocks((), False, False)
         self._skipped = False

@@ -76,3 +76,10 @@ def test_a_write_due_takes_the_share_of_the_reads_but_never_twice_in_a_row() -> 
     assert schedule.next(0.05, writes=1).blocks == ()  # 50 ms read + 50 ms heartbeat would not fit
     assert schedule.next(0.05, writes=1).blocks == (FAST,)  # the heartbeat was not written: read anyway
     assert schedule.next(0.002, writes=1).blocks == (FAST,)  # a quick device reads and writes
+
+
+def test_without_a_write_the_fast_blocks_are_read_even_when_they_alone_exceed_the_budget() -> None:
+    schedule = PollSchedule((FAST,), (FAST,), slow_every=10, budget_s=0.08)
+    schedule.next(0.1)
+    assert [schedule.next(0.1).blocks for _ in range(3)] == [(FAST,)] * 3
+    assert schedule.next(0.05, writes=1).blocks == ()  # a device with fast blocks only: the heartbeat too
