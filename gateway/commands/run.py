@@ -18,7 +18,8 @@ from gateway.config import ConfigError, SiteConfig, load_config
 from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
 from gateway.northbound.registry import check_sections, create_adapters
-from gateway.status import StatusServer, default_status_socket, read_status
+from gateway.paths import default_status_socket
+from gateway.status import InstanceLock, StatusServer, read_status
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -127,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if not config.nodes:
         log.warning("no nodes configured: add them to `nodes:` in %s (see socgw discover)", args.config)
     try:
-        uvloop.run(serve_until_signal(config))
+        # Before anything is bound or removed: a second gateway on this config must not touch the first's.
+        with InstanceLock(config.status_socket):
+            uvloop.run(serve_until_signal(config))
     except (OSError, NorthboundError) as error:
         log.error("%s", error)
         return EXIT_FAILED

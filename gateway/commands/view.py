@@ -83,6 +83,11 @@ def status_renderable(document: Mapping[str, Any]) -> Group:
         ("alarms ", "bold"),
         ", ".join(document.get("alarms", [])) or "none",
     )
+    logging = document.get("logging")
+    if logging is not None:  # `socgw status` (the demo shows no log)
+        summary.append_text(
+            Text.assemble("   ", ("log lines suppressed ", "bold"), str(logging.get("suppressed_lines", 0)))
+        )
     return Group(table, summary)
 
 
