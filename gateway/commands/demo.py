@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 
 from gateway.commands.run import configure_logging, serve
-from gateway.commands.view import status_renderable
+from gateway.commands.view import rounded, status_renderable
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundError
@@ -89,7 +89,9 @@ def simulator_command(args: argparse.Namespace) -> list[str]:
 @contextlib.contextmanager
 def running_simulator(command: Sequence[str]) -> Iterator[list[Endpoint]]:
     """Start the simulator, wait for its endpoint lines, and stop it (SIGTERM, then kill) afterwards."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # Its own session: Ctrl-C in the terminal reaches the gateway only, which stops (and writes the safe
+    # setpoints) while the packs still answer; the simulator is stopped after it.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         endpoints: list[Endpoint] = []
         deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
@@ -169,15 +171,17 @@ async def _wait_first_cycle(engine: Engine, stop: asyncio.Event, gateway: asynci
 
 async def _print_json(engine: Engine, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        print(json.dumps(engine.status(), default=str), flush=True)
+        print(json.dumps(rounded(engine.status()), default=str), flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
 async def _show(engine: Engine, stop: asyncio.Event) -> None:
-    with Live(status_renderable(engine.status()), console=Console(), refresh_per_second=4) as live:
+    console = Console()
+    first = status_renderable(engine.status(), console.width)
+    with Live(first, console=console, refresh_per_second=4) as live:
         while not stop.is_set():
-            live.update(status_renderable(engine.status()))
+            live.update(status_renderable(engine.status(), console.width))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.25)
 
@@ -195,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
                 except ConfigError as error:
                     print(f"socgw demo: generated config rejected:\n{error}", file=sys.stderr)
                     return EXIT_FAILED
-                print(f"socgw demo: {len(endpoints)} simulated packs; Ctrl-C stops", file=sys.stderr)
+                until = "Ctrl-C stops" if args.duration is None else f"stops after {args.duration:g} s"
+                print(f"socgw demo: {len(endpoints)} simulated packs; {until}", file=sys.stderr)
                 uvloop.run(drive(Engine(config), args))
         except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)
