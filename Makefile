@@ -29,7 +29,7 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml tools/ensure-de
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/socgw demo
+	$(VENV)/bin/socgw demo --web-port 8080
 
 test: $(STAMP)
 	$(PY) -m pytest -q

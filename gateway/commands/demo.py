@@ -62,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--base-port", type=int, default=15020, help="first simulator port (default 15020)")
     parser.add_argument("--dnp3-port", type=int, default=20000, help="DNP3 outstation port (default 20000)")
     parser.add_argument("--mms-port", type=int, default=10102, help="IEC 61850 MMS port (default 10102)")
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        help="also serve the live web view and /metrics on http://127.0.0.1:PORT/ (default: off)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="print one JSON status line per second instead")
     parser.set_defaults(handler=run)
 
@@ -127,10 +132,12 @@ def write_site_config(directory: Path, endpoints: Sequence[Endpoint], args: argp
         "logging": {"level": "warning", "balancing_log": str(directory / "balancing.log")},
         "status": {"socket": str(directory / "status.sock")},
     }
-    northbound = {
+    northbound: dict[str, dict[str, object]] = {
         "dnp3": {"host": "127.0.0.1", "port": args.dnp3_port, "outstation_address": 10, "master_address": 1},
         "iec61850": {"host": "127.0.0.1", "port": args.mms_port},
     }
+    if args.web_port is not None:
+        northbound["web"] = {"host": "127.0.0.1", "port": args.web_port}
     # The demo serves every protocol this build has an adapter for.
     config["northbound"] = {key: value for key, value in northbound.items() if key in known_sections()}
     path = directory / "gateway.yaml"
@@ -201,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
                     return EXIT_FAILED
                 until = "Ctrl-C stops" if args.duration is None else f"stops after {args.duration:g} s"
                 print(f"socgw demo: {len(endpoints)} simulated packs; {until}", file=sys.stderr)
+                if args.web_port is not None:
+                    print(f"socgw demo: web view on http://127.0.0.1:{args.web_port}/", file=sys.stderr)
                 uvloop.run(drive(Engine(config), args))
         except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)

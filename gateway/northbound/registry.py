@@ -18,7 +18,11 @@ from gateway.profiles.loader import Problem
 from gateway.profiles.model import SourceMark
 from gateway.yamlsource import MarkedMap
 
-PROTOCOL_PACKAGES: tuple[str, ...] = ("gateway.northbound.dnp3", "gateway.northbound.iec61850")
+PROTOCOL_PACKAGES: tuple[str, ...] = (
+    "gateway.northbound.dnp3",
+    "gateway.northbound.iec61850",
+    "gateway.northbound.web",
+)
 
 
 def _packages() -> list[ModuleType]:
