@@ -99,18 +99,23 @@ function addSample(sample, nodeIds) {
 
 function drawChart(nodeIds) {
   const chart = document.getElementById("chart");
-  const [width, height, left, right, top, bottom] = [900, 260, 36, 10, 10, 22];
-  const end = history.times.length ? history.times[history.times.length - 1] : Date.now() / 1000;
-  const start = end - HOUR_S;
-  const x = (t) => left + ((t - start) / HOUR_S) * (width - left - right);
+  const [width, height, left, right, top, bottom] = [900, 260, 36, 14, 10, 22];
+  const times = history.times;
+  const end = times.length ? times[times.length - 1] : Date.now() / 1000;
+  // The window grows with the history the gateway has, up to the hour.
+  const span = Math.min(HOUR_S, Math.max(60, times.length ? end - times[0] : 0));
+  const start = end - span;
+  const x = (t) => left + ((t - start) / span) * (width - left - right);
   const y = (pct) => top + (1 - pct / 100) * (height - top - bottom);
   const parts = [];
   for (const pct of [0, 25, 50, 75, 100]) {
     parts.push(svg("line", { class: "grid", x1: left, x2: width - right, y1: y(pct), y2: y(pct) }));
     parts.push(svg("text", { class: "axis", x: 4, y: y(pct) + 4 }, `${pct}%`));
   }
-  for (const minutes of [60, 45, 30, 15, 0]) {
-    parts.push(svg("text", { class: "axis", x: x(end - minutes * 60) - 12, y: height - 6 }, minutes ? `−${minutes} min` : "now"));
+  for (const fraction of [1, 0.75, 0.5, 0.25, 0]) {
+    const ago = span * fraction;
+    const label = fraction === 0 ? "now" : ago >= 120 ? `−${Math.round(ago / 60)} min` : `−${Math.round(ago)} s`;
+    parts.push(svg("text", { class: "axis", x: Math.min(x(end - ago) - 12, width - 30), y: height - 6 }, label));
   }
   nodeIds.forEach((id, index) => {
     const values = history.soc[id] || [];
