@@ -28,7 +28,7 @@ from gateway.commands.view import rounded, status_renderable
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundError
-from gateway.northbound.registry import known_sections
+from gateway.northbound.registry import check_sections, known_sections
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
 
@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             with running_simulator(simulator_command(args)) as endpoints:
                 try:
                     config = load_config(write_site_config(Path(temp), endpoints, args))
+                    check_sections(config)  # a bad --dnp3-port, --mms-port or --web-port
                 except ConfigError as error:
                     print(f"socgw demo: generated config rejected:\n{error}", file=sys.stderr)
                     return EXIT_FAILED

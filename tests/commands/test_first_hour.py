@@ -136,10 +136,10 @@ def test_discover_takes_a_port_range_and_proposes_unique_ids(
 
 
 def _start_demo(*args: str, ports: list[int]) -> subprocess.Popen[str]:
-    dnp3_port, mms_port, base_port = ports
+    dnp3_port, mms_port = ports
     return subprocess.Popen(
         socgw_command(
-            *("demo", "--no-ui", "--packs", "4", "--base-port", str(base_port)),
+            *("demo", "--no-ui", "--packs", "4", "--base-port", "0"),  # ephemeral: no clash with other tests
             *("--dnp3-port", str(dnp3_port), "--mms-port", str(mms_port), *args),
         ),
         stdout=subprocess.PIPE,
@@ -152,7 +152,7 @@ def _start_demo(*args: str, ports: list[int]) -> subprocess.Popen[str]:
 
 
 def test_ctrl_c_in_the_demo_prints_no_shutdown_warnings(free_tcp_ports: Callable[[int], list[int]]) -> None:
-    demo = _start_demo(ports=free_tcp_ports(3))
+    demo = _start_demo(ports=free_tcp_ports(2))
     try:
         assert demo.stdout is not None
         deadline = time.monotonic() + DEMO_TIMEOUT_S
@@ -174,7 +174,7 @@ def test_ctrl_c_in_the_demo_prints_no_shutdown_warnings(free_tcp_ports: Callable
 
 
 def test_a_demo_with_a_duration_does_not_say_ctrl_c_stops(free_tcp_ports: Callable[[int], list[int]]) -> None:
-    demo = _start_demo("--duration", "2", ports=free_tcp_ports(3))
+    demo = _start_demo("--duration", "2", ports=free_tcp_ports(2))
     out, err = demo.communicate(timeout=DEMO_TIMEOUT_S)
     assert demo.returncode == 0, err
     assert "Ctrl-C" not in err and "stops after 2 s" in err
@@ -189,3 +189,13 @@ def _floats(value: Any) -> list[float]:
     if isinstance(value, dict):
         value = list(value.values())
     return [number for item in value for number in _floats(item)] if isinstance(value, list) else []
+
+
+def test_a_demo_with_a_bad_port_says_so_without_a_traceback(
+    free_tcp_ports: Callable[[int], list[int]],
+) -> None:
+    demo = _start_demo("--duration", "2", "--web-port", "70000", ports=free_tcp_ports(2))
+    _, err = demo.communicate(timeout=DEMO_TIMEOUT_S)
+    assert demo.returncode == 1
+    assert "generated config rejected" in err and "`port` must be 1..65535, not 70000" in err
+    assert "Traceback" not in err

@@ -141,7 +141,7 @@ def _set_site_request_over_dnp3(port: int, request_w: int) -> None:
 def test_socgw_demo_serves_the_web_view_and_a_scada_request_shows_in_it(tmp_path: Path) -> None:
     web_port, dnp3_port = free_port(), free_port()
     command = socgw_command(
-        "demo", "--no-ui", "--duration", "60", "--packs", str(PACKS), "--base-port", str(free_port()),
+        "demo", "--no-ui", "--duration", "60", "--packs", str(PACKS), "--base-port", "0",
         "--dnp3-port", str(dnp3_port), "--mms-port", str(free_port()), "--web-port", str(web_port),
     )  # fmt: skip
     demo = subprocess.Popen(
