@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -31,13 +33,15 @@ def documented_families() -> list[str]:
     return re.findall(r"^\| `([a-z_]+)` \| (?:counter|gauge|histogram) \|", text, re.MULTILINE)
 
 
-def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+def get(
+    url: str, auth: tuple[str, str] | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, str]:
     request = urllib.request.Request(url)
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -72,5 +76,20 @@ class Gateway:
         await asyncio.sleep(2.5 * PUSH_PERIOD_S)  # the server's thread takes the last snapshot
         return self.engine.last
 
-    async def get(self, path: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
-        return await asyncio.to_thread(get, f"{self.web.settings.address.rstrip('/')}{path}", auth)
+    async def get(
+        self, path: str, auth: tuple[str, str] | None = None, context: ssl.SSLContext | None = None
+    ) -> tuple[int, str]:
+        return await asyncio.to_thread(get, f"{self.web.settings.address.rstrip('/')}{path}", auth, context)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl), valid two days."""
+    cert, key = directory / "web.pem", directory / "web.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-subj", "/CN=socgw", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

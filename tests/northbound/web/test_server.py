@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import urllib.error
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.northbound.web.login import hash_password
 from tests.conftest import StartFleet
-from tests.northbound.web.support import Gateway, web_site_config
+from tests.northbound.web.support import Gateway, get, self_signed, web_site_config
 from tests.test_engine import run_async
 
 PACKS = 2
@@ -70,3 +73,31 @@ def test_a_pack_that_stops_answering_is_counted_as_a_fault_and_shown(
     assert faults.get(("pack-02", "E_MB_TIMEOUT")) == 1.0, faults
     assert not any(node == "pack-01" for node, _ in faults)
     assert "pack-02" in state and "E_MB_TIMEOUT raised" in state
+
+
+def test_with_tls_the_view_and_the_metrics_are_served_over_https_only(
+    tmp_path: Path, start_sim_fleet: StartFleet, free_tcp_port: int
+) -> None:
+    fleet = start_sim_fleet(packs=PACKS)
+    cert, _ = self_signed(tmp_path)
+    config = web_site_config(
+        tmp_path, fleet.endpoints, free_tcp_port, "    tls: {cert: web.pem, key: web.key}\n"
+    )
+    trusting = ssl.create_default_context(cafile=str(cert))
+
+    async def scenario() -> tuple[str, int, str, str]:
+        async with Gateway(config) as gateway:
+            await gateway.online(PACKS)
+            await gateway.cycles(2)
+            status, metrics = await gateway.get("/metrics", context=trusting)
+            try:
+                plain = await asyncio.to_thread(get, f"http://127.0.0.1:{free_tcp_port}/metrics")
+                refused = f"answered {plain[0]}"
+            except (urllib.error.URLError, ConnectionError) as error:
+                refused = type(error).__name__
+            return gateway.web.settings.address, status, metrics, refused
+
+    address, status, metrics, plain = run_async(scenario)
+    assert address == f"https://127.0.0.1:{free_tcp_port}/"
+    assert status == 200 and "socgw_node_soc_ratio{" in metrics
+    assert plain != "answered 200"

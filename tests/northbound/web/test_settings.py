@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from gateway.northbound.registry import check_sections
 from gateway.northbound.web.login import PasswordHashError, hash_password, parse_hash, verify_password
 from gateway.northbound.web.settings import parse_settings
 from tests.conftest import PROFILES, REPO
+from tests.northbound.web.support import self_signed
 
 NODES = "nodes: []\n"
 
@@ -64,28 +64,7 @@ def test_bad_keys_hashes_and_tls_files_are_reported_with_their_lines(tmp_path: P
 
 
 def test_tls_files_that_belong_together_are_accepted(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=socgw",
-            "-days",
-            "2",
-            "-keyout",
-            str(tmp_path / "web.key"),
-            "-out",
-            str(tmp_path / "web.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed(tmp_path)
     path = _config(tmp_path, "    tls: {cert: web.pem, key: web.key}\n")
     settings = parse_settings(load_config(path, [PROFILES]))
     assert settings is not None and settings.scheme == "https"
