@@ -65,6 +65,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.northbound": ADAPTER_BASE,
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.iec61850": ADAPTER_BASE | {"gateway.northbound"},
+    "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.engine": CORE
     | {
         "gateway.config",
@@ -86,6 +87,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.northbound",
             "gateway.northbound.dnp3",
             "gateway.northbound.iec61850",
+            "gateway.northbound.web",
             "gateway.engine",
         }
     ),

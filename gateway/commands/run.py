@@ -65,8 +65,24 @@ def configure_logging(level: str) -> None:
     )
 
 
+def config_missing(path: Path, command: str) -> bool:
+    """True, after saying where to get a site config, when `path` does not exist (in a source checkout
+    there is no /etc/socgw/gateway.yaml: the packaged default is packaging/gateway.yaml)."""
+    if path.exists():
+        return False
+    print(
+        f"socgw {command}: {path}: no such file: pass the site config with -c FILE (in a source checkout, "
+        "-c packaging/gateway.yaml is the packaged default, serving DNP3 and IEC 61850 on loopback; "
+        "examples/gateway.yaml is a commented example)",
+        file=sys.stderr,
+    )
+    return True
+
+
 def load_or_report(path: Path, command: str) -> SiteConfig | None:
     """The site config with its northbound sections checked, or None after printing every problem."""
+    if config_missing(path, command):
+        return None
     try:
         config = load_config(path)
         check_sections(config)
