@@ -24,6 +24,8 @@ from gateway.southbound.errors import ErrorCode
 from tests.conftest import LOOPBACK, StartFleet
 from tests.southbound.helpers import run, session_for
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 MP2000 = "microstore/mp2000"
 POLLS = 12
 

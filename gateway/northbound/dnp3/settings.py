@@ -8,6 +8,7 @@ Config (`northbound: dnp3:` in the site config; every key optional):
     master_address: 1
     map: default               # a name (mappings/dnp3/<name>.yaml) or a file path
     unsolicited: false         # allow unsolicited responses (the master must still enable them)
+    select_timeout_s: 10       # an OPERATE later than this after its SELECT gets TIMEOUT
     event_buffer: {binary: 10000, analog: 65535, binary_output_status: 1000, analog_output_status: 1000}
     rated_power_w: 120000      # 100 % for AO93; default: learned from the packs' discharge limits
     tls: {ca: ca.pem, cert: outstation.pem, key: outstation.key}   # mutual TLS (paths: config dir)
@@ -51,6 +52,7 @@ class Dnp3Settings:
     outstation_address: int = 10
     master_address: int = 1
     unsolicited: bool = False
+    select_timeout_s: float = 10.0
     event_buffer: EventBuffers = EventBuffers()
     rated_power_w: float | None = None
     tls: TlsFiles | None = None
@@ -75,6 +77,12 @@ FIELDS = table(
         ),
         "map": text("A map name (mappings/dnp3/<name>.yaml) or a file path, relative to this file."),
         "unsolicited": flag("Allow unsolicited responses (the master must still enable them)."),
+        "select_timeout_s": number(
+            "Select-before-operate: an OPERATE later than this after its SELECT gets TIMEOUT.",
+            0.1,
+            600,
+            unit="s",
+        ),
         "event_buffer": section("Events kept per type while no master collects them.", EVENT_BUFFER_FIELDS),
         "rated_power_w": number(
             "100 % for the AN2018 power target; default: learned from the packs' limits.", above=0, unit="W"
@@ -120,6 +128,7 @@ def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
         outstation_address=outstation,
         master_address=master,
         unsolicited=checker.value(raw, "unsolicited", FIELDS["unsolicited"], False),
+        select_timeout_s=float(checker.value(raw, "select_timeout_s", FIELDS["select_timeout_s"], 10.0)),
         event_buffer=EventBuffers(
             **{
                 key: checker.value(buffers, key, field, getattr(defaults, key))
