@@ -32,6 +32,7 @@ from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleAccounts, CycleSnapshot
 from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
 from gateway.southbound.session import ModbusSession, SessionOptions
+from gateway.southbound.transport import Transport
 from gateway.timing import CycleStats
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def build_sessions(config: SiteConfig) -> list[ModbusSession]:
             node.unit,
             node.profile,
             options=SessionOptions.for_node(node.timeout_ms),
+            transport=Transport.named(node.transport, node.baud, node.parity, node.stop_bits),
         )
         for node in config.nodes
     ]

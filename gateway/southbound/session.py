@@ -52,6 +52,7 @@ from gateway.southbound.identify import (
 from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import PointRead, Reading
 from gateway.southbound.schedule import PollSchedule
+from gateway.southbound.transport import TCP, Transport
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class SessionOptions:
 
 class ModbusSession:
     """The gateway's view of one unit (`node_id`) at `host:port`, Modbus unit id `unit`, read with `profile`.
+    `transport` says how `host:port` is reached (on a serial port, `host` is the device path).
 
     Call `connect(now)` once at start-up (optional: `poll` connects on its own), then `poll(now)` and
     `write_setpoints(values, now)` every cycle, and `close()` at the end. `now` is the caller's monotonic
@@ -123,11 +125,12 @@ class ModbusSession:
         *,
         options: SessionOptions | None = None,
         rng: random.Random | None = None,
+        transport: Transport = TCP,
     ) -> None:
         self.node_id = node_id
         self.profile = profile
         self.options = options or SessionOptions()
-        self.target = Target(host, port, unit)
+        self.target = Target(host, port, unit, transport)
         comms = profile.comms
         self.context = NodeContext(
             node_id=node_id,
