@@ -128,6 +128,16 @@ class Target:
             return f"{self.host}:{self.port} (RTU over TCP)"
         return f"{self.host}:{self.port}"
 
+    @property
+    def line(self) -> str | None:
+        """The RS-485 line the unit shares with others (a serial device, a converter's host:port); None on
+        Modbus TCP, where every unit is its own."""
+        if self.transport.kind is TransportKind.SERIAL:
+            return self.host
+        if self.transport.kind is TransportKind.RTU_OVER_TCP:
+            return f"{self.host}:{self.port}"
+        return None
+
     def __str__(self) -> str:
         return f"{self.endpoint} unit {self.unit}"
 

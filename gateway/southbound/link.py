@@ -15,6 +15,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -82,6 +83,10 @@ class ModbusLink:
         )
         self.context = context or NodeContext()  # for the messages; the session updates it
         self.requests = 0
+        self._asking = target  # the unit of the request in progress (units share a line's link)
+        self.users = 0  # sessions sharing this link (an RS-485 line); 0: one session owns it
+        self._request_lock = asyncio.Lock()  # one request at a time, whoever asks (the line carries one)
+        self._open_lock = asyncio.Lock()
         self._client: Client | None = None
         self._inspector: Inspector = RtuInspector() if transport.is_rtu else FrameInspector()
         self._lost = False
@@ -112,7 +117,7 @@ class ModbusLink:
         facts = Facts(
             code,
             detail,
-            self.target,
+            self._asking,
             region=region,
             function_code=function_code,
             exception_code=exception_code,
@@ -157,6 +162,22 @@ class ModbusLink:
         self._client = client
         self._lost = False
         self._next_request_at = 0.0
+
+    @property
+    def shared(self) -> bool:
+        return self.users > 0
+
+    async def ensure_open(self) -> None:
+        """Open unless open: the first of the sessions sharing the link opens it for all."""
+        async with self._open_lock:
+            if not self.connected:
+                await self.open()
+
+    def release(self) -> None:
+        """A session is done with the link: closed when it was the last (or the only) one."""
+        self.users = max(0, self.users - 1)
+        if self.users == 0:
+            self.close()
 
     def _new_client(self) -> Client:
         target = self.target
@@ -268,6 +289,13 @@ class ModbusLink:
     async def _execute(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
     ) -> ModbusPDU:
+        async with self._request_lock:
+            return await self._execute_alone(region, function_code, writing, unit, words)
+
+    async def _execute_alone(
+        self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
+    ) -> ModbusPDU:
+        self._asking = replace(self.target, unit=unit)
         client = self._client
         if client is None or not client.connected:
             raise self._error(

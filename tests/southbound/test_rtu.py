@@ -3,13 +3,18 @@ every point of every shipped profile, a setpoint write, CRC errors and a dead un
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from gateway.fleet import Quality
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.rtu import RtuLine
 from gateway.southbound.errors import ErrorCode, FieldError
+from gateway.southbound.lines import LineRegistry
+from gateway.southbound.poller import close_all, connect_all, poll_all
+from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.southbound.transport import SerialSettings, Transport, TransportKind
 from tests.southbound.helpers import TEST_TIMEOUT_S, run
@@ -109,3 +114,58 @@ def test_crc_errors_and_a_dead_unit_have_their_own_codes_and_spare_the_other_uni
     assert run(read_soc(2)) is ErrorCode.CRC
     assert run(read_soc(3)) is ErrorCode.TIMEOUT
     assert run(read_soc(1)) == pytest.approx(fleet.snapshot("pack-01").state.soc_pct * 10, abs=1)
+
+
+def test_a_dead_unit_and_a_noisy_one_cost_only_their_own_turns_on_a_shared_line(
+    start_sim_fleet: Any, profile_library: ProfileLibrary
+) -> None:
+    fleet = start_sim_fleet(packs=4, speed=0)
+    line = _open_line(fleet, SERIAL_19200)
+    fleet.set_faults("pack-03", silent=True)
+    fleet.set_faults("pack-04", crc_error_probability=1.0)
+    profile = profile_library.get("microstore/mp2000")
+    cycle_s = 0.1
+    registry = LineRegistry(cycle_s)
+    sessions = [
+        ModbusSession(
+            f"unit-{unit}",
+            line.device,
+            0,
+            unit,
+            profile,
+            options=SessionOptions(timeout_s=0.15),
+            transport=SERIAL_19200,
+            lines=registry,
+        )
+        for unit in (1, 2, 3, 4)
+    ]
+    plan = registry.plan(line.device)
+
+    async def cycles() -> tuple[dict[str, FieldError], list[list[Reading]]]:
+        loop = asyncio.get_running_loop()
+        failures = await connect_all(sessions, loop.time())
+        history = []
+        for _ in range(30):
+            started = loop.time()
+            history.append(await poll_all(sessions, started))
+            await asyncio.sleep(max(0.0, cycle_s - (loop.time() - started)))
+        await close_all(sessions)
+        return failures, history
+
+    failures, history = run(cycles())
+    assert {node: error.code for node, error in failures.items()} == {
+        "unit-3": ErrorCode.TIMEOUT,
+        "unit-4": ErrorCode.CRC,
+    }
+    # The healthy units are good in every cycle: read in their turn, their values as old as the plan says.
+    for readings in history:
+        for reading in readings[:2]:
+            assert reading.quality is Quality.GOOD, reading
+            assert reading.age_s <= plan.fast_age_s, (reading.node_id, reading.age_s, plan.describe())
+    assert sum(readings[0].age_s == 0 for readings in history) >= len(history) // plan.cycles_per_round - 1
+    # The dead and the noisy unit carry their own codes, naming their own unit ids.
+    for unit, code in ((3, ErrorCode.TIMEOUT), (4, ErrorCode.CRC)):
+        errors = [cycle[unit - 1].error for cycle in history]
+        assert all(cycle[unit - 1].quality is Quality.FAILED for cycle in history)
+        assert {e.code for e in errors if e is not None} == {code}
+        assert f"unit {unit}" in str(errors[-1])
