@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -179,7 +180,7 @@ def validate(args: argparse.Namespace) -> int:
                 f"  warning: line {plan.line} cannot keep its units' telemetry within the balancer's "
                 f"max_telemetry_age_s ({max_age_s:g} s): they will be offline between turns; raise the baud "
                 "rate, move units to another line, or raise balancer.max_telemetry_age_s to "
-                f"{plan.fast_age_s:.2g} s"
+                f"{math.ceil(plan.fast_age_s * 10) / 10:g} s"
             )
     return EXIT_OK
 

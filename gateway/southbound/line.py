@@ -10,8 +10,9 @@ CRC), its answer 5 + the data bytes; a write of n registers 9 + 2n, its answer 8
 `plan_line` adds those up per unit (its fast blocks every turn, its slow blocks every `slow_every`-th turn,
 its setpoint writes at up to `WRITES_PER_UNIT_PER_MIN`) and chooses the schedule: every unit every cycle
 when the line has the time, else round-robin, `units_per_cycle` units a cycle, so that each unit's fast
-points (SOC, power, limits) are at most `fast_age_s` old. A unit that does not answer costs its own slot
-(its timeout), never another's.
+points (SOC, power, limits) are at most `fast_age_s` old: a round of cycles, plus what the turns that
+carry slow blocks run past their cycle (each unit's slow turns are staggered by its place on the line, so a
+round carries few). A unit that does not answer costs its own slot (its timeout), never another's.
 
 Pure: no I/O.
 """
@@ -111,6 +112,12 @@ class LinePlan:
     units_per_cycle: int  # units whose fast blocks are read in one cycle (round-robin)
     cycles_per_round: int  # cycles until every unit has had its turn
     slow_every: int  # a unit's slow blocks come with every Nth of its turns
+    slow_overrun_s: float = 0.0  # how much longer than the cycle a turn with slow blocks takes, at most
+
+    @property
+    def slow_turns_per_round(self) -> int:
+        """Turns of a round that carry a unit's slow blocks (the units' slow turns are staggered)."""
+        return math.ceil(len(self.units) / self.slow_every) if self.slow_overrun_s > 0 else 0
 
     @property
     def round_robin(self) -> bool:
@@ -118,8 +125,9 @@ class LinePlan:
 
     @property
     def fast_age_s(self) -> float:
-        """Bound on the age of a unit's fast points: a round, the cycle its reading is taken in included."""
-        return self.cycles_per_round * self.cycle_s
+        """Bound on the age of a unit's fast points: a round of cycles, the cycles stretched by the slow
+        blocks they carry included."""
+        return self.cycles_per_round * self.cycle_s + self.slow_turns_per_round * self.slow_overrun_s
 
     @property
     def slow_age_s(self) -> float:
@@ -206,6 +214,8 @@ def plan_line(
     else:  # one unit's fast blocks take more than a cycle: one unit at a time, over several cycles
         units_per_cycle = min(count, 1)
         cycles_per_round = count * math.ceil((fast_s + write_s) / cycle_s)
+    # A turn that reads a unit's slow blocks too may run past its cycle (the link serves it whole).
+    slow_overrun_s = max(0.0, units_per_cycle * fast_s + slow_s + write_s - cycle_s)
     fast_all = sum(time_s(load.fast, load) for load in loads)
     slow_all = sum(time_s(load.slow, load) for load in loads)
     wire = sum(load.fast.wire_s(serial) + load.slow.wire_s(serial) for load in loads)
@@ -220,6 +230,7 @@ def plan_line(
         units_per_cycle=units_per_cycle,
         cycles_per_round=max(1, cycles_per_round),
         slow_every=slow_every,
+        slow_overrun_s=slow_overrun_s,
     )
 
 

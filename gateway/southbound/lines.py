@@ -56,6 +56,10 @@ class LineRegistry:
             (line.plan,) = plan_lines(line.members, self.cycle_s, slow_every=self.slow_every)
         return line.plan
 
+    def place(self, key: str, node_id: str) -> int:
+        """The unit's place on its line (0 for the first to join)."""
+        return [member.node_id for member in self._lines[key].members].index(node_id)
+
     def my_turn(self, key: str, node_id: str, now: float) -> bool:
         """Whether `node_id` polls in the cycle stamped `now` (every session of a cycle passes the same)."""
         line = self._lines[key]

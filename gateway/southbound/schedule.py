@@ -73,13 +73,19 @@ class PollSchedule:
     """The blocks of each successive poll of one connection."""
 
     def __init__(
-        self, fast: Sequence[ReadBlock], full: Sequence[ReadBlock], slow_every: int, budget_s: float
+        self,
+        fast: Sequence[ReadBlock],
+        full: Sequence[ReadBlock],
+        slow_every: int,
+        budget_s: float,
+        phase: int = 0,
     ) -> None:
         self._fast = tuple(fast)
         self._full = tuple(full)
         self._slow = tuple(block for block in full if block not in self._fast)
         self._slow_every = max(1, slow_every)
         self._budget_s = budget_s
+        self._phase = phase % self._slow_every  # units sharing a line read their slow blocks in turn
         self._polls = 0
         self._due: deque[ReadBlock] = deque()
         self._swapped = False  # the last poll read a slow block (or nothing) instead of the fast ones
@@ -89,7 +95,7 @@ class PollSchedule:
         """The blocks for this poll, given the node's recent time per request (None: not known yet) and the
         writes due in the same cycle."""
         first = self._polls == 0
-        if self._polls % self._slow_every == 0 and not self._due:
+        if (self._polls + self._phase) % self._slow_every == 0 and not self._due:
             self._due.extend(self._slow)
         self._polls += 1
         if first:

@@ -312,7 +312,11 @@ class ModbusSession:
         self._cyclic = dict(plan.cyclic)
         self._full_plan, self._fast_plan = list(plan.full), list(plan.fast)
         self._schedule = PollSchedule(
-            self._fast_plan, self._full_plan, self.options.slow_poll_every, self.link.timeout_s
+            self._fast_plan,
+            self._full_plan,
+            self.options.slow_poll_every,
+            self.link.timeout_s,
+            phase=0 if self._lines is None else self._lines.place(self._line, self.node_id),
         )
 
     # ----------------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ def test_validate_prints_the_plan_of_twenty_units_at_9600_baud_and_warns(tmp_pat
     assert "p20: /dev/ttyUSB0 (9600 baud 8N1) unit 20, profile microstore/mp2000" in out
     assert "line /dev/ttyUSB0 (9600 baud 8N1, 20 units): full poll" in out
     assert "round-robin: 1 of 20 units a cycle, each every 20 cycles" in out
-    assert "telemetry age <= 2000 ms (fast)" in out
+    assert "telemetry age <= 2172 ms (fast)" in out
     assert "warning: line /dev/ttyUSB0 cannot keep its units' telemetry within" in out
-    assert "max_telemetry_age_s to 2 s" in out
+    assert "max_telemetry_age_s to 2.2 s" in out
 
 
 def test_a_line_that_meets_the_age_limit_gets_no_warning(tmp_path: Path, capsys: Any) -> None:
