@@ -44,6 +44,8 @@ from gateway.profiles.loader import ProfileError, ProfileLibrary, default_profil
 from gateway.profiles.model import Profile
 
 NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+TRANSPORTS = ("tcp", "rtu-over-tcp", "serial")
+PARITIES = ("N", "E", "O")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -54,10 +56,14 @@ class ConfigError(ProblemsError):
 @dataclass(frozen=True)
 class NodeConfig:
     node_id: str
-    host: str
+    host: str  # IP address or host name; for `transport: serial` the serial device path
     port: int
     unit: int
     profile: Profile
+    transport: str = "tcp"  # one of TRANSPORTS
+    baud: int = 9600  # serial and rtu-over-tcp: the RS-485 line's baud rate, parity and stop bits
+    parity: str = "N"
+    stop_bits: int = 1
     capacity_wh: float | None = None  # overrides the device's capacity point (or stands in for it)
     charge_limit_w: float | None = None  # site cap on top of what the device reports
     discharge_limit_w: float | None = None
@@ -116,8 +122,25 @@ NODE_FIELDS = table(
             pattern=NODE_ID,
             rule="1-32 letters, digits, '-' or '_' starting with a letter",
         ),
-        "host": text("IP address or host name of the Modbus TCP device."),
-        "port": whole("Modbus TCP port (default 502).", 1, 65535, nullable=True),
+        "host": text("IP address or host name of the Modbus TCP device or RTU-over-TCP converter."),
+        "port": whole("TCP port (default 502).", 1, 65535, nullable=True),
+        "transport": choice(
+            "tcp (default): Modbus TCP; rtu-over-tcp: RTU frames tunnelled by a serial-to-Ethernet "
+            "converter at host:port; serial: Modbus RTU on the serial port `device`.",
+            TRANSPORTS,
+        ),
+        "device": text(
+            "transport serial: the serial port, by a stable name (/dev/serial/by-id/...).", nullable=True
+        ),
+        "baud": whole(
+            "serial and rtu-over-tcp: the RS-485 line's baud rate (default 9600); every node on one line "
+            "must agree.",
+            300,
+            1_000_000,
+            nullable=True,
+        ),
+        "parity": choice("serial and rtu-over-tcp: N (default), E or O.", PARITIES),
+        "stop_bits": whole("serial and rtu-over-tcp: 1 (default) or 2.", 1, 2, nullable=True),
         "unit": whole("Modbus unit id the device answers to (default 1).", 0, 255, nullable=True),
         "profile": text("Vendor profile key vendor/model (`socgw profile validate` checks profiles)."),
         "capacity_wh": number(
@@ -178,7 +201,7 @@ CONFIG_FIELDS: Mapping[str, Field] = table(
         "site": section("The site.", SITE_FIELDS),
         "nodes": list_of(
             "One entry per BMS/PCS; `[]` while commissioning.",
-            section("A node.", NODE_FIELDS, required=("id", "host", "profile")),
+            section("A node.", NODE_FIELDS, required=("id", "profile")),
         ),
         "balancer": section("The SOC balancer's tuning.", BALANCER_FIELDS),
         "command": section(
@@ -203,6 +226,7 @@ def _load_nodes(checker: Checker, root: MarkedMap, library: ProfileLibrary) -> t
     nodes: list[NodeConfig] = []
     seen_ids: dict[str, Mark] = {}
     seen_endpoints: dict[tuple[str, int, int], str] = {}
+    seen_lines: dict[tuple[str, int], tuple[str, str, tuple[int, str, int]]] = {}
     for index, raw in enumerate(raw_nodes):
         item_mark = raw_nodes.item_mark(index)
         if not isinstance(raw, MarkedMap):
@@ -219,22 +243,13 @@ def _load_nodes(checker: Checker, root: MarkedMap, library: ProfileLibrary) -> t
             )
             continue
         seen_ids[node_id] = raw.value_mark("id")
-        host = raw.get("host")
-        if not isinstance(host, str) or not host:
-            checker.problem(
-                raw.value_mark("host") if "host" in raw else item_mark,
-                f"node `{node_id}` needs `host` (an IP address or host name)",
-            )
+        transport = checker.value(raw, "transport", NODE_FIELDS["transport"], "tcp")
+        host = _node_host(checker, raw, node_id, transport, item_mark)
+        if host is None:
             continue
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if not re.match(r"^[A-Za-z0-9.-]+$", host):
-                checker.problem(
-                    raw.value_mark("host"), f"node `{node_id}`: `{host}` is not a host name or IP"
-                )
         port = checker.value(raw, "port", NODE_FIELDS["port"], 502)
         unit = checker.value(raw, "unit", NODE_FIELDS["unit"], 1)
+        line = _node_line(checker, raw, node_id, transport)
         profile_key = raw.get("profile")
         if not isinstance(profile_key, str):
             checker.problem(
@@ -251,14 +266,24 @@ def _load_nodes(checker: Checker, root: MarkedMap, library: ProfileLibrary) -> t
                 else:
                     checker.problem(raw.value_mark("profile"), f"node `{node_id}`: {problem.message}")
             continue
-        endpoint = (host, port, unit)
+        endpoint = (host, 0 if transport == "serial" else port, unit)
         if endpoint in seen_endpoints:
+            where = "device" if transport == "serial" else "host, port"
             checker.problem(
                 item_mark,
-                f"node `{node_id}` has the same host, port and unit as `{seen_endpoints[endpoint]}`: "
+                f"node `{node_id}` has the same {where} and unit as `{seen_endpoints[endpoint]}`: "
                 "two nodes would poll one device",
             )
         seen_endpoints[endpoint] = node_id
+        if transport != "tcp":
+            first = seen_lines.setdefault(endpoint[:2], (node_id, transport, line))
+            if first[1:] != (transport, line):
+                checker.problem(
+                    item_mark,
+                    f"node `{node_id}` shares its line with `{first[0]}` but not its transport, baud rate, "
+                    f"parity or stop bits ({first[1]} {first[2][0]} baud 8{first[2][1]}{first[2][2]}): one "
+                    "RS-485 line has one setting",
+                )
         nodes.append(
             NodeConfig(
                 node_id=node_id,
@@ -266,6 +291,10 @@ def _load_nodes(checker: Checker, root: MarkedMap, library: ProfileLibrary) -> t
                 port=port,
                 unit=unit,
                 profile=profile,
+                transport=transport,
+                baud=line[0],
+                parity=line[1],
+                stop_bits=line[2],
                 capacity_wh=checker.value(raw, "capacity_wh", NODE_FIELDS["capacity_wh"]),
                 charge_limit_w=checker.value(raw, "charge_limit_w", NODE_FIELDS["charge_limit_w"]),
                 discharge_limit_w=checker.value(raw, "discharge_limit_w", NODE_FIELDS["discharge_limit_w"]),
@@ -275,6 +304,58 @@ def _load_nodes(checker: Checker, root: MarkedMap, library: ProfileLibrary) -> t
             )
         )
     return tuple(nodes)
+
+
+def _node_host(checker: Checker, raw: MarkedMap, node_id: str, transport: str, item_mark: Mark) -> str | None:
+    """The node's host (an IP address or name), or its serial device path for `transport: serial`."""
+    key, wanted = (
+        ("device", "a serial device path")
+        if transport == "serial"
+        else ("host", "an IP address or host name")
+    )
+    other = "host" if key == "device" else "device"
+    if other in raw:
+        checker.problem(
+            raw.key_mark(other),
+            f"node `{node_id}`: `{other}` does not go with transport {transport}; use `{key}`",
+        )
+    host = raw.get(key)
+    if not isinstance(host, str) or not host:
+        checker.problem(
+            raw.value_mark(key) if key in raw else item_mark, f"node `{node_id}` needs `{key}` ({wanted})"
+        )
+        return None
+    if transport == "serial":
+        if not host.startswith("/dev/"):
+            checker.problem(
+                raw.value_mark(key),
+                f"node `{node_id}`: `{host}` is not a device path; name the port under /dev/serial/by-id/",
+            )
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.match(r"^[A-Za-z0-9.-]+$", host):
+            checker.problem(raw.value_mark("host"), f"node `{node_id}`: `{host}` is not a host name or IP")
+    return host
+
+
+def _node_line(checker: Checker, raw: MarkedMap, node_id: str, transport: str) -> tuple[int, str, int]:
+    """(baud, parity, stop bits) of the node's RS-485 line; only RTU transports have one."""
+    keys = ("baud", "parity", "stop_bits")
+    if transport == "tcp":
+        for key in keys:
+            if key in raw:
+                checker.problem(
+                    raw.key_mark(key),
+                    f"node `{node_id}`: `{key}` describes an RS-485 line: it needs transport serial or "
+                    "rtu-over-tcp",
+                )
+    return (
+        checker.value(raw, "baud", NODE_FIELDS["baud"], 9600),
+        checker.value(raw, "parity", NODE_FIELDS["parity"], "N"),
+        checker.value(raw, "stop_bits", NODE_FIELDS["stop_bits"], 1),
+    )
 
 
 def _load_balancer(checker: Checker, root: MarkedMap) -> BalancerParams:

@@ -30,8 +30,10 @@ from gateway.logbook import RateLimitedLog, emit_to, sweep
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleAccounts, CycleSnapshot
+from gateway.southbound.lines import LineRegistry
 from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
 from gateway.southbound.session import ModbusSession, SessionOptions
+from gateway.southbound.transport import Transport
 from gateway.timing import CycleStats
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def apply_node_config(state: NodeState, node: NodeConfig) -> NodeState:
 
 
 def build_sessions(config: SiteConfig) -> list[ModbusSession]:
+    lines = LineRegistry(config.cycle_ms / 1000.0)  # units on one RS-485 line share it and take turns
     return [
         ModbusSession(
             node.node_id,
@@ -73,6 +76,8 @@ def build_sessions(config: SiteConfig) -> list[ModbusSession]:
             node.unit,
             node.profile,
             options=SessionOptions.for_node(node.timeout_ms),
+            transport=Transport.named(node.transport, node.baud, node.parity, node.stop_bits),
+            lines=lines,
         )
         for node in config.nodes
     ]

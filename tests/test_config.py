@@ -112,3 +112,48 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert f"{bad}:3:" in err
     assert "1 problem(s)" in err
+
+
+RTU_NODES = """\
+nodes:
+  - { id: a, transport: serial, device: /dev/ttyUSB0, baud: 19200, parity: E, unit: 1,
+      profile: microstore/mp2000 }
+  - { id: b, transport: serial, device: /dev/ttyUSB0, baud: 19200, parity: E, unit: 2,
+      profile: microstore/mp2000 }
+  - { id: c, transport: rtu-over-tcp, host: 10.0.0.9, port: 4001, unit: 1, profile: microstore/mp2000 }
+"""
+
+
+def test_rtu_transports_are_read_with_their_line_settings(tmp_path: Path) -> None:
+    nodes = load_config(write(tmp_path, RTU_NODES), PROFILE_DIRS).nodes
+    assert [(n.transport, n.host, n.unit, n.baud, n.parity, n.stop_bits) for n in nodes] == [
+        ("serial", "/dev/ttyUSB0", 1, 19200, "E", 1),
+        ("serial", "/dev/ttyUSB0", 2, 19200, "E", 1),
+        ("rtu-over-tcp", "10.0.0.9", 1, 9600, "N", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("node", "where", "message"),
+    [
+        ("{ id: a, transport: serial, unit: 1, profile: microstore/mp2000 }", ":2:5:", "needs `device`"),
+        (
+            "{ id: a, transport: serial, device: ttyUSB0, profile: microstore/mp2000 }",
+            ":2:41:",
+            "not a device path",
+        ),
+        ("{ id: a, host: 10.0.0.1, baud: 9600, profile: microstore/mp2000 }", ":2:30:", "needs transport"),
+        ("{ id: a, transport: rs485, host: h, profile: microstore/mp2000 }", ":2:25:", "rtu-over-tcp"),
+    ],
+)
+def test_rtu_node_mistakes_are_reported_at_their_place(
+    tmp_path: Path, node: str, where: str, message: str
+) -> None:
+    problems = problems_of(write(tmp_path, f"nodes:\n  - {node}\n"))
+    assert any(where in p and message in p for p in problems), problems
+
+
+def test_nodes_on_one_line_must_share_its_settings(tmp_path: Path) -> None:
+    text = RTU_NODES.replace("baud: 19200, parity: E, unit: 2", "baud: 9600, parity: E, unit: 2")
+    problems = problems_of(write(tmp_path, text))
+    assert any(":4:5:" in p and "shares its line with `a`" in p for p in problems), problems

@@ -9,10 +9,20 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 
-from gateway.commands.fieldtool import DEFAULT_PORT, EXIT_FAILED, EXIT_OK, UsageError, library, run_tool
+from gateway.commands.fieldtool import (
+    DEFAULT_PORT,
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_transport_options,
+    library,
+    run_tool,
+    transport_of,
+)
 from gateway.profiles.loader import ProfileError
 from gateway.profiles.model import Profile
-from gateway.southbound.discover import Discovered, discover
+from gateway.southbound.discover import Discovered, discover, probe_host
+from gateway.southbound.transport import TCP, Transport, TransportKind
 
 NODE_ID_MAX = 32  # the site config's limit on a node id
 MAX_SCAN_ADDRESSES = 65536  # a /16; larger ranges take long and look like an attack: need --force
@@ -23,9 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "discover",
         help="find and identify Modbus units on a network; prints a `nodes:` section",
         description="Connect-scan CIDR on PORT, probe each unit id (SunSpec marker, every known profile's "
-        "identify block) and print a ready-to-paste YAML `nodes:` section.",
+        "identify block) and print a ready-to-paste YAML `nodes:` section. On an RS-485 line (--serial "
+        "DEVICE, or --transport rtu-over-tcp through a converter) the unit ids are scanned one by one.",
     )
-    scan.add_argument("cidr", metavar="CIDR", help="network to scan, e.g. 192.168.10.0/24")
+    scan.add_argument(
+        "cidr", metavar="CIDR", nargs="?", help="network to scan, e.g. 192.168.10.0/24 (not with --serial)"
+    )
     scan.add_argument(
         "--port",
         default=str(DEFAULT_PORT),
@@ -37,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scan.add_argument("--concurrency", type=int, default=256, help="connections at once (default 256)")
     scan.add_argument("--timeout-ms", type=float, default=200.0, help="per connect and request (default 200)")
     scan.add_argument("--force", action="store_true", help="allow ranges larger than a /16")
+    add_transport_options(scan)
     scan.set_defaults(handler=run_discover)
 
 
@@ -81,6 +95,11 @@ def run_discover(args: argparse.Namespace) -> int:
 
 
 async def _discover(args: argparse.Namespace) -> int:
+    transport = transport_of(args)
+    if transport.kind is TransportKind.SERIAL:
+        return await _discover_line(args, transport)
+    if args.cidr is None:
+        raise UsageError("give the network to scan (e.g. 192.168.10.0/24), or a serial line with --serial")
     try:
         network = ipaddress.ip_network(args.cidr, strict=False)
     except ValueError as error:
@@ -104,13 +123,34 @@ async def _discover(args: argparse.Namespace) -> int:
     found = []
     for port in ports:
         found += await discover(
-            network, port, units, profiles, concurrency=args.concurrency, timeout_s=args.timeout_ms / 1000
+            network,
+            port,
+            units,
+            profiles,
+            concurrency=args.concurrency,
+            timeout_s=args.timeout_ms / 1000,
+            transport=transport,
         )
-    print(nodes_yaml(found, f"socgw discover {network} --port {args.port}"), end="")
+    print(nodes_yaml(found, f"socgw discover {network} --port {args.port}", transport), end="")
     return EXIT_OK if found else EXIT_FAILED
 
 
-def nodes_yaml(found: Sequence[Discovered], origin: str) -> str:
+async def _discover_line(args: argparse.Namespace, transport: Transport) -> int:
+    """Scan the unit ids of one serial line, one request at a time (the line carries one at once)."""
+    if args.cidr is not None:
+        raise UsageError(f"with --serial there is no network to scan: drop {args.cidr!r}")
+    if args.timeout_ms <= 0:
+        raise UsageError("--timeout-ms must be > 0")
+    units = parse_units(args.units)
+    print(f"# scanning {args.serial} ({transport.serial}), units {args.units} ...", file=sys.stderr)
+    found = await probe_host(
+        args.serial, 0, units, _all_profiles(), timeout_s=args.timeout_ms / 1000, transport=transport
+    )
+    print(nodes_yaml(found, f"socgw discover --serial {args.serial}", transport), end="")
+    return EXIT_OK if found else EXIT_FAILED
+
+
+def nodes_yaml(found: Sequence[Discovered], origin: str, transport: Transport = TCP) -> str:
     """The identified units as a `nodes:` section in the site config's format, one flow mapping per node;
     firmware and serial ride along as comments (the site config has no key for them). Units that answer
     but match no profile are listed as comments."""
@@ -120,8 +160,17 @@ def nodes_yaml(found: Sequence[Discovered], origin: str) -> str:
     lines.append("nodes:" if identified else "nodes: []")
     for item, node_id in zip(identified, unique_ids(identified), strict=True):
         assert item.profile is not None
-        fields = {"id": node_id, "host": item.host, "port": item.port, "unit": item.unit}
-        fields["profile"] = item.profile.key
+        fields: dict[str, object] = {"id": node_id}
+        if transport.kind is TransportKind.SERIAL:
+            fields |= {"transport": "serial", "device": item.host}
+        else:
+            fields |= {"host": item.host, "port": item.port}
+            if transport.is_rtu:
+                fields["transport"] = transport.kind.value
+        if transport.is_rtu:
+            serial = transport.serial
+            fields |= {"baud": serial.baud, "parity": serial.parity, "stop_bits": serial.stop_bits}
+        fields |= {"unit": item.unit, "profile": item.profile.key}
         mapping = ", ".join(f"{key}: {json.dumps(value)}" for key, value in fields.items())
         facts = [f"firmware {item.firmware}"] + ([f"serial {item.serial}"] if item.serial else [])
         lines.append(f"  - {{ {mapping} }}  # {', '.join(facts)}")

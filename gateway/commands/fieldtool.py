@@ -27,6 +27,7 @@ from gateway.southbound.errors import FieldError, Region
 from gateway.southbound.link import silence_pymodbus_logging
 from gateway.southbound.reading import PointRead
 from gateway.southbound.session import ModbusSession, SessionOptions, silence_session_logging
+from gateway.southbound.transport import PARITIES, TCP, SerialSettings, Transport, TransportKind
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the device or the profile is wrong
@@ -47,6 +48,8 @@ class Address:
     unit: int
 
     def __str__(self) -> str:
+        if self.host.startswith("/"):
+            return f"{self.host}/{self.unit}"  # a serial device
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}/{self.unit}"
 
@@ -116,7 +119,49 @@ def add_unit_command(
     parser.add_argument("-c", "--config", type=Path, metavar="CONFIG", help="site config, for node ids")
     parser.add_argument("--raw", action="store_true", help="also show the raw registers")
     parser.add_argument("--timeout-ms", type=float, default=1000.0, help="per request (default 1000)")
+    add_transport_options(parser)
     return parser
+
+
+def add_transport_options(parser: argparse.ArgumentParser) -> None:
+    """How TARGET is reached: Modbus TCP (default), RTU over TCP through a converter, or a serial port."""
+    group = parser.add_argument_group("transport (default: Modbus TCP)")
+    group.add_argument(
+        "--transport",
+        choices=[TransportKind.TCP.value, TransportKind.RTU_OVER_TCP.value],
+        default=TransportKind.TCP.value,
+        help="rtu-over-tcp: Modbus RTU frames through a serial-to-Ethernet converter at HOST:PORT",
+    )
+    group.add_argument(
+        "--serial",
+        metavar="DEVICE",
+        help="Modbus RTU on this serial port (e.g. /dev/serial/by-id/...); TARGET is then the unit id",
+    )
+    group.add_argument("--baud", type=int, default=9600, help="serial line baud rate (default 9600)")
+    group.add_argument("--parity", choices=PARITIES, default="N", help="serial line parity (default N)")
+    group.add_argument("--stop-bits", type=int, choices=(1, 2), default=1, help="stop bits (default 1)")
+
+
+def transport_of(args: argparse.Namespace) -> Transport:
+    """The transport the command line asks for (TCP when it says nothing)."""
+    if args.baud <= 0:
+        raise UsageError(f"--baud must be a baud rate such as 9600, got {args.baud}")
+    serial = SerialSettings(args.baud, args.parity, args.stop_bits)
+    if args.serial is not None:
+        if args.transport != TransportKind.TCP.value:
+            raise UsageError("--serial and --transport rtu-over-tcp exclude each other: give one")
+        return Transport(TransportKind.SERIAL, serial)
+    if args.transport == TransportKind.RTU_OVER_TCP.value:
+        return Transport(TransportKind.RTU_OVER_TCP, serial)
+    return TCP
+
+
+def serial_unit(text: str) -> int:
+    """The unit id TARGET names on a serial line: `3` or `/3`."""
+    digits = text.strip().removeprefix("/")
+    if not digits.isdigit() or not 0 <= int(digits) <= 255:
+        raise UsageError(f"with --serial, TARGET is the unit id (e.g. 1 or /1), got {text!r}")
+    return int(digits)
 
 
 def _unit_session(args: argparse.Namespace, verify: str | None = None) -> ModbusSession:
@@ -125,12 +170,24 @@ def _unit_session(args: argparse.Namespace, verify: str | None = None) -> Modbus
     if args.timeout_ms <= 0:
         raise UsageError("--timeout-ms must be > 0")
     options = SessionOptions.for_tool(args.timeout_ms, verify=verify)
-    address = parse_target(args.target)
+    transport = transport_of(args)
+    if transport.kind is TransportKind.SERIAL:
+        address: Address | None = Address(args.serial, 0, serial_unit(args.target))
+    else:
+        address = parse_target(args.target)
     if address is not None:
         if args.profile is None:
             raise UsageError(f"{args.target}: give the profile with --profile KEY (e.g. microstore/mp2000)")
         profile = open_profile(args.profile)
-        return ModbusSession(str(address), address.host, address.port, address.unit, profile, options=options)
+        return ModbusSession(
+            str(address),
+            address.host,
+            address.port,
+            address.unit,
+            profile,
+            options=options,
+            transport=transport,
+        )
     if args.config is None:
         raise UsageError(
             f"{args.target!r} is not HOST:PORT/UNIT (e.g. 192.168.1.20:502/1); for a node id give the site "
@@ -143,7 +200,15 @@ def _unit_session(args: argparse.Namespace, verify: str | None = None) -> Modbus
     for node in config.nodes:
         if node.node_id == args.target:
             profile = open_profile(args.profile) if args.profile is not None else node.profile
-            return ModbusSession(node.node_id, node.host, node.port, node.unit, profile, options=options)
+            return ModbusSession(
+                node.node_id,
+                node.host,
+                node.port,
+                node.unit,
+                profile,
+                options=options,
+                transport=Transport.named(node.transport, node.baud, node.parity, node.stop_bits),
+            )
     known = ", ".join(node.node_id for node in config.nodes) or "none"
     raise UsageError(f"{args.config} has no node {args.target!r} (nodes: {known})")
 

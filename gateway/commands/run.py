@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -14,11 +15,14 @@ from pathlib import Path
 import uvloop
 
 from gateway.commands.view import status_table_text
-from gateway.config import ConfigError, SiteConfig, load_config
+from gateway.config import ConfigError, NodeConfig, SiteConfig, load_config
 from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
 from gateway.northbound.registry import check_sections, create_adapters
 from gateway.paths import default_status_socket
+from gateway.southbound.errors import Target
+from gateway.southbound.line import LineMember, plan_lines
+from gateway.southbound.transport import Transport
 from gateway.status import InstanceLock, StatusServer, read_status
 
 EXIT_OK = 0
@@ -154,13 +158,30 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def node_target(node: NodeConfig) -> Target:
+    transport = Transport.named(node.transport, node.baud, node.parity, node.stop_bits)
+    return Target(node.host, node.port, node.unit, transport)
+
+
 def validate(args: argparse.Namespace) -> int:
     config = load_or_report(args.config, "validate")
     if config is None:
         return EXIT_BAD_CONFIG
     print(f"{args.config}: valid: site {config.name}, {len(config.nodes)} node(s)")
     for node in config.nodes:
-        print(f"  {node.node_id}: {node.host}:{node.port} unit {node.unit}, profile {node.profile.key}")
+        print(f"  {node.node_id}: {node_target(node)}, profile {node.profile.key}")
+    max_age_s = config.balancer.max_telemetry_age_s
+    for plan in plan_lines(
+        [LineMember(n.node_id, node_target(n), n.profile) for n in config.nodes], config.cycle_ms / 1000
+    ):
+        print(f"  {plan.describe()}")
+        if not plan.meets(max_age_s):
+            print(
+                f"  warning: line {plan.line} cannot keep its units' telemetry within the balancer's "
+                f"max_telemetry_age_s ({max_age_s:g} s): they will be offline between turns; raise the baud "
+                "rate, move units to another line, or raise balancer.max_telemetry_age_s to "
+                f"{math.ceil(plan.fast_age_s * 10) / 10:g} s"
+            )
     return EXIT_OK
 
 

@@ -60,6 +60,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--speed", type=float, help="simulated seconds per second (default 1, or the scenario's)"
     )
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "rtu-over-tcp", "serial"),
+        default="tcp",
+        help="tcp (default): one Modbus TCP port per pack; rtu-over-tcp: every pack a unit (1..N) of one "
+        "RTU line behind BASE_PORT; serial: the same line on a pseudo-terminal (its device is printed)",
+    )
+    parser.add_argument(
+        "--baud",
+        type=int,
+        help="RTU line: answer after the time the frames take at this baud rate (default: at once)",
+    )
+    parser.add_argument(
+        "--bits-per-char", type=int, choices=(10, 11), default=10, help="RTU line: 10 (8N1) or 11 (8E1, 8N2)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -81,15 +96,31 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     )
 
 
-async def _serve(scenario: Scenario) -> None:
+async def _serve(scenario: Scenario, args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
+    line_port = scenario.packs[0].port if scenario.packs else 0
+    if args.transport != "tcp":  # the packs' own Modbus TCP ports are then ephemeral, the line has BASE_PORT
+        scenario = relocate(scenario, base_port=0)
     async with SimulatedFleet(scenario) as fleet:
         gc.freeze()  # the packs live until exit: keep the collector from re-scanning them
-        for endpoint in fleet.endpoints:
-            print(endpoint.describe())
+        if args.transport == "tcp":
+            for endpoint in fleet.endpoints:
+                print(endpoint.describe())
+        else:
+            line = await fleet.open_line(
+                host=scenario.packs[0].host if args.transport == "rtu-over-tcp" else "",
+                port=line_port,
+                baud=args.baud,
+                bits_per_char=args.bits_per_char,
+            )
+            where = line.device or f"{scenario.packs[0].host}:{line.port}"
+            kind = "serial line" if line.device else "RTU over TCP"
+            for unit, endpoint in enumerate(fleet.endpoints, start=1):
+                pack = f"{endpoint.pack_id} {endpoint.profile_key} fw {endpoint.firmware}"
+                print(f"{pack} {where} unit {unit} ({kind})")
         print(
             f"serving {len(fleet.endpoints)} pack(s) at speed {scenario.speed:g}; stop with Ctrl-C",
             flush=True,
@@ -99,6 +130,9 @@ async def _serve(scenario: Scenario) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.baud is not None and args.baud <= 0:
+        print(f"socgw simulate: --baud must be a baud rate such as 9600, got {args.baud}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.speed is not None and args.speed <= 0:
         print(f"socgw simulate: --speed must be > 0, got {args.speed}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -110,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_serve(scenario))
+            runner.run(_serve(scenario, args))
     except (FleetError, ValueError) as error:
         print(f"socgw simulate: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -82,6 +82,7 @@ class Faults:
     wrong_unit_id: int | None = None  # put this unit id in every response
     exceptions: tuple[ExceptionRule, ...] = ()  # answer matching requests with an exception
     garbage_probability: float = 0.0  # send random bytes instead of the response
+    crc_error_probability: float = 0.0  # RTU: send the response with a wrong CRC
     silent: bool = False  # read requests, never answer
     max_connections: int | None = None  # further connections are accepted and reset at once
     refuse_connections: bool = False  # stop listening: connects get "connection refused"
@@ -91,7 +92,7 @@ class Faults:
             raise FaultError(f"delay_ms {self.delay_ms} must be >= 0")
         if self.drop_after_requests is not None and self.drop_after_requests < 0:
             raise FaultError(f"drop_after_requests {self.drop_after_requests} must be >= 0")
-        for name in ("drop_probability", "garbage_probability"):
+        for name in ("drop_probability", "garbage_probability", "crc_error_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise FaultError(f"{name} {value} must be between 0 and 1")
@@ -186,6 +187,7 @@ def faults_from_mapping(data: Mapping[str, object]) -> Faults:
         wrong_unit_id=_optional_integer("wrong_unit_id", data.get("wrong_unit_id")),
         exceptions=tuple(exception_rule_from_mapping(r) for r in rules_data),
         garbage_probability=_number("garbage_probability", data.get("garbage_probability", 0.0)),
+        crc_error_probability=_number("crc_error_probability", data.get("crc_error_probability", 0.0)),
         silent=_flag("silent", data.get("silent", False)),
         max_connections=_optional_integer("max_connections", data.get("max_connections")),
         refuse_connections=_flag("refuse_connections", data.get("refuse_connections", False)),

@@ -27,6 +27,7 @@ import uvloop
 from gateway.sim.device import Identity, PackDevice
 from gateway.sim.faults import Faults
 from gateway.sim.physics import Operating, PackParams, PackState
+from gateway.sim.rtu import RtuLine
 from gateway.sim.scenario import PackSpec, Scenario
 from gateway.sim.server import PackServer, monotonic_clock
 
@@ -100,6 +101,7 @@ class SimulatedFleet:
         self.clock = monotonic_clock(scenario.speed)
         self._servers: dict[str, PackServer] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._lines: list[RtuLine] = []
 
     async def start(self) -> None:
         """Build every pack and open its listener; on failure close what was opened and raise."""
@@ -145,8 +147,27 @@ class SimulatedFleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        lines, self._lines = self._lines, []
+        for line in lines:
+            await line.stop()
         servers, self._servers = list(self._servers.values()), {}
         await asyncio.gather(*(s.stop() for s in servers))
+
+    async def open_line(
+        self, *, host: str = "", port: int = 0, baud: int | None = None, bits_per_char: int = 10
+    ) -> RtuLine:
+        """Put every pack on one Modbus RTU line as units 1..N (in scenario order): served as RTU over TCP
+        on host:port, or (no host) on a pseudo-terminal whose device is the line's `device`."""
+        servers = list(self._servers.values())
+        for unit_id, server in enumerate(servers, start=1):
+            server.unit_id = unit_id
+        line = RtuLine(servers, baud=baud, bits_per_char=bits_per_char)
+        if host:
+            await line.serve_tcp(host, port)
+        else:
+            await line.serve_pty()
+        self._lines.append(line)
+        return line
 
     async def __aenter__(self) -> Self:
         await self.start()

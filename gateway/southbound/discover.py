@@ -25,6 +25,7 @@ from gateway.profiles.plan import plan_reads, split_block
 from gateway.southbound.errors import ErrorCode, FieldError, Target
 from gateway.southbound.identify import marker_mismatches, select_variant
 from gateway.southbound.link import ModbusLink
+from gateway.southbound.transport import TCP, Transport
 
 SUNSPEC_MARKER = [0x5375, 0x6E53]  # "SunS"
 SUNSPEC_BASES = (40000, 0, 50000)
@@ -150,11 +151,20 @@ async def identify_unit(link: ModbusLink, unit: int, profiles: Sequence[Profile]
 
 
 async def probe_host(
-    host: str, port: int, units: Sequence[int], profiles: Sequence[Profile], *, timeout_s: float
+    host: str,
+    port: int,
+    units: Sequence[int],
+    profiles: Sequence[Profile],
+    *,
+    timeout_s: float,
+    transport: Transport = TCP,
 ) -> list[Discovered]:
-    """Every unit found on one host, probed one after the other over one connection."""
+    """Every unit found on one host (or one RTU line: a serial device, or a converter at host:port),
+    probed one after the other over one connection."""
     link = ModbusLink(
-        Target(host, port, units[0] if units else 1), timeout_s=timeout_s, connect_timeout_s=timeout_s
+        Target(host, port, units[0] if units else 1, transport),
+        timeout_s=timeout_s,
+        connect_timeout_s=timeout_s,
     )
     found: list[Discovered] = []
     try:
@@ -191,13 +201,14 @@ async def discover(
     *,
     concurrency: int = 256,
     timeout_s: float = 0.2,
+    transport: Transport = TCP,
 ) -> list[Discovered]:
     hosts = await open_hosts(scan_addresses(network), port, concurrency=concurrency, timeout_s=timeout_s)
     limit = asyncio.Semaphore(concurrency)
 
     async def one(host: str) -> list[Discovered]:
         async with limit:
-            return await probe_host(host, port, units, profiles, timeout_s=timeout_s)
+            return await probe_host(host, port, units, profiles, timeout_s=timeout_s, transport=transport)
 
     per_host = await asyncio.gather(*(one(host) for host in hosts))
     return [item for items in per_host for item in items]

@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from gateway.profiles.model import Table
+from gateway.southbound.transport import TCP, Transport, TransportKind
 
 
 class ErrorCode(enum.StrEnum):
@@ -28,6 +29,8 @@ class ErrorCode(enum.StrEnum):
     UNIT_MISMATCH = "E_MB_UNIT_MISMATCH"
     WRONG_TID = "E_MB_WRONG_TID"  # an answer to no request of ours (transaction id 0 included)
     MALFORMED = "E_MB_MALFORMED"
+    CRC = "E_MB_CRC"  # RTU: a whole frame whose CRC is wrong (noise on the line)
+    FRAMING = "E_MB_FRAMING"  # RTU: bytes that never formed the answer's frame (length, function, garbage)
     TIMEOUT = "E_MB_TIMEOUT"
     # The TCP connection
     CONNECT_TIMEOUT = "E_MB_CONNECT_TIMEOUT"
@@ -58,6 +61,8 @@ _CONNECTION_FAULTS = frozenset(
         ErrorCode.UNIT_MISMATCH,
         ErrorCode.WRONG_TID,
         ErrorCode.MALFORMED,
+        ErrorCode.CRC,
+        ErrorCode.FRAMING,
         ErrorCode.TIMEOUT,
         ErrorCode.CONNECT_TIMEOUT,
         ErrorCode.CONN_REFUSED,
@@ -107,14 +112,34 @@ _MODICON_BASE = {Table.COIL: 1, Table.DISCRETE: 10001, Table.INPUT: 30001, Table
 
 @dataclass(frozen=True)
 class Target:
-    """Where a device sits on the network."""
+    """Where a device sits: `host:port` (a serial port: `host` is its device path), unit id `unit`."""
 
     host: str
     port: int
     unit: int
+    transport: Transport = TCP
+
+    @property
+    def endpoint(self) -> str:
+        """The connection: a serial device, or host:port (with its framing when it is RTU over TCP)."""
+        if self.transport.kind is TransportKind.SERIAL:
+            return f"{self.host} ({self.transport.serial})"
+        if self.transport.kind is TransportKind.RTU_OVER_TCP:
+            return f"{self.host}:{self.port} (RTU over TCP)"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def line(self) -> str | None:
+        """The RS-485 line the unit shares with others (a serial device, a converter's host:port); None on
+        Modbus TCP, where every unit is its own."""
+        if self.transport.kind is TransportKind.SERIAL:
+            return self.host
+        if self.transport.kind is TransportKind.RTU_OVER_TCP:
+            return f"{self.host}:{self.port}"
+        return None
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port} unit {self.unit}"
+        return f"{self.endpoint} unit {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -296,6 +321,18 @@ def _remedy(facts: Facts, context: NodeContext) -> str:
             f"check that {target.host}:{target.port} speaks Modbus TCP (not RTU-over-TCP or another "
             "protocol) and that a single device answers there; reconnecting"
         )
+    if code is ErrorCode.CRC:
+        return (
+            "noise on the RS-485 line: check the termination (120 ohm at both ends only), the bias "
+            "resistors, the shield and ground, a cable run beside power wiring, and that every unit on the "
+            "line uses the same baud rate and parity; the other units keep being polled"
+        )
+    if code is ErrorCode.FRAMING:
+        return (
+            f"the answer did not form a Modbus RTU frame: check that every unit on {target.endpoint} uses "
+            "the same baud rate, parity and stop bits, that no two units share unit id "
+            f"{target.unit}, and that the converter passes RTU frames through unchanged"
+        )
     if code is ErrorCode.TIMEOUT:
         if facts.extra.get("late"):
             return (
@@ -317,6 +354,11 @@ def _remedy(facts: Facts, context: NodeContext) -> str:
             "off or on another port, or the BMS has run out of connections because some client (a vendor "
             "tool, a second gateway, a crashed process) left its sockets open: close those clients or "
             "power-cycle the BMS; retrying with backoff"
+        )
+    if code is ErrorCode.UNREACHABLE and target.transport.kind is TransportKind.SERIAL:
+        return (
+            f"check the serial device {target.host} (docs/rs485.md: stable /dev/serial/by-id names, the "
+            "dialout group); retrying with backoff"
         )
     if code is ErrorCode.UNREACHABLE:
         return (

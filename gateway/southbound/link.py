@@ -1,6 +1,7 @@
-"""One Modbus TCP connection to one device, with every failure classified into a `FieldError`.
+"""One Modbus connection (TCP, RTU over TCP, or RTU on a serial port), with every failure classified.
 
-Built on pymodbus's `AsyncModbusTcpClient` (3.16), configured for a 100 ms control loop: no retries, a
+Built on pymodbus's `AsyncModbusTcpClient` (3.16; with its RTU framer for RTU over TCP) or
+`AsyncModbusSerialClient`, configured for a 100 ms control loop: no retries, a
 short per-request timeout, pymodbus's own reconnect switched off (the session owns reconnects, with
 jitter, and knows why each attempt failed), pymodbus's "close after N silent requests" switched off
 (same reason), TCP_NODELAY on the socket.
@@ -14,8 +15,10 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
@@ -31,7 +34,8 @@ from gateway.southbound.errors import (
     Region,
     Target,
 )
-from gateway.southbound.frames import Anomaly, FrameInspector
+from gateway.southbound.frames import Anomaly, FrameInspector, Inspector, RtuInspector
+from gateway.southbound.transport import TransportKind
 
 _READ_FUNCTION = {Table.COIL: 0x01, Table.DISCRETE: 0x02, Table.HOLDING: 0x03, Table.INPUT: 0x04}
 _UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
@@ -40,6 +44,12 @@ _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent request
 # burst would pass for a timeout. One socket read (256 KiB) fits; the inspector rejects what is not Modbus.
 _RECEIVE_BUFFER_BYTES = 256 * 1024
 _ANSWER_TIMES = 8  # answered requests whose duration `request_s` looks at
+_SERIAL_OPEN_ERRORS = {
+    errno.ENOENT: "no such serial device (unplugged, or renamed: name it by /dev/serial/by-id/...)",
+    errno.EACCES: "permission denied (the service user needs the dialout group)",
+    errno.EBUSY: "the serial device is in use by another program",
+}
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
 def silence_pymodbus_logging() -> None:
@@ -49,7 +59,10 @@ def silence_pymodbus_logging() -> None:
 
 
 class ModbusLink:
-    """A persistent connection to `target.host:target.port`; requests go to any unit id over it."""
+    """A persistent connection to `target` (its transport says how); requests go to any unit id over it.
+
+    On RTU (a serial line, or RTU over TCP) the gap between two requests is at least the line's
+    inter-frame silence (3.5 characters at its baud rate) and the profile's minimum gap."""
 
     def __init__(
         self,
@@ -64,11 +77,18 @@ class ModbusLink:
         self.target = target
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self.min_request_gap_s = min_request_gap_s
+        transport = target.transport
+        self.min_request_gap_s = (
+            max(min_request_gap_s, transport.serial.silence_s) if transport.is_rtu else min_request_gap_s
+        )
         self.context = context or NodeContext()  # for the messages; the session updates it
         self.requests = 0
-        self._client: AsyncModbusTcpClient | None = None
-        self._inspector = FrameInspector()
+        self._asking = target  # the unit of the request in progress (units share a line's link)
+        self.users = 0  # sessions sharing this link (an RS-485 line); 0: one session owns it
+        self._request_lock = asyncio.Lock()  # one request at a time, whoever asks (the line carries one)
+        self._open_lock = asyncio.Lock()
+        self._client: Client | None = None
+        self._inspector: Inspector = RtuInspector() if transport.is_rtu else FrameInspector()
         self._lost = False
         self._next_request_at = 0.0
         self._late_mark = 0  # late answers counted up to the last good answer
@@ -97,7 +117,7 @@ class ModbusLink:
         facts = Facts(
             code,
             detail,
-            self.target,
+            self._asking,
             region=region,
             function_code=function_code,
             exception_code=exception_code,
@@ -109,15 +129,7 @@ class ModbusLink:
     async def open(self) -> None:
         """Connect (closing any previous connection first); raises a classified FieldError."""
         self.close()
-        client = AsyncModbusTcpClient(
-            self.target.host,
-            port=self.target.port,
-            timeout=self.timeout_s,
-            retries=0,
-            reconnect_delay=0,  # 0 disables pymodbus's background reconnect task
-            trace_packet=self._trace_packet,
-            trace_connect=self._on_connection_change,
-        )
+        client = self._new_client()
         client.set_max_no_responses(_NEVER_CLOSE_BY_ITSELF)
         client.ctx.max_buffer_size = _RECEIVE_BUFFER_BYTES
         self._inspector.reset()
@@ -135,16 +147,66 @@ class ModbusLink:
             raise self._error(ErrorCode.CONN_REFUSED, "connection refused") from None
         except OSError as error:
             client.close()
+            if self.target.transport.kind is TransportKind.SERIAL:
+                reason = _SERIAL_OPEN_ERRORS.get(error.errno or 0, error.strerror or str(error))
+                raise self._error(
+                    ErrorCode.UNREACHABLE, f"cannot open {self.target.host}: {reason}"
+                ) from None
             code = ErrorCode.UNREACHABLE if error.errno in _UNREACHABLE_ERRNOS else ErrorCode.CONN_RESET
             raise self._error(code, f"cannot connect: {error.strerror or error}") from None
         transport = client.ctx.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             # uvloop and asyncio set it already; set it anyway so a small request never waits for Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client = client
         self._lost = False
         self._next_request_at = 0.0
+
+    @property
+    def shared(self) -> bool:
+        return self.users > 0
+
+    async def ensure_open(self) -> None:
+        """Open unless open: the first of the sessions sharing the link opens it for all."""
+        async with self._open_lock:
+            if not self.connected:
+                await self.open()
+
+    def release(self) -> None:
+        """A session is done with the link: closed when it was the last (or the only) one."""
+        self.users = max(0, self.users - 1)
+        if self.users == 0:
+            self.close()
+
+    def _new_client(self) -> Client:
+        target = self.target
+        # reconnect_delay 0 disables pymodbus's background reconnect task
+        if target.transport.kind is TransportKind.SERIAL:
+            serial = target.transport.serial
+            return AsyncModbusSerialClient(
+                target.host,
+                framer=FramerType.RTU,
+                baudrate=serial.baud,
+                bytesize=8,
+                parity=serial.parity,
+                stopbits=serial.stop_bits,
+                timeout=self.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+                trace_packet=self._trace_packet,
+                trace_connect=self._on_connection_change,
+            )
+        return AsyncModbusTcpClient(
+            target.host,
+            port=target.port,
+            framer=FramerType.RTU if target.transport.is_rtu else FramerType.SOCKET,
+            timeout=self.timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            trace_packet=self._trace_packet,
+            trace_connect=self._on_connection_change,
+        )
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -205,7 +267,7 @@ class ModbusLink:
 
     @staticmethod
     def _send(
-        client: AsyncModbusTcpClient, function_code: int, region: Region, unit: int, words: Sequence[int]
+        client: Client, function_code: int, region: Region, unit: int, words: Sequence[int]
     ) -> Awaitable[ModbusPDU]:
         address, count = region.address, region.count
         if function_code == 0x01:
@@ -227,6 +289,13 @@ class ModbusLink:
     async def _execute(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
     ) -> ModbusPDU:
+        async with self._request_lock:
+            return await self._execute_alone(region, function_code, writing, unit, words)
+
+    async def _execute_alone(
+        self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
+    ) -> ModbusPDU:
+        self._asking = replace(self.target, unit=unit)
         client = self._client
         if client is None or not client.connected:
             raise self._error(
@@ -285,8 +354,13 @@ class ModbusLink:
         code = ErrorCode.TIMEOUT
         detail = f"no answer within {self.timeout_s * 1000:g} ms"
         extra: dict[str, str] = {}
+        rtu = self.target.transport.is_rtu
         if observation is not None and observation.anomaly is Anomaly.MALFORMED:
             code, detail = ErrorCode.MALFORMED, f"malformed answer: {observation.detail}"
+        elif observation is not None and observation.anomaly is Anomaly.CRC:
+            code, detail = ErrorCode.CRC, observation.detail
+        elif observation is not None and observation.anomaly is Anomaly.FRAMING:
+            code, detail = ErrorCode.FRAMING, f"framing error: {observation.detail}"
         elif observation is not None and observation.anomaly is Anomaly.WRONG_TID:
             code, detail = ErrorCode.WRONG_TID, f"wrong answer: {observation.detail}"
             extra["got"] = str(observation.transaction_id)
@@ -296,8 +370,9 @@ class ModbusLink:
         elif self._lost:
             code, detail = ErrorCode.CONN_RESET, "the device closed the connection during the request"
         elif self._inspector.pending_bytes:
-            code = ErrorCode.MALFORMED
-            detail = f"{self._inspector.pending_bytes} bytes received that never formed a Modbus TCP frame"
+            code = ErrorCode.FRAMING if rtu else ErrorCode.MALFORMED
+            kind = "an RTU" if rtu else "a Modbus TCP"
+            detail = f"{self._inspector.pending_bytes} bytes received that never formed {kind} frame"
         elif self._inspector.late_answers > self._late_mark:
             extra["late"] = "1"
         return self._error(

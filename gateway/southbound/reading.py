@@ -15,7 +15,8 @@ from gateway.southbound.errors import ErrorCode, FieldError
 class Reading:
     """One unit's result of one poll.
 
-    good: `values` were read in this poll (age 0). stale: this poll failed and `values` are the last good
+    good: `values` were read in this poll (age 0), or for a unit on a shared RS-485 line in its last turn
+    (`age_s` old, within its line plan's bound). stale: this poll failed and `values` are the last good
     ones, `age_s` old. failed: nothing usable (`values` empty); `error` says why. A good reading may still
     carry an `error` describing a standing condition (E_FW_UNKNOWN: monitored read-only).
     `values` are decoded engineering values keyed by vocabulary point name (None: not implemented);

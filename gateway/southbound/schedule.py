@@ -18,10 +18,48 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.profiles.plan import ReadBlock
+from gateway.profiles.model import Point, Profile
+from gateway.profiles.plan import ReadBlock, plan_reads
+from gateway.profiles.vocabulary import FAST_POINTS
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """What a node's polls read: `cyclic` points, in `full` blocks; `fast` the blocks read every poll."""
+
+    cyclic: Mapping[str, Point]
+    full: tuple[ReadBlock, ...]
+    fast: tuple[ReadBlock, ...]
+
+    @property
+    def slow(self) -> tuple[ReadBlock, ...]:
+        return tuple(block for block in self.full if block not in self.fast)
+
+
+def poll_plan(profile: Profile, points: Mapping[str, Point]) -> PollPlan:
+    """The polls of a node whose map in use is `points`.
+
+    Identification registers are static: read once per connection, not every poll (unless a cyclic
+    point needs one as its scale factor). The vocabulary says what the balancer and the northbound need
+    fresh every cycle; the rest is read every `slow_poll_every`-th poll: for the mp2000 that is 1 request
+    per cycle instead of 4, and requests are what a poll costs (see bench/poll_scale.py)."""
+    identify = profile.identify.points
+    scale_registers = {p.scale_register for p in points.values() if p.scale_register}
+    cyclic = {
+        name: point
+        for name, point in points.items()
+        if point.access.readable and (name not in identify or name in scale_registers)
+    }
+    fast = {name for name in cyclic if name in FAST_POINTS}
+    fast |= {sf for name in fast if (sf := cyclic[name].scale_register) is not None}
+    full = tuple(plan_reads(cyclic.values(), profile.comms))
+    # Whole blocks of the full plan: leaving the slow points out of a block would cut it at every hole
+    # (profiles rarely allow reading holes) and cost more requests, not fewer.
+    fast_blocks = tuple(b for b in full if any(p.name in fast for p in b.points)) or full
+    return PollPlan(cyclic, full, fast_blocks)
 
 
 @dataclass(frozen=True)
@@ -35,13 +73,19 @@ class PollSchedule:
     """The blocks of each successive poll of one connection."""
 
     def __init__(
-        self, fast: Sequence[ReadBlock], full: Sequence[ReadBlock], slow_every: int, budget_s: float
+        self,
+        fast: Sequence[ReadBlock],
+        full: Sequence[ReadBlock],
+        slow_every: int,
+        budget_s: float,
+        phase: int = 0,
     ) -> None:
         self._fast = tuple(fast)
         self._full = tuple(full)
         self._slow = tuple(block for block in full if block not in self._fast)
         self._slow_every = max(1, slow_every)
         self._budget_s = budget_s
+        self._phase = phase % self._slow_every  # units sharing a line read their slow blocks in turn
         self._polls = 0
         self._due: deque[ReadBlock] = deque()
         self._swapped = False  # the last poll read a slow block (or nothing) instead of the fast ones
@@ -51,7 +95,7 @@ class PollSchedule:
         """The blocks for this poll, given the node's recent time per request (None: not known yet) and the
         writes due in the same cycle."""
         first = self._polls == 0
-        if self._polls % self._slow_every == 0 and not self._due:
+        if (self._polls + self._phase) % self._slow_every == 0 and not self._due:
             self._due.extend(self._slow)
         self._polls += 1
         if first:

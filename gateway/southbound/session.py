@@ -39,7 +39,6 @@ from gateway.profiles.codec import (
 from gateway.profiles.codec import label_of as enum_label
 from gateway.profiles.model import DataType, Point, Profile
 from gateway.profiles.plan import ReadBlock, plan_reads, split_block
-from gateway.profiles.vocabulary import FAST_POINTS
 from gateway.southbound.backoff import Backoff
 from gateway.southbound.errors import ErrorCode, Facts, FieldError, NodeContext, Region, Target
 from gateway.southbound.identify import (
@@ -49,9 +48,11 @@ from gateway.southbound.identify import (
     select_variant,
     variant_ranges,
 )
+from gateway.southbound.lines import LineRegistry
 from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import PointRead, Reading
-from gateway.southbound.schedule import PollSchedule
+from gateway.southbound.schedule import PollSchedule, poll_plan
+from gateway.southbound.transport import TCP, Transport
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class SessionOptions:
 
 class ModbusSession:
     """The gateway's view of one unit (`node_id`) at `host:port`, Modbus unit id `unit`, read with `profile`.
+    `transport` says how `host:port` is reached (on a serial port, `host` is the device path); with
+    `lines`, units on one RS-485 line share its link and poll in turns.
 
     Call `connect(now)` once at start-up (optional: `poll` connects on its own), then `poll(now)` and
     `write_setpoints(values, now)` every cycle, and `close()` at the end. `now` is the caller's monotonic
@@ -123,11 +126,13 @@ class ModbusSession:
         *,
         options: SessionOptions | None = None,
         rng: random.Random | None = None,
+        transport: Transport = TCP,
+        lines: LineRegistry | None = None,
     ) -> None:
         self.node_id = node_id
         self.profile = profile
         self.options = options or SessionOptions()
-        self.target = Target(host, port, unit)
+        self.target = Target(host, port, unit, transport)
         comms = profile.comms
         self.context = NodeContext(
             node_id=node_id,
@@ -135,12 +140,21 @@ class ModbusSession:
             variants=variant_ranges(profile),
             address_notation=profile.address_notation,
         )
-        self.link = ModbusLink(
-            self.target,
-            timeout_s=self.options.timeout_s or comms.timeout_ms / 1000.0,
-            connect_timeout_s=self.options.connect_timeout_s,
-            min_request_gap_s=comms.min_request_gap_ms / 1000.0,
-            context=self.context,
+
+        def new_link() -> ModbusLink:
+            return ModbusLink(
+                self.target,
+                timeout_s=self.options.timeout_s or comms.timeout_ms / 1000.0,
+                connect_timeout_s=self.options.connect_timeout_s,
+                min_request_gap_s=comms.min_request_gap_ms / 1000.0,
+                context=self.context,
+            )
+
+        # On an RS-485 line the units share one link and take turns (lines.py).
+        self._lines: LineRegistry | None = lines if self.target.line is not None else None
+        self._line = self.target.line or ""
+        self.link = (
+            new_link() if self._lines is None else self._lines.join(node_id, self.target, profile, new_link)
         )
         self.state = SessionState.DISCONNECTED
         self.error: FieldError | None = None  # why the last request or connect failed (None: all well)
@@ -191,7 +205,7 @@ class ModbusSession:
     async def close(self) -> None:
         """Release the connection (and stop a connect in progress)."""
         await self._cancel_connect_task()
-        self.link.close()
+        self.link.release()
         self.state = SessionState.DISCONNECTED
 
     async def _cancel_connect_task(self) -> None:
@@ -204,10 +218,10 @@ class ModbusSession:
     async def _establish(self) -> None:
         """Open the connection, identify the device and choose the register map; READY on success."""
         try:
-            await self.link.open()
+            await (self.link.ensure_open() if self.link.shared else self.link.open())
             await self._identify()
         except BaseException:
-            self.link.close()
+            self._let_go()
             raise
         self.state = SessionState.READY
         self.connects += 1
@@ -244,9 +258,15 @@ class ModbusSession:
 
     def _drop(self, now: float) -> None:
         """Give up on the current connection; the next attempt waits for the backoff."""
-        self.link.close()
+        self._let_go()
         self.state = SessionState.DISCONNECTED
         self._next_attempt_s = now + self._backoff.next_delay_s()
+
+    def _let_go(self) -> None:
+        """Close this unit's connection; a line's stays open for the other units (a silent or garbled
+        unit says nothing about the line: the next request starts a clean frame)."""
+        if not self.link.shared:
+            self.link.close()
 
     async def _identify(self) -> None:
         identify = self.profile.identify
@@ -288,27 +308,15 @@ class ModbusSession:
             )
         self._set_condition(condition)
         self._identity = values
-        # Identification registers are static: read once per connection, not every cycle (unless a
-        # cyclic point needs one as its scale factor).
-        scale_registers = {p.scale_register for p in self.points.values() if p.scale_register}
-        self._cyclic = {
-            name: point
-            for name, point in self.points.items()
-            if point.access.readable and (name not in identify.points or name in scale_registers)
-        }
-        # The vocabulary says what the balancer and the northbound need fresh every cycle; the rest is read
-        # every `slow_poll_every`-th poll: for the mp2000 that is 1 request per cycle instead of 4, and
-        # requests are what a poll costs (see bench/poll_scale.py).
-        fast = {name for name in self._cyclic if name in FAST_POINTS}
-        fast |= {sf for name in fast if (sf := self._cyclic[name].scale_register) is not None}
-        self._full_plan = plan_reads(self._cyclic.values(), self.profile.comms)
-        # Whole blocks of the full plan: leaving the slow points out of a block would cut it at every
-        # hole (profiles rarely allow reading holes) and cost more requests, not fewer.
-        self._fast_plan = [
-            b for b in self._full_plan if any(p.name in fast for p in b.points)
-        ] or self._full_plan
+        plan = poll_plan(self.profile, self.points)
+        self._cyclic = dict(plan.cyclic)
+        self._full_plan, self._fast_plan = list(plan.full), list(plan.fast)
         self._schedule = PollSchedule(
-            self._fast_plan, self._full_plan, self.options.slow_poll_every, self.link.timeout_s
+            self._fast_plan,
+            self._full_plan,
+            self.options.slow_poll_every,
+            self.link.timeout_s,
+            phase=0 if self._lines is None else self._lines.place(self._line, self.node_id),
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -326,6 +334,14 @@ class ModbusSession:
     async def _poll(self, now: float) -> Reading:
         if self.state is SessionState.CONNECTING:
             self._harvest_connect(now)
+        if self._lines is not None:
+            if not self._lines.my_turn(self._line, self.node_id, now):
+                return self._between_turns(now)
+            if self.state is SessionState.DISCONNECTED and now >= self._next_attempt_s:
+                # On a line, a unit (re)connects in its own turn: a silent one costs the line its timeout
+                # there, not in another unit's turn.
+                await self._connect_in_turn(now)
+                return self._carried(now)
         if self.state is SessionState.READY and not self.link.connected:
             self._request_failed(
                 FieldError(
@@ -403,7 +419,7 @@ class ModbusSession:
                 self.context,
             )
         if not self.link.connected:
-            await self.link.open()
+            await self.link.ensure_open()
         words = await self._read_point_words(point)
         if point.scale_register is None:
             return PointRead(point, words, decode(point, words))
@@ -444,12 +460,17 @@ class ModbusSession:
             self._fresh_connection = False
             self.writes.learn(self.points, values, raw, now)
             self._check_model_fit(values)
+        return self._last_good(Quality.GOOD, self.condition, now)
+
+    def _last_good(self, quality: Quality, error: FieldError | None, now: float) -> Reading:
+        """The last good values, with their age, as a reading of `quality`."""
+        assert self._good_at_s is not None
         return Reading(
             self.node_id,
-            Quality.GOOD,
-            values,
-            0.0,
-            self.condition,
+            quality,
+            self._good_values,
+            now - self._good_at_s,
+            error,
             now,
             self._state_label,
             self._alarms,
@@ -464,21 +485,32 @@ class ModbusSession:
         except ValueError as error:
             log.error("%s (profile %s)", error, self.profile.key)
 
+    @property
+    def _stale_limit_s(self) -> float:
+        """How long last good values are carried: on a line, at least until the unit's next turn."""
+        if self._lines is not None:
+            plan = self._lines.plan(self._line)
+            return max(self.options.stale_limit_s, plan.fast_age_s + plan.cycle_s)
+        return self.options.stale_limit_s
+
+    async def _connect_in_turn(self, now: float) -> None:
+        self.state = SessionState.CONNECTING
+        try:
+            await self._establish()
+        except FieldError as error:
+            self._connect_failed(error, now)
+
+    def _between_turns(self, now: float) -> Reading:
+        """A unit on a line, waiting for its turn: its last good values, as good as they were, with their
+        age (the line plan bounds it)."""
+        if self.error is not None or self._good_at_s is None:
+            return self._carried(now)
+        return self._last_good(Quality.GOOD, self.condition, now)
+
     def _carried(self, now: float) -> Reading:
         error = self.error or self._not_connected
-        if self._good_at_s is not None and now - self._good_at_s <= self.options.stale_limit_s:
-            return Reading(
-                self.node_id,
-                Quality.STALE,
-                self._good_values,
-                now - self._good_at_s,
-                error,
-                now,
-                self._state_label,
-                self._alarms,
-                self.context.firmware,
-                self.read_only,
-            )
+        if self._good_at_s is not None and now - self._good_at_s <= self._stale_limit_s:
+            return self._last_good(Quality.STALE, error, now)
         age = math.inf if self._good_at_s is None else now - self._good_at_s
         return Reading(self.node_id, Quality.FAILED, {}, age, error, now, firmware=self.context.firmware)
 
