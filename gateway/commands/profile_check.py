@@ -11,9 +11,12 @@ from gateway.commands.fieldtool import (
     DEFAULT_PORT,
     EXIT_FAILED,
     EXIT_OK,
+    UsageError,
+    add_transport_options,
     format_value,
     open_profile,
     run_tool,
+    transport_of,
 )
 from gateway.southbound.check import PointCheck, Severity, check_points
 from gateway.southbound.errors import FieldError
@@ -30,10 +33,11 @@ def add_profile_check(profile_subparsers: argparse._SubParsersAction[argparse.Ar
         "something is wrong.",
     )
     check.add_argument("profile", metavar="PROFILE", help="profile key (vendor/model) or file")
-    check.add_argument("--host", required=True)
+    check.add_argument("--host", help="the device's (or converter's) address; not with --serial")
     check.add_argument("--port", type=int, default=DEFAULT_PORT)
     check.add_argument("--unit", type=int, default=1)
     check.add_argument("--timeout-ms", type=float, default=1000.0, help="per request (default 1000)")
+    add_transport_options(check)
     check.set_defaults(handler=run_profile_check)
 
 
@@ -43,13 +47,18 @@ def run_profile_check(args: argparse.Namespace) -> int:
 
 async def _profile_check(args: argparse.Namespace) -> int:
     profile = open_profile(args.profile)
+    transport = transport_of(args)
+    if (args.serial is None) == (args.host is None):
+        raise UsageError("give the device with --host HOST (Modbus TCP, RTU over TCP) or --serial DEVICE")
+    host, port = (args.host, args.port) if args.serial is None else (args.serial, 0)
     session = ModbusSession(
-        f"{args.host}:{args.port}/{args.unit}",
-        args.host,
-        args.port,
+        f"{host}:{port}/{args.unit}" if args.serial is None else f"{host}/{args.unit}",
+        host,
+        port,
         args.unit,
         profile,
         options=SessionOptions.for_tool(args.timeout_ms),
+        transport=transport,
     )
     print(f"profile check: {profile.key} {profile.profile_version} against {session.target}")
     try:

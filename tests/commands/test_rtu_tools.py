@@ -74,3 +74,22 @@ def test_transport_options_that_contradict_each_other_are_refused(capsys: Any) -
     assert "exclude each other" in capsys.readouterr().err
     assert main(["read", "x1", "soc_pct", "--profile", MP2000, "--serial", "/dev/ttyS0"]) == 2
     assert "TARGET is the unit id" in capsys.readouterr().err
+
+
+def test_profile_check_through_a_converter_and_on_a_serial_line(start_sim_fleet: Any, capsys: Any) -> None:
+    fleet = start_sim_fleet(packs=2, speed=0)
+    converter: RtuLine = fleet.run(fleet.fleet.open_line(host="127.0.0.1"))
+    check = ["profile", "check", MP2000, "--unit", "2"]
+    assert (
+        main([*check, "--host", "127.0.0.1", "--port", str(converter.port), "--transport", "rtu-over-tcp"])
+        == 0
+    )
+    assert "0 problem(s)" in capsys.readouterr().out
+
+    serial: RtuLine = fleet.run(fleet.fleet.open_line(baud=19200))
+    assert main([*check, "--serial", serial.device, "--baud", "19200"]) == 0
+    out = capsys.readouterr().out
+    assert f"against {serial.device}" in out and "0 problem(s)" in out
+
+    assert main([*check, "--serial", serial.device, "--host", "127.0.0.1"]) == 2  # one way to reach it
+    assert "--host HOST" in capsys.readouterr().err
