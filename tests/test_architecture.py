@@ -59,6 +59,8 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.northbound": ADAPTER_BASE,
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.iec61850": ADAPTER_BASE | {"gateway.northbound"},
+    # The adapter processes: generic, they reach a protocol package only through the registry.
+    "gateway.northbound.process": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.engine": CORE
     | {
         "gateway.config",
@@ -80,6 +82,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.northbound",
             "gateway.northbound.dnp3",
             "gateway.northbound.iec61850",
+            "gateway.northbound.process",
             "gateway.engine",
         }
     ),
