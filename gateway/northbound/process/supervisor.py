@@ -56,7 +56,7 @@ def describe_exit(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-class _Feed:
+class SnapshotFeed:
     """One child's snapshot socket: the newest frame, sent when the previous one has gone."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -104,7 +104,7 @@ class AdapterProcess:
         self.restarts = 0
         self.last_exit: str | None = None
         self._latest: bytes | None = None
-        self._feed: _Feed | None = None
+        self._feed: SnapshotFeed | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first_start: asyncio.Future[str | None] | None = None
         self._supervising: asyncio.Task[None] | None = None
@@ -198,7 +198,7 @@ class AdapterProcess:
             child_messages.close()
         self.pid = process.pid
         self.state = "starting"
-        self._feed = _Feed(core_snapshots)
+        self._feed = SnapshotFeed(core_snapshots)
         if self._latest is not None:
             self._feed.offer(self._latest)  # the newest full state, first thing the new child reads
         threading.Thread(
