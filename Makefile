@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl
+DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl chromium
 
 DEB_DIR := dist
 
@@ -29,7 +29,7 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml tools/ensure-de
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/socgw demo
+	$(VENV)/bin/socgw demo --web-port 8080
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -39,9 +39,9 @@ from gateway.diagnostics.fields import (
     text,
     whole,
 )
+from gateway.paths import default_status_socket
 from gateway.profiles.loader import ProfileError, ProfileLibrary, default_profile_dirs
 from gateway.profiles.model import Profile
-from gateway.status import default_status_socket
 
 NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")

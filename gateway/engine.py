@@ -2,9 +2,10 @@
 
 Each step is a function of the previous step's output. Timing is paced on deadlines (not on "sleep a
 cycle after the work"), so the cycle does not drift; a cycle whose work ends past its deadline is an
-overrun, counted and logged once per change (not once per cycle). Commands from the northbound
-adapters arrive from their own threads through `submit`, are checked and applied at once (so the
-master hears a refusal) and take effect the next cycle.
+overrun, counted and logged once per change (not once per cycle), at most a few lines a minute
+(`gateway/logbook.py`). Commands from the northbound adapters arrive from their own threads through
+`submit`, are checked and applied at once (so the master hears a refusal) and take effect the next
+cycle.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.balancer import BalancerMemory, NodeMode, SiteCommand, dispatch
 from gateway.balancing_log import BalancingLog
 from gateway.config import NodeConfig, SiteConfig
 from gateway.fleet import FleetState, NodeState, highest_discharge_limits, learned_rated_power_w
+from gateway.logbook import RateLimitedLog, emit_to, sweep
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleSnapshot
@@ -119,6 +121,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._index = 0
         self._overrunning = False
+        self._overrun_log = RateLimitedLog(emit_to(log))  # overrunning on and off: a few lines a minute
         self._last_watchdog_s = -math.inf
         self._was_commanded = False
 
@@ -233,6 +236,7 @@ class Engine:
             overrun = finished > deadline
             self.stats.record(self.last_steps_ms, overrun)
             self._note_overrun(overrun, finished - cycle_start)
+            sweep()  # the summaries of rate-limited log lines whose window is over
             if overrun:
                 deadline = finished  # skip the missed slots instead of bursting to catch up
             self._watchdog(finished)
@@ -330,15 +334,16 @@ class Engine:
 
     def _note_overrun(self, overrun: bool, duration_s: float) -> None:
         if overrun and not self._overrunning:
-            log.warning(
-                "cycle overrun: %.1f ms for a %.0f ms cycle (%d overruns so far); see `socgw status` for the "
-                "slow step",
-                duration_s * 1000.0,
-                self.config.cycle_ms,
-                self.stats.overruns,
+            self._overrun_log.log(
+                "cycle overrun",
+                logging.WARNING,
+                f"cycle overrun: {duration_s * 1000.0:.1f} ms for a {self.config.cycle_ms:.0f} ms cycle "
+                f"({self.stats.overruns} overruns so far); see `socgw status` for the slow step",
             )
         elif not overrun and self._overrunning:
-            log.info("cycle back within %.0f ms", self.config.cycle_ms)
+            self._overrun_log.log(
+                "cycle overrun", logging.INFO, f"cycle back within {self.config.cycle_ms:.0f} ms"
+            )
         self._overrunning = overrun
 
     def _log_command_timeout(self, now_s: float) -> None:

@@ -27,8 +27,11 @@ CORE = frozenset(
     }
 )
 
+# Utilities any layer above the core may use: rate-limited logging, default file locations.
+UTILITIES = frozenset({"gateway.logbook", "gateway.paths"})
+
 # Adapters read the fleet, never the register maps: what they show comes through `gateway.mapping`.
-ADAPTER_BASE = (CORE - {"gateway.profiles"}) | {"gateway.config", "gateway.mapping"}
+ADAPTER_BASE = (CORE - {"gateway.profiles"}) | {"gateway.config", "gateway.mapping"} | UTILITIES
 
 # package -> the packages it may import (besides itself)
 MAY_IMPORT: Mapping[str, frozenset[str]] = {
@@ -49,16 +52,20 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.snapshot",
         }
     ),
-    "gateway.config": frozenset({"gateway.diagnostics", "gateway.profiles", "gateway.balancer"}),
-    "gateway.status": frozenset(),
+    "gateway.config": frozenset(
+        {"gateway.diagnostics", "gateway.profiles", "gateway.balancer", "gateway.paths"}
+    ),
+    "gateway.paths": frozenset(),
     "gateway.logbook": frozenset(),
+    "gateway.status": frozenset({"gateway"} | UTILITIES),
     "gateway.balancing_log": frozenset(),
     "gateway.sdnotify": frozenset(),
-    "gateway.southbound": frozenset({"gateway.diagnostics", "gateway.profiles", "gateway.fleet"}),
+    "gateway.southbound": frozenset({"gateway.diagnostics", "gateway.profiles", "gateway.fleet"} | UTILITIES),
     "gateway.sim": frozenset({"gateway.diagnostics", "gateway.profiles"}),
     "gateway.northbound": ADAPTER_BASE,
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.iec61850": ADAPTER_BASE | {"gateway.northbound"},
+    "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound"},
     # The adapter processes: generic, they reach a protocol package only through the registry.
     "gateway.northbound.process": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.engine": CORE
@@ -66,9 +73,9 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
         "gateway.config",
         "gateway.mapping",
         "gateway.southbound",
-        "gateway.logbook",
         "gateway.balancing_log",
         "gateway.sdnotify",
+        *UTILITIES,
     },
     "gateway.commands": frozenset(
         {
@@ -76,12 +83,13 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.config",
             "gateway.mapping",
             "gateway.status",
-            "gateway.logbook",
+            *UTILITIES,
             "gateway.southbound",
             "gateway.sim",
             "gateway.northbound",
             "gateway.northbound.dnp3",
             "gateway.northbound.iec61850",
+            "gateway.northbound.web",
             "gateway.northbound.process",
             "gateway.engine",
         }

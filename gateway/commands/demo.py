@@ -24,11 +24,11 @@ from rich.console import Console
 from rich.live import Live
 
 from gateway.commands.run import configure_logging, serve
-from gateway.commands.view import status_renderable
+from gateway.commands.view import rounded, status_renderable
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundError
-from gateway.northbound.registry import known_sections
+from gateway.northbound.registry import check_sections, known_sections
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
 
@@ -62,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--base-port", type=int, default=15020, help="first simulator port (default 15020)")
     parser.add_argument("--dnp3-port", type=int, default=20000, help="DNP3 outstation port (default 20000)")
     parser.add_argument("--mms-port", type=int, default=10102, help="IEC 61850 MMS port (default 10102)")
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        help="also serve the live web view and /metrics on http://127.0.0.1:PORT/ (default: off)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="print one JSON status line per second instead")
     parser.set_defaults(handler=run)
 
@@ -89,7 +94,9 @@ def simulator_command(args: argparse.Namespace) -> list[str]:
 @contextlib.contextmanager
 def running_simulator(command: Sequence[str]) -> Iterator[list[Endpoint]]:
     """Start the simulator, wait for its endpoint lines, and stop it (SIGTERM, then kill) afterwards."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # Its own session: Ctrl-C in the terminal reaches the gateway only, which stops (and writes the safe
+    # setpoints) while the packs still answer; the simulator is stopped after it.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         endpoints: list[Endpoint] = []
         deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
@@ -125,10 +132,12 @@ def write_site_config(directory: Path, endpoints: Sequence[Endpoint], args: argp
         "logging": {"level": "warning", "balancing_log": str(directory / "balancing.log")},
         "status": {"socket": str(directory / "status.sock")},
     }
-    northbound = {
+    northbound: dict[str, dict[str, object]] = {
         "dnp3": {"host": "127.0.0.1", "port": args.dnp3_port, "outstation_address": 10, "master_address": 1},
         "iec61850": {"host": "127.0.0.1", "port": args.mms_port},
     }
+    if args.web_port is not None:
+        northbound["web"] = {"host": "127.0.0.1", "port": args.web_port}
     # The demo serves every protocol this build has an adapter for.
     config["northbound"] = {key: value for key, value in northbound.items() if key in known_sections()}
     path = directory / "gateway.yaml"
@@ -169,15 +178,17 @@ async def _wait_first_cycle(engine: Engine, stop: asyncio.Event, gateway: asynci
 
 async def _print_json(engine: Engine, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        print(json.dumps(engine.status(), default=str), flush=True)
+        print(json.dumps(rounded(engine.status()), default=str), flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
 async def _show(engine: Engine, stop: asyncio.Event) -> None:
-    with Live(status_renderable(engine.status()), console=Console(), refresh_per_second=4) as live:
+    console = Console()
+    first = status_renderable(engine.status(), console.width)
+    with Live(first, console=console, refresh_per_second=4) as live:
         while not stop.is_set():
-            live.update(status_renderable(engine.status()))
+            live.update(status_renderable(engine.status(), console.width))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.25)
 
@@ -192,10 +203,14 @@ def run(args: argparse.Namespace) -> int:
             with running_simulator(simulator_command(args)) as endpoints:
                 try:
                     config = load_config(write_site_config(Path(temp), endpoints, args))
+                    check_sections(config)  # a bad --dnp3-port, --mms-port or --web-port
                 except ConfigError as error:
                     print(f"socgw demo: generated config rejected:\n{error}", file=sys.stderr)
                     return EXIT_FAILED
-                print(f"socgw demo: {len(endpoints)} simulated packs; Ctrl-C stops", file=sys.stderr)
+                until = "Ctrl-C stops" if args.duration is None else f"stops after {args.duration:g} s"
+                print(f"socgw demo: {len(endpoints)} simulated packs; {until}", file=sys.stderr)
+                if args.web_port is not None:
+                    print(f"socgw demo: web view on http://127.0.0.1:{args.web_port}/", file=sys.stderr)
                 uvloop.run(drive(Engine(config), args))
         except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)

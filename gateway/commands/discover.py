@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 from gateway.commands.fieldtool import DEFAULT_PORT, EXIT_FAILED, EXIT_OK, UsageError, library, run_tool
@@ -13,6 +14,7 @@ from gateway.profiles.loader import ProfileError
 from gateway.profiles.model import Profile
 from gateway.southbound.discover import Discovered, discover
 
+NODE_ID_MAX = 32  # the site config's limit on a node id
 MAX_SCAN_ADDRESSES = 65536  # a /16; larger ranges take long and look like an attack: need --force
 
 
@@ -24,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "identify block) and print a ready-to-paste YAML `nodes:` section.",
     )
     scan.add_argument("cidr", metavar="CIDR", help="network to scan, e.g. 192.168.10.0/24")
-    scan.add_argument("--port", type=int, default=DEFAULT_PORT, help="Modbus TCP port (default 502)")
+    scan.add_argument(
+        "--port",
+        default=str(DEFAULT_PORT),
+        help="Modbus TCP ports, e.g. 502 or 15020-15023 or 502,1502 (default 502)",
+    )
     scan.add_argument(
         "--units", default="1-247", help="unit ids to probe, e.g. 1-247 or 1,2,10-12 (default 1-247)"
     )
@@ -34,19 +40,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scan.set_defaults(handler=run_discover)
 
 
-def parse_units(text: str) -> list[int]:
-    """ "1-247", "1,3,10-12" -> unit ids."""
-    units: list[int] = []
+def parse_numbers(text: str, option: str, lowest: int, highest: int) -> list[int]:
+    """ "1-247", "1,3,10-12" -> the numbers, each within lowest..highest."""
+    numbers: list[int] = []
     for part in text.split(","):
         low, _, high = part.strip().partition("-")
         try:
             first, last = int(low), int(high or low)
         except ValueError:
-            raise UsageError(f"--units {text!r}: use numbers and ranges like 1-247 or 1,3,10-12") from None
-        if not 0 <= first <= last <= 255:
-            raise UsageError(f"--units {text!r}: unit ids are 0..255 and ranges go upwards")
-        units.extend(range(first, last + 1))
-    return sorted(set(units))
+            raise UsageError(f"{option} {text!r}: use numbers and ranges like 1-247 or 1,3,10-12") from None
+        if not lowest <= first <= last <= highest:
+            raise UsageError(f"{option} {text!r}: use {lowest}..{highest}, and ranges that go upwards")
+        numbers.extend(range(first, last + 1))
+    return sorted(set(numbers))
+
+
+def parse_units(text: str) -> list[int]:
+    return parse_numbers(text, "--units", 0, 255)
+
+
+def parse_ports(text: str) -> list[int]:
+    return parse_numbers(text, "--port", 1, 65535)
 
 
 def _all_profiles() -> list[Profile]:
@@ -80,10 +94,18 @@ async def _discover(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be >= 1 and --timeout-ms > 0")
     profiles = _all_profiles()
     units = parse_units(args.units)
+    ports = parse_ports(args.port)
+    if len(ports) * network.num_addresses > MAX_SCAN_ADDRESSES and not args.force:
+        raise UsageError(
+            f"{network} on {len(ports)} ports makes {len(ports) * network.num_addresses} connects; more than "
+            f"{MAX_SCAN_ADDRESSES} take long and look like an attack: narrow it, or add --force"
+        )
     print(f"# scanning {network} port {args.port}, units {args.units} ...", file=sys.stderr)
-    found = await discover(
-        network, args.port, units, profiles, concurrency=args.concurrency, timeout_s=args.timeout_ms / 1000
-    )
+    found = []
+    for port in ports:
+        found += await discover(
+            network, port, units, profiles, concurrency=args.concurrency, timeout_s=args.timeout_ms / 1000
+        )
     print(nodes_yaml(found, f"socgw discover {network} --port {args.port}"), end="")
     return EXIT_OK if found else EXIT_FAILED
 
@@ -96,11 +118,25 @@ def nodes_yaml(found: Sequence[Discovered], origin: str) -> str:
     lines = [f"# {origin}: {len(identified)} unit(s) identified"]
     lines += [f"# {item.host}:{item.port} unit {item.unit}: {item.note}" for item in found if item.note]
     lines.append("nodes:" if identified else "nodes: []")
-    for item in identified:
+    for item, node_id in zip(identified, unique_ids(identified), strict=True):
         assert item.profile is not None
-        fields = {"id": item.node_id, "host": item.host, "port": item.port, "unit": item.unit}
+        fields = {"id": node_id, "host": item.host, "port": item.port, "unit": item.unit}
         fields["profile"] = item.profile.key
         mapping = ", ".join(f"{key}: {json.dumps(value)}" for key, value in fields.items())
         facts = [f"firmware {item.firmware}"] + ([f"serial {item.serial}"] if item.serial else [])
         lines.append(f"  - {{ {mapping} }}  # {', '.join(facts)}")
     return "\n".join(lines) + "\n"
+
+
+def unique_ids(found: Sequence[Discovered]) -> list[str]:
+    """Each unit's proposed node id; units that would share one (the same host on several ports) get
+    their port appended, so that the ids stay unique when the results are merged into one config."""
+    counts = Counter(item.node_id for item in found)
+    ids = []
+    for item in found:
+        node_id = item.node_id
+        if counts[node_id] > 1:
+            suffix = f"-{item.port}"
+            node_id = node_id[: NODE_ID_MAX - len(suffix)] + suffix
+        ids.append(node_id)
+    return ids

@@ -167,13 +167,26 @@ async def _on_unit(
             print(f"warning: {session.condition}", file=sys.stderr)
         return await tool(session)
     except FieldError as error:
-        print(error, file=sys.stderr)
+        print(one_shot_message(error), file=sys.stderr)
         return EXIT_FAILED
     except CodecError as error:
         print(f"socgw {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await session.close()
+
+
+# The gateway's messages end with what the gateway does next; a field tool tries once and stops.
+_GATEWAY_RETRIES = ("; retrying with backoff", "; reconnecting with backoff", "; reconnecting")
+
+
+def one_shot_message(error: FieldError) -> str:
+    """The error as a tool that tried once reports it: the gateway's "retrying" ending replaced."""
+    text = str(error)
+    for ending in _GATEWAY_RETRIES:
+        if text.endswith(ending):
+            return text.removesuffix(ending) + "; gave up (the tool tries once: run it again)"
+    return text
 
 
 def point_named(session: ModbusSession, name: str) -> Point:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.commands.run import DEFAULT_CONFIG, report_problems
+from gateway.commands.run import DEFAULT_CONFIG, config_missing, report_problems
 from gateway.config import ConfigError, load_config
 from gateway.northbound.iec61850.settings import load_settings
 
@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if config_missing(args.config, "icd"):
+        return EXIT_BAD_CONFIG
     try:
         loaded = load_settings(load_config(args.config))
     except ConfigError as error:
@@ -60,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"socgw icd: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
         return EXIT_FAILED
+    devices = len(plan.devices)
     print(
-        f"socgw icd: wrote {args.output} (IED {plan.ied_name}, {len(plan.devices)} logical devices, "
+        f"socgw icd: wrote {args.output} (IED {plan.ied_name}, {devices} logical "
+        f"device{'' if devices == 1 else 's'}, "
         f"map {settings.map_path} {plan.iec_map.map_version})",
         file=sys.stderr,
     )

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.commands.run import DEFAULT_CONFIG, report_problems
+from gateway.commands.run import DEFAULT_CONFIG, config_missing, report_problems
 from gateway.config import ConfigError, load_config
 from gateway.mapping.controls import Target
 from gateway.mapping.dnp3 import Dnp3Map, PointType, ResolvedPoint
@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if config_missing(args.config, "points"):
+        return EXIT_BAD_CONFIG
     try:
         site = load_config(args.config)
         parsed = parse_settings(site)

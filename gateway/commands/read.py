@@ -9,6 +9,7 @@ from gateway.commands.fieldtool import (
     EXIT_FAILED,
     EXIT_OK,
     add_unit_command,
+    one_shot_message,
     point_named,
     run_on_unit,
     show,
@@ -32,7 +33,7 @@ def run_read(args: argparse.Namespace) -> int:
             try:
                 print(show(await session.read_point(name), session, args.raw))
             except FieldError as error:  # the other points may still read
-                print(error, file=sys.stderr)
+                print(one_shot_message(error), file=sys.stderr)
                 status = EXIT_FAILED
             except CodecError as error:
                 print(f"socgw read: {error}", file=sys.stderr)

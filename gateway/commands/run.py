@@ -19,7 +19,8 @@ from gateway.engine import Engine
 from gateway.northbound.adapter import NorthboundError
 from gateway.northbound.process.supervisor import AdapterSupervisor
 from gateway.northbound.registry import check_sections, configured_sections
-from gateway.status import StatusServer, default_status_socket, read_status
+from gateway.paths import default_status_socket
+from gateway.status import InstanceLock, StatusServer, read_status
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,8 +66,24 @@ def configure_logging(level: str) -> None:
     )
 
 
+def config_missing(path: Path, command: str) -> bool:
+    """True, after saying where to get a site config, when `path` does not exist (in a source checkout
+    there is no /etc/socgw/gateway.yaml: the packaged default is packaging/gateway.yaml)."""
+    if path.exists():
+        return False
+    print(
+        f"socgw {command}: {path}: no such file: pass the site config with -c FILE (in a source checkout, "
+        "-c packaging/gateway.yaml is the packaged default, serving DNP3 and IEC 61850 on loopback; "
+        "examples/gateway.yaml is a commented example)",
+        file=sys.stderr,
+    )
+    return True
+
+
 def load_or_report(path: Path, command: str) -> SiteConfig | None:
     """The site config with its northbound sections checked, or None after printing every problem."""
+    if config_missing(path, command):
+        return None
     try:
         config = load_config(path)
         check_sections(config)
@@ -128,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if not config.nodes:
         log.warning("no nodes configured: add them to `nodes:` in %s (see socgw discover)", args.config)
     try:
-        uvloop.run(serve_until_signal(config))
+        # Before anything is bound or removed: a second gateway on this config must not touch the first's.
+        with InstanceLock(config.status_socket):
+            uvloop.run(serve_until_signal(config))
     except (OSError, NorthboundError) as error:
         log.error("%s", error)
         return EXIT_FAILED

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 BAR_WIDTH = 20
+NARROW_BAR_WIDTH = 8
+WIDE_COLUMNS = 120  # below this the table abbreviates headers, modes and quality; node ids stay whole
 MODE_STYLES = {
     "active": "green",
     "at_reserve": "yellow",
@@ -18,14 +21,23 @@ MODE_STYLES = {
     "maintenance": "cyan",
     "calibrating": "magenta",
 }
+# Short forms for narrow terminals; README's command table explains them.
+MODE_ABBREVIATIONS = {
+    "active": "act",
+    "at_reserve": "rsv",
+    "bypassed_thermal": "hot",
+    "offline": "off",
+    "maintenance": "mnt",
+    "calibrating": "cal",
+}
 
 
-def _soc_bar(soc_pct: float | None) -> Text:
+def _soc_bar(soc_pct: float | None, width: int) -> Text:
     if soc_pct is None:
-        return Text("-" * BAR_WIDTH, style="bright_black")
-    filled = round(max(0.0, min(100.0, soc_pct)) / 100.0 * BAR_WIDTH)
+        return Text("-" * width, style="bright_black")
+    filled = round(max(0.0, min(100.0, soc_pct)) / 100.0 * width)
     style = "green" if soc_pct >= 40 else "yellow" if soc_pct >= 15 else "red"
-    return Text("█" * filled, style=style) + Text("░" * (BAR_WIDTH - filled), style="bright_black")
+    return Text("█" * filled, style=style) + Text("░" * (width - filled), style="bright_black")
 
 
 def _number(value: Any, fmt: str) -> str:
@@ -35,34 +47,59 @@ def _number(value: Any, fmt: str) -> str:
     return format(round(value, 6) + 0.0, fmt)
 
 
-def status_renderable(document: Mapping[str, Any]) -> Group:
-    table = Table(title=f"socgw · site {document.get('site', '?')}", expand=False)
-    for column, justify in (
-        ("node", "left"),
-        ("SOC", "left"),
-        ("%", "right"),
-        ("power W", "right"),
-        ("setpoint W", "right"),
-        ("temp °C", "right"),
-        ("mode", "left"),
-        ("quality", "left"),
-        ("alarms / error", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+def rounded(value: Any, digits: int = 3) -> Any:
+    """`value` (a JSON document) with every float rounded to `digits` decimals, so that -3.6e-12 W prints
+    as 0.0 and 29.400000000000002 as 29.4 (no quantity the gateway shows is finer than a milliunit)."""
+    if isinstance(value, float):
+        return round(value, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if isinstance(value, Mapping):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def status_renderable(document: Mapping[str, Any], width: int = WIDE_COLUMNS) -> Group:
+    """The fleet table and summary for a terminal `width` columns wide. Narrow terminals get short headers,
+    mode abbreviations, a shorter SOC bar and each node's alarms on a line under the table; no cell is
+    ever cut (node ids, numbers and modes stay on one line)."""
+    narrow = width < WIDE_COLUMNS
+    table = Table(
+        title=f"socgw · site {document.get('site', '?')}",
+        expand=False,
+        # Narrow: no rules, one space between columns (the header row stands out in bold).
+        box=None if narrow else box.HEAVY_HEAD,
+        pad_edge=not narrow,
+        collapse_padding=narrow,
+        header_style="bold",
+    )
+    headers = (
+        ("node", "SOC", "%", "W", "set W", "°C", "mode", "quality")
+        if narrow
+        else ("node", "SOC", "%", "power W", "setpoint W", "temp °C", "mode", "quality", "alarms / error")
+    )
+    justified = ("left", "left", "right", "right", "right", "right", "left", "left", "left")
+    for header, justify in zip(headers, justified, strict=False):  # narrow: no alarms column
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    notes: list[Text] = []
     for node in document.get("nodes", []):
         mode = node.get("mode") or "-"
         problems = ", ".join([*node.get("alarms", []), *([node["error"]] if node.get("error") else [])])
-        table.add_row(
+        cells: list[str | Text] = [
             node["id"],
-            _soc_bar(node.get("soc_pct")),
+            _soc_bar(node.get("soc_pct"), NARROW_BAR_WIDTH if narrow else BAR_WIDTH),
             _number(node.get("soc_pct"), ".1f"),
             _number(node.get("power_w"), ".0f"),
             _number(node.get("setpoint_w"), ".0f"),
             _number(node.get("temp_c"), ".1f"),
-            Text(mode, style=MODE_STYLES.get(mode, "")),
+            Text(MODE_ABBREVIATIONS.get(mode, mode) if narrow else mode, style=MODE_STYLES.get(mode, "")),
             node.get("quality", "-"),
-            problems,
-        )
+        ]
+        if not narrow:
+            cells.append(problems)
+        elif problems:
+            notes.append(Text.assemble((node["id"], "bold"), f": {problems}"))
+        table.add_row(*cells)
     fleet = document.get("fleet", {})
     timing = document.get("timing", {})
     total = timing.get("steps_ms", {}).get("total", {})
@@ -83,12 +120,17 @@ def status_renderable(document: Mapping[str, Any]) -> Group:
         ("alarms ", "bold"),
         ", ".join(document.get("alarms", [])) or "none",
     )
+    logging = document.get("logging")
+    if logging is not None:  # `socgw status` (the demo shows no log)
+        summary.append_text(
+            Text.assemble("   ", ("log lines suppressed ", "bold"), str(logging.get("suppressed_lines", 0)))
+        )
     adapters = document.get("adapters")
     if adapters:
         summary.append("\n")
         summary.append("adapters ", style="bold")
         summary.append("   ".join(_adapter_text(adapter) for adapter in adapters))
-    return Group(table, summary)
+    return Group(table, *notes, summary)
 
 
 def _adapter_text(adapter: Mapping[str, Any]) -> str:
@@ -100,8 +142,8 @@ def _adapter_text(adapter: Mapping[str, Any]) -> str:
     return f"{adapter.get('section', '?')} {adapter.get('state', '?')} ({', '.join(details)})"
 
 
-def status_table_text(document: Mapping[str, Any]) -> str:
-    console = Console(width=140, record=True, color_system=None)
+def status_table_text(document: Mapping[str, Any], width: int = 140) -> str:
+    console = Console(width=width, record=True, color_system=None)
     with console.capture() as capture:
-        console.print(status_renderable(document))
+        console.print(status_renderable(document, width))
     return capture.get()

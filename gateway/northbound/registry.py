@@ -17,7 +17,11 @@ from gateway.config import ConfigError, SiteConfig
 from gateway.diagnostics import Mark, MarkedMap, Problem, did_you_mean
 from gateway.northbound.adapter import Listener, NorthboundAdapter, Submit
 
-PROTOCOL_PACKAGES: tuple[str, ...] = ("gateway.northbound.dnp3", "gateway.northbound.iec61850")
+PROTOCOL_PACKAGES: tuple[str, ...] = (
+    "gateway.northbound.dnp3",
+    "gateway.northbound.iec61850",
+    "gateway.northbound.web",
+)
 
 
 def _packages() -> list[ModuleType]:

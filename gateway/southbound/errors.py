@@ -26,6 +26,7 @@ class ErrorCode(enum.StrEnum):
     EXCEPTION = "E_MB_EXCEPTION"  # any other exception code
     # The answer itself is wrong, or missing
     UNIT_MISMATCH = "E_MB_UNIT_MISMATCH"
+    WRONG_TID = "E_MB_WRONG_TID"  # an answer to no request of ours (transaction id 0 included)
     MALFORMED = "E_MB_MALFORMED"
     TIMEOUT = "E_MB_TIMEOUT"
     # The TCP connection
@@ -55,6 +56,7 @@ class ErrorCode(enum.StrEnum):
 _CONNECTION_FAULTS = frozenset(
     {
         ErrorCode.UNIT_MISMATCH,
+        ErrorCode.WRONG_TID,
         ErrorCode.MALFORMED,
         ErrorCode.TIMEOUT,
         ErrorCode.CONNECT_TIMEOUT,
@@ -176,9 +178,10 @@ class FieldError(Exception):
         return self.facts.code
 
     @property
-    def state_key(self) -> tuple[ErrorCode, Region | None, tuple[str, ...]]:
-        """Identity for "log once per change of state": same code at the same place is the same state."""
-        return (self.facts.code, self.facts.region, self.facts.points)
+    def state_key(self) -> tuple[ErrorCode, Region | None, tuple[str, ...], bool]:
+        """Identity for "log once per change of state": same code at the same place is the same state
+        (a timeout that turns out to be a slow device, not a dead one, is a new state: its remedy differs)."""
+        return (self.facts.code, self.facts.region, self.facts.points, "late" in self.facts.extra)
 
     def in_context(self, context: NodeContext, points: tuple[str, ...] | None = None) -> FieldError:
         """The same facts explained for a known node (and, for a block read, the points it carried)."""
@@ -280,6 +283,13 @@ def _remedy(facts: Facts, context: NodeContext) -> str:
         return (
             f"invalid slave response: expected unit {target.unit}, got {facts.extra.get('got', '?')}; check "
             f"{_node_field(context, 'unit')} (or another device on the same gateway answers for it)"
+        )
+    if code is ErrorCode.WRONG_TID:
+        return (
+            "an answer to no request of ours, not taken as the answer: another client's answer on a shared "
+            "connection, a Modbus gateway that mixes up its clients' transactions, or firmware that does not "
+            "echo the transaction id (many answer 0); make sure only socgw talks to this device through "
+            "that gateway, or update its firmware; reconnecting"
         )
     if code is ErrorCode.MALFORMED:
         return (

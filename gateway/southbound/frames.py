@@ -1,12 +1,16 @@
 """Checks every Modbus TCP frame a device sends back, before pymodbus sees it.
 
 pymodbus 3.16 silently drops a response that carries another unit id or transaction id and lets the
-request time out; a frame it cannot decode kills the transport with a traceback. The operator then sees
+request time out; it takes an answer with transaction id 0 as the answer to whatever request is
+outstanding, and a frame it cannot decode kills the transport with a traceback. The operator then sees
 "timeout" for what is really a wrong `unit` in the config, a slow device, or a non-Modbus peer. The
 client's `trace_packet` hook sees every outgoing frame and the raw receive buffer, so `FrameInspector`
-remembers what the outstanding request expects and records what actually came back. A frame that is
-not valid Modbus TCP is swallowed (the hook returns no bytes) so pymodbus never chokes on it; the
-request then times out and the link reports the recorded anomaly instead of a bare timeout.
+remembers what the outstanding request expects and classifies every whole frame that comes back by its
+transaction id first, then its unit id and shape: the outstanding request's answer; an earlier request's
+answer after its timeout (a slow device: counted in `late_answers`, pymodbus skips it); any other
+transaction id, 0 included (WRONG_TID); a frame that is not valid Modbus TCP (MALFORMED). A frame that
+must not reach pymodbus is swallowed (the hook returns no bytes); the link then fails the request at once
+and reports the recorded anomaly instead of a bare timeout.
 
 Pure: bytes in, bytes out; no I/O.
 """
@@ -14,17 +18,22 @@ Pure: bytes in, bytes out; no I/O.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 _READ_REGISTERS = frozenset({0x03, 0x04})
 _READ_BITS = frozenset({0x01, 0x02})
 _WRITES = frozenset({0x05, 0x06, 0x0F, 0x10})
 _MBAP = 7  # transaction id (2), protocol id (2), length (2), unit id (1)
+_RECENT_REQUESTS = 32  # transaction ids remembered to tell a late answer from a foreign one
 
 
 class Anomaly(enum.Enum):
-    UNIT_MISMATCH = "unit mismatch"
-    MALFORMED = "malformed"
+    """What can be wrong with an answer, the worst last (the worst seen is reported)."""
+
+    UNIT_MISMATCH = 1
+    WRONG_TID = 2
+    MALFORMED = 3
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class Observation:
     anomaly: Anomaly
     detail: str
     unit: int | None = None  # the unit id the device answered with (UNIT_MISMATCH)
+    transaction_id: int | None = None  # the transaction id the device answered with (WRONG_TID)
 
 
 @dataclass(frozen=True)
@@ -60,15 +70,22 @@ def expectation_of(request: bytes) -> Expectation | None:
 
 
 class FrameInspector:
-    """The `trace_packet` hook of one client: `begin()` before each request, `end()` after it, then read
-    `observation` (the worst anomaly seen meanwhile) and `late_answers` (a running count)."""
+    """The `trace_packet` hook of one client: `reset()` on each new connection, `begin()` before each
+    request, `end()` after it, then read `observation` (the worst anomaly seen meanwhile) and
+    `late_answers` (a running count)."""
 
     def __init__(self) -> None:
         self._expected: Expectation | None = None
         self._outstanding = False
+        self._sent: deque[int] = deque(maxlen=_RECENT_REQUESTS)  # transaction ids sent on this connection
         self.observation: Observation | None = None
         self.pending_bytes = 0  # bytes received that do not (yet) form a whole frame
         self.late_answers = 0  # answers that arrived after their request had timed out
+
+    def reset(self) -> None:
+        """A new connection: transaction ids start again, so earlier ones no longer mark late answers."""
+        self._expected = None
+        self._sent.clear()
 
     def begin(self) -> None:
         self.observation = None
@@ -81,13 +98,20 @@ class FrameInspector:
     def __call__(self, sending: bool, data: bytes) -> bytes:
         if sending:
             self._expected = expectation_of(data)
+            if self._expected is not None:
+                self._sent.append(self._expected.transaction_id)
             return data
         return self._inspect(data)
 
     def _note(self, observation: Observation) -> None:
-        # A malformed frame outranks a unit mismatch: report the worst.
-        if self.observation is None or observation.anomaly is Anomaly.MALFORMED:
+        if self.observation is None or observation.anomaly.value > self.observation.anomaly.value:
             self.observation = observation
+
+    def _swallow(self, observation: Observation) -> bytes:
+        """Keep the buffer from pymodbus: it would wait forever, take it for the answer, or raise on it."""
+        self._note(observation)
+        self.pending_bytes = 0
+        return b""
 
     def _inspect(self, data: bytes) -> bytes:
         expected = self._expected
@@ -97,26 +121,39 @@ class FrameInspector:
             protocol_id = int.from_bytes(data[position + 2 : position + 4], "big")
             length = int.from_bytes(data[position + 4 : position + 6], "big")
             if protocol_id != 0 or not 2 <= length <= 254:
-                self._note(
+                return self._swallow(
                     Observation(
                         Anomaly.MALFORMED,
                         f"not a Modbus TCP header (protocol id {protocol_id}, length {length}): "
                         f"{data[position : position + 16].hex(' ')}",
                     )
                 )
-                self.pending_bytes = 0
-                return b""  # swallow: pymodbus would wait forever or kill the transport
             end = position + 6 + length
             if end > len(data):
                 break
             unit = data[position + 6]
             function_code = data[position + 7]
+            body = data[end - length + 2 : end]
             position = end
-            if expected is None or not self._outstanding or transaction_id != expected.transaction_id:
+            if expected is None or not self._outstanding:
                 self.late_answers += 1
-                if not self._outstanding:
-                    return b""  # nobody waits for it: keep pymodbus from matching it to a past request
-                continue
+                return b""  # nobody waits for it: keep pymodbus from matching it to a past request
+            if transaction_id != expected.transaction_id:
+                if transaction_id in self._sent:
+                    self.late_answers += 1  # an earlier request's answer: pymodbus skips it
+                    continue
+                problem = _shape_problem(expected, function_code, length, body)
+                if problem:
+                    return self._swallow(
+                        Observation(Anomaly.MALFORMED, f"{problem} (transaction id {transaction_id})")
+                    )
+                return self._swallow(
+                    Observation(
+                        Anomaly.WRONG_TID,
+                        f"transaction id {transaction_id} in the answer to request {expected.transaction_id}",
+                        transaction_id=transaction_id,
+                    )
+                )
             if expected.unit and unit != expected.unit:
                 self._note(
                     Observation(
@@ -124,11 +161,9 @@ class FrameInspector:
                     )
                 )
                 continue
-            problem = _shape_problem(expected, function_code, length, data[end - length + 2 : end])
+            problem = _shape_problem(expected, function_code, length, body)
             if problem:
-                self._note(Observation(Anomaly.MALFORMED, problem))
-                self.pending_bytes = 0
-                return b""
+                return self._swallow(Observation(Anomaly.MALFORMED, problem))
         self.pending_bytes = len(data) - position
         return data
 

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -35,6 +36,10 @@ from gateway.southbound.frames import Anomaly, FrameInspector
 _READ_FUNCTION = {Table.COIL: 0x01, Table.DISCRETE: 0x02, Table.HOLDING: 0x03, Table.INPUT: 0x04}
 _UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
 _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent requests; we decide that
+# pymodbus empties its receive buffer without a word beyond 516 bytes, before the frame inspector sees it: a
+# burst would pass for a timeout. One socket read (256 KiB) fits; the inspector rejects what is not Modbus.
+_RECEIVE_BUFFER_BYTES = 256 * 1024
+_ANSWER_TIMES = 8  # answered requests whose duration `request_s` looks at
 
 
 def silence_pymodbus_logging() -> None:
@@ -67,6 +72,12 @@ class ModbusLink:
         self._lost = False
         self._next_request_at = 0.0
         self._late_mark = 0  # late answers counted up to the last good answer
+        self._answer_times: deque[float] = deque(maxlen=_ANSWER_TIMES)
+
+    @property
+    def request_s(self) -> float | None:
+        """How long the device takes to answer: the slowest of its last few answers (None: none yet)."""
+        return max(self._answer_times) if self._answer_times else None
 
     @property
     def connected(self) -> bool:
@@ -108,6 +119,8 @@ class ModbusLink:
             trace_connect=self._on_connection_change,
         )
         client.set_max_no_responses(_NEVER_CLOSE_BY_ITSELF)
+        client.ctx.max_buffer_size = _RECEIVE_BUFFER_BYTES
+        self._inspector.reset()
         try:
             # pymodbus's connect() swallows the OSError and returns False; calling the same transport
             # factory ourselves tells the operator "refused" from "unreachable" from "no answer".
@@ -227,6 +240,7 @@ class ModbusLink:
             await self._pace()
         self.requests += 1
         self._inspector.begin()
+        sent_at = asyncio.get_running_loop().time()
         try:
             # A request on a disconnected client raises synchronously: keep the call inside the try.
             response = await self._send(client, function_code, region, unit, words)
@@ -256,6 +270,7 @@ class ModbusLink:
                 writing=writing,
             )
         self._late_mark = self._inspector.late_answers
+        self._answer_times.append(asyncio.get_running_loop().time() - sent_at)
         return response
 
     async def _pace(self) -> None:
@@ -272,6 +287,9 @@ class ModbusLink:
         extra: dict[str, str] = {}
         if observation is not None and observation.anomaly is Anomaly.MALFORMED:
             code, detail = ErrorCode.MALFORMED, f"malformed answer: {observation.detail}"
+        elif observation is not None and observation.anomaly is Anomaly.WRONG_TID:
+            code, detail = ErrorCode.WRONG_TID, f"wrong answer: {observation.detail}"
+            extra["got"] = str(observation.transaction_id)
         elif observation is not None and observation.anomaly is Anomaly.UNIT_MISMATCH:
             code, detail = ErrorCode.UNIT_MISMATCH, f"the answer came from unit {observation.unit}"
             extra["got"] = str(observation.unit)

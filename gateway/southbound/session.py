@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.fleet import Quality, node_from_values
+from gateway.logbook import RateLimitedLog, emit_to
 from gateway.profiles.codec import (
     CodecError,
     Value,
@@ -50,6 +51,7 @@ from gateway.southbound.identify import (
 )
 from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import PointRead, Reading
+from gateway.southbound.schedule import PollSchedule
 from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,9 @@ def silence_session_logging() -> None:
 
 
 # Failures after which the stream cannot be trusted (or will not heal by asking again soon).
-_DROP_AT_ONCE = frozenset({ErrorCode.MALFORMED, ErrorCode.UNIT_MISMATCH, ErrorCode.CONN_RESET})
+_DROP_AT_ONCE = frozenset(
+    {ErrorCode.MALFORMED, ErrorCode.UNIT_MISMATCH, ErrorCode.WRONG_TID, ErrorCode.CONN_RESET}
+)
 
 
 class SessionState(enum.StrEnum):
@@ -77,7 +81,7 @@ class SessionOptions:
     backoff_base_s: float = 0.1
     backoff_cap_s: float = 2.0
     stale_limit_s: float = 2.0  # last good values are carried (quality stale) this long, then failed
-    slow_poll_every: int = 10  # points outside FAST_POINTS are read every Nth poll (1: every poll)
+    slow_poll_every: int = 10  # points outside FAST_POINTS are due every Nth poll (schedule.py)
     max_silent_requests: int = 2  # consecutive timeouts before re-connecting (in the background)
     writes: WritePolicy = field(default_factory=WritePolicy)
 
@@ -155,7 +159,8 @@ class ModbusSession:
         self._cyclic: dict[str, Point] = {}
         self._full_plan: list[ReadBlock] = []  # every cyclic point
         self._fast_plan: list[ReadBlock] = []  # FAST_POINTS and their scale registers
-        self._polls = 0  # polls on this connection
+        self._schedule = PollSchedule((), (), 1, 0.0)  # the blocks of each poll on this connection
+        self._heartbeat_planned: bool | None = None  # this cycle's poll saw the heartbeat due (None: no poll)
         self._identity: dict[str, Value | None] = {}
         self._silent = 0
         self._fresh_connection = False
@@ -165,6 +170,7 @@ class ModbusSession:
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
+        self._changes_log = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute
         self._not_connected = FieldError(
             Facts(ErrorCode.NOT_CONNECTED, "not connected yet", self.target), self.context
         )
@@ -301,7 +307,9 @@ class ModbusSession:
         self._fast_plan = [
             b for b in self._full_plan if any(p.name in fast for p in b.points)
         ] or self._full_plan
-        self._polls = 0
+        self._schedule = PollSchedule(
+            self._fast_plan, self._full_plan, self.options.slow_poll_every, self.link.timeout_s
+        )
 
     # ----------------------------------------------------------------------------------------------
     # polling
@@ -326,17 +334,22 @@ class ModbusSession:
                 now,
             )
         if self.state is SessionState.READY:
-            full = self._polls % max(1, self.options.slow_poll_every) == 0
-            self._polls += 1
+            # The heartbeat written later in this cycle takes its share of the node's budget too.
+            self._heartbeat_planned = self._heartbeat_due(now) is not None
+            planned = self._schedule.next(self.link.request_s, writes=int(self._heartbeat_planned))
             try:
-                raw = await self._read_blocks(self._full_plan if full else self._fast_plan)
-                values = self._decode(self._cyclic, raw)
+                read = await self._read_blocks(planned.blocks)
+                if planned.complete:
+                    raw, values = read, self._decode(self._cyclic, read)
+                else:  # what this poll did not read keeps its words and values from earlier polls
+                    raw = {**self._good_raw, **read}
+                    values = {
+                        **self._good_values,
+                        **self._decode(self._cyclic, raw if planned.slow else read),
+                    }
             except FieldError as error:
                 self._request_failed(error, now)
             else:
-                if not full:  # the slow points keep their values from the last full poll
-                    values = {**self._good_values, **values}
-                    raw = {**self._good_raw, **raw}
                 return self._good(values, raw, now)
         elif self.state is SessionState.DISCONNECTED and now >= self._next_attempt_s:
             self._start_connect()
@@ -578,7 +591,8 @@ class ModbusSession:
             return None  # encode() then names the missing scale register
         return decode_scale_factor(sf_point, sf_words)
 
-    async def _heartbeat(self, now: float) -> WriteOutcome | None:
+    def _heartbeat_due(self, now: float) -> tuple[Point, int] | None:
+        """The heartbeat point and the counter to write now, or None when no heartbeat is due."""
         point = self.points.get("heartbeat")
         if (
             point is None
@@ -586,11 +600,18 @@ class ModbusSession:
             or self.read_only
             or self.state is not SessionState.READY
             or point.type is DataType.STR
+            or self._silent  # the last request got no answer: one timeout per cycle is enough
         ):
             return None
         counter = self.writes.next_heartbeat(point, now)
-        if counter is None:
+        return None if counter is None else (point, counter)
+
+    async def _heartbeat(self, now: float) -> WriteOutcome | None:
+        planned, self._heartbeat_planned = self._heartbeat_planned, None
+        due = self._heartbeat_due(now)
+        if due is None or planned is False:  # became due after this cycle's poll: the next one plans it
             return None
+        point, counter = due
         try:
             await self._send_write(point, encode(point, counter))
         except (FieldError, CodecError) as error:
@@ -609,34 +630,36 @@ class ModbusSession:
         return WriteOutcome(point.name, counter, WriteStatus.WRITTEN)
 
     # ----------------------------------------------------------------------------------------------
-    # logging once per change of state
+    # logging once per change of state, and a few lines a minute per node when its state flaps
 
     def _set_error(self, error: FieldError) -> None:
         if self.error is None or self.error.state_key != error.state_key:
-            log.warning("%s", error)
+            self._changes_log.log(f"node {self.node_id}", logging.WARNING, str(error))
         self.error = error
 
     def _clear_error(self) -> None:
         if self.error is not None:
-            log.info("node %s: polling again (after %s)", self.node_id, self.error.code)
+            message = f"node {self.node_id}: polling again (after {self.error.code})"
+            self._changes_log.log(f"node {self.node_id}", logging.INFO, message)
             self.error = None
 
     def _set_condition(self, condition: FieldError | None) -> None:
         if condition is not None and (
             self.condition is None or self.condition.state_key != condition.state_key
         ):
-            log.warning("%s", condition)
+            self._changes_log.log(f"node {self.node_id}", logging.WARNING, str(condition))
         self.condition = condition
 
     def _log_write_error(self, point: str, error: FieldError) -> None:
         if self._write_errors.get(point) != error.state_key:
             self._write_errors[point] = error.state_key
             if error is not self.error:  # a failed connection was logged as such already
-                log.warning("%s", error)
+                self._changes_log.log(f"node {self.node_id}", logging.WARNING, str(error))
 
     def _clear_write_error(self, point: str) -> None:
         if self._write_errors.pop(point, None) is not None:
-            log.info("node %s: writes to %s work again", self.node_id, point)
+            message = f"node {self.node_id}: writes to {point} work again"
+            self._changes_log.log(f"node {self.node_id}", logging.INFO, message)
 
     def _internal(self, error: Exception) -> FieldError:
         return FieldError(

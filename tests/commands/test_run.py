@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.config import SiteConfig
 from gateway.status import read_status
 from tests.conftest import StartFleet, socgw_command
 from tests.test_engine import site_config
@@ -31,14 +34,39 @@ def wait_for_status(socket_path: Path, nodes: int) -> dict[str, object]:
     raise AssertionError(f"the gateway never reported {nodes} good nodes: {last}")
 
 
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[str]
+    output: str = ""  # stdout and stderr, once it stopped
+
+
+@contextlib.contextmanager
+def gateway_process(config: SiteConfig, nodes: int) -> Iterator[GatewayProcess]:
+    """`socgw run` on `config` as its own process, once it reports `nodes` good nodes; stopped with SIGTERM
+    when the block ends (then `output` holds what it wrote), killed if the block fails."""
+    process = subprocess.Popen(
+        socgw_command("run", "-c", str(config.path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    gateway = GatewayProcess(process)
+    try:
+        wait_for_status(config.status_socket, nodes)
+        yield gateway
+        process.send_signal(signal.SIGTERM)
+        gateway.output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_run_serves_status_and_stops_cleanly_on_sigterm(tmp_path: Path, start_sim_fleet: StartFleet) -> None:
     fleet = start_sim_fleet(packs=3, speed=1.0)
     config = site_config(tmp_path, fleet.endpoints, "command:\n  default_request_w: 900\n")
-    process = subprocess.Popen(
-        socgw_command("run", "-c", config.path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        document = wait_for_status(config.status_socket, 3)
+    with gateway_process(config, 3) as gateway:
+        document = read_status(config.status_socket)
         assert document["request_w"] == 900.0
         time.sleep(0.5)  # a few cycles: the setpoints reach the packs
         assert abs(sum(fleet.snapshot(e.pack_id).state.setpoint_w for e in fleet.endpoints) - 900.0) < 1.0
@@ -50,14 +78,8 @@ def test_run_serves_status_and_stops_cleanly_on_sigterm(tmp_path: Path, start_si
             check=True,
         )
         assert "pack-01" in shown.stdout and "fleet SOC" in shown.stdout
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, output
-    assert "stopped cleanly" in output
+    assert gateway.process.returncode == 0, gateway.output
+    assert "stopped cleanly" in gateway.output
     assert [fleet.snapshot(e.pack_id).state.setpoint_w for e in fleet.endpoints] == [0.0, 0.0, 0.0]
     assert not config.status_socket.exists()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from gateway.sim.scenario import Scenario, make_pack
 from gateway.southbound.errors import ErrorCode, FieldError
 from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession
+from gateway.southbound.writer import WriteOutcome
 from tests.conftest import StartFleet
 from tests.southbound.helpers import TEST_TIMEOUT_S, run, session_for, with_firmware_ranges, with_point
 
@@ -137,6 +139,62 @@ def test_a_slow_device_is_told_apart_from_a_silent_one(
     assert "a late answer arrived after the timeout: the device is slow; raise comms.timeout_ms" in str(
         second
     )
+
+
+def test_a_slow_device_is_logged_as_slow_and_a_dead_one_as_dead(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = start_sim_fleet(packs=2)
+    profile = profile_library.get(MP2000)
+    slow, dead = (session_for(fleet.endpoint(pack), profile) for pack in ("pack-01", "pack-02"))
+    caplog.set_level(logging.INFO, logger="gateway.southbound.session")  # `socgw read` tests silence it
+
+    async def scenario() -> None:
+        for session in (slow, dead):
+            await session.connect(time.monotonic())
+            assert (await session.poll(time.monotonic())).quality is Quality.GOOD  # then the cyclic block
+        fleet.set_faults("pack-01", delay_ms=TEST_TIMEOUT_S * 1000 + 150)  # answers, but late
+        fleet.set_faults("pack-02", silent=True)
+        for _ in range(3):  # default options: the second timeout in a row re-connects
+            now = time.monotonic()
+            await asyncio.gather(slow.poll(now), dead.poll(now))
+            await asyncio.sleep(0.05)
+        for session in (slow, dead):
+            await session.close()
+
+    run(scenario())
+    lines = [record.getMessage() for record in caplog.records]
+    slow_lines = [line for line in lines if line.startswith("node pack-01") and "E_MB_TIMEOUT" in line]
+    dead_lines = [line for line in lines if line.startswith("node pack-02") and "E_MB_TIMEOUT" in line]
+    # The first timeout cannot tell (nothing is known yet); the next one, with the late answer in hand,
+    # is reported again although it is the same code on the same block.
+    assert "check that the device is powered" in slow_lines[0]
+    assert any("a late answer arrived after the timeout: the device is slow" in line for line in slow_lines)
+    assert dead_lines and not any("slow" in line for line in dead_lines)
+    assert "check that the device is powered" in dead_lines[0]
+
+
+def test_a_node_that_stops_answering_costs_one_timeout_per_cycle_not_two(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+) -> None:
+    fleet = start_sim_fleet(packs=1)
+    session = session_for(fleet.endpoint("pack-01"), profile_library.get(MP2000))
+
+    async def scenario() -> tuple[Reading, list[WriteOutcome], float]:
+        await session.connect(time.monotonic())
+        assert (await session.poll(time.monotonic())).quality is Quality.GOOD
+        fleet.set_faults("pack-01", silent=True)  # stops answering after identification
+        started = time.monotonic()
+        reading = await session.poll(started)
+        outcomes = await session.write_setpoints({}, started)  # the heartbeat is due
+        elapsed = time.monotonic() - started
+        await session.close()
+        return reading, outcomes, elapsed
+
+    reading, outcomes, elapsed = run(scenario())
+    assert reading.error_code is ErrorCode.TIMEOUT
+    assert outcomes == []  # the heartbeat waits for an answered poll: it would only time out too
+    assert elapsed < 1.5 * TEST_TIMEOUT_S  # one timeout in the cycle (it was poll + heartbeat: two)
 
 
 CONNECT_FAULTS: list[tuple[str, dict[str, Any], ErrorCode, str]] = [

@@ -251,3 +251,28 @@ def test_session_options_for_the_gateway_and_for_the_field_tools() -> None:
     assert (tool.writes.heartbeat_interval_s, tool.writes.verify_points) == (None, frozenset())
     patient = SessionOptions.for_tool(2500, verify="setpoint_w")
     assert (patient.connect_timeout_s, patient.writes.verify_points) == (2.5, frozenset({"setpoint_w"}))
+
+
+def test_an_answer_with_transaction_id_0_is_wrong_and_never_reaches_pymodbus() -> None:
+    inspector, passed = inspected(request(7, 1, 3, 0, 2), response(0, 1, bytes([3, 4, 0, 1, 0, 2])))
+    assert inspector.observation is not None and inspector.observation.anomaly is Anomaly.WRONG_TID
+    assert inspector.observation.transaction_id == 0 and passed == b""
+
+
+def test_an_earlier_requests_answer_is_late_and_the_outstanding_answer_passes() -> None:
+    inspector = FrameInspector()
+    for tid in (1, 2):
+        inspector.begin()
+        inspector(True, request(tid, 1, 3, 0, 2))
+        inspector.end()
+    inspector.begin()
+    inspector(True, request(3, 1, 3, 0, 2))
+    both = response(2, 1, bytes([3, 4, 0, 1, 0, 2])) + response(3, 1, bytes([3, 4, 0, 1, 0, 2]))
+    assert inspector(False, both) == both  # pymodbus skips the late one itself
+    assert anomaly_of(inspector) is None and inspector.late_answers == 1
+    assert inspector(False, response(999, 1, bytes([3, 4, 0, 1, 0, 2]))) == b""
+    assert anomaly_of(inspector) is Anomaly.WRONG_TID
+
+
+def anomaly_of(inspector: FrameInspector) -> Anomaly | None:
+    return None if inspector.observation is None else inspector.observation.anomaly

@@ -24,6 +24,7 @@ from typing import Any
 
 import opendnp3 as o
 
+from gateway.logbook import RateLimitedLog
 from gateway.mapping.controls import Context, Refusal, decide
 from gateway.mapping.dnp3 import Dnp3Map, PointType
 from gateway.mapping.sources import Value
@@ -58,11 +59,12 @@ class _ChannelListener(o.IChannelListener):  # type: ignore[misc]
 
 
 class _StackLog(o.ILogHandler):  # type: ignore[misc]
-    """The stack's own log lines (connections, TLS handshakes, protocol errors) into ours."""
+    """The stack's own log lines (connections, TLS handshakes, protocol errors) into ours, rate-limited
+    per source line of the stack: garbage from an unauthenticated peer gives one line per frame it skips."""
 
     def __init__(self, forward: Callable[[int, str], None], peer: Callable[[str], None]) -> None:
         super().__init__()
-        self._forward = forward
+        self._lines = RateLimitedLog(forward)
         self._peer = peer
 
     def log(self, module: Any, name: str, level: Any, location: str, message: str) -> None:
@@ -70,14 +72,15 @@ class _StackLog(o.ILogHandler):  # type: ignore[misc]
             flags = level.value
             if message.startswith("Accepted connection from: "):
                 self._peer(message.rsplit(" ", 1)[-1])
+            key = f"DNP3 stack {location.rsplit('/', 1)[-1]}"  # e.g. LinkLayerParser.cpp(96)
             if "End of file" in message:  # a master closed its connection: routine
-                self._forward(logging.INFO, message)
+                self._lines.log(key, logging.INFO, message)
             elif flags & (o.flags.ERR.value | o.flags.WARN.value) or message.startswith(
                 "TLS handshake failed"
             ):
-                self._forward(logging.WARNING, message)
+                self._lines.log(key, logging.WARNING, message)
             else:
-                self._forward(logging.INFO, message)
+                self._lines.log(key, logging.INFO, message)
         except Exception:  # never into the stack
             return
 

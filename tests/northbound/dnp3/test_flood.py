@@ -1,0 +1,46 @@
+"""Unauthenticated garbage on the DNP3 port writes a bounded number of log lines, counted in the status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from gateway import logbook
+from tests.conftest import LOOPBACK, StartFleet
+from tests.northbound.dnp3.support import dnp3_site_config, running_gateway
+
+GARBAGE_BYTES = 1 << 20
+CHUNK = 4096
+
+
+def test_a_mebibyte_of_garbage_writes_a_bounded_number_of_lines(
+    tmp_path: Path, start_sim_fleet: StartFleet, free_tcp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = start_sim_fleet(packs=1, speed=1.0)
+    config = dnp3_site_config(tmp_path, fleet.endpoints, {"port": free_tcp_port})
+    caplog.set_level(logging.INFO)
+    garbage = random.Random(17).randbytes(GARBAGE_BYTES)
+    suppressed_before = logbook.counters()["suppressed_lines"]
+
+    async def scenario() -> None:
+        async with running_gateway(config) as gateway:
+            caplog.clear()
+            _, writer = await asyncio.open_connection(LOOPBACK, free_tcp_port)
+            for start in range(0, GARBAGE_BYTES, CHUNK):
+                writer.write(garbage[start : start + CHUNK])
+                await writer.drain()
+            writer.close()
+            await gateway.cycles(10)
+
+    uvloop.run(asyncio.wait_for(scenario(), timeout=60))
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("gateway.northbound.dnp3")]
+    skipped = [line for line in lines if line.startswith("Skipped")]
+    # One source line of the stack logs every skipped run of bytes: LINES_PER_WINDOW of them get through.
+    assert len(skipped) == logbook.LINES_PER_WINDOW, lines
+    assert len(lines) <= 4 * logbook.LINES_PER_WINDOW + 4, lines  # all stack sources, connect and close
+    assert logbook.counters()["suppressed_lines"] - suppressed_before >= 1000  # ~3600 lines before the limit

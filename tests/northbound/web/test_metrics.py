@@ -1,0 +1,102 @@
+"""`/metrics` scraped from a running gateway on simulated packs, parsed with prometheus_client's parser."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from gateway.balancer import NodeMode
+from gateway.fleet import Quality
+from gateway.mapping.sources import read_fleet, read_node
+from gateway.site_command import CommandUpdate
+from gateway.snapshot import CycleSnapshot
+from tests.conftest import REPO, StartFleet
+from tests.northbound.web.support import Gateway, documented_families, web_site_config
+from tests.test_engine import run_async
+
+PACKS = 3
+
+
+def test_metrics_show_every_documented_family_with_the_snapshots_values(
+    tmp_path: Path, start_sim_fleet: StartFleet, free_tcp_port: int
+) -> None:
+    fleet = start_sim_fleet(packs=PACKS, speed=60.0)
+    config = web_site_config(tmp_path, fleet.endpoints, free_tcp_port)
+
+    async def scenario() -> tuple[CycleSnapshot, str]:
+        async with Gateway(config) as gateway:
+            first = await gateway.online(PACKS)
+            gateway.engine.submit(
+                CommandUpdate(source="test", request_w=round(first.fleet.available_discharge_w / 2))
+            )
+            snapshot = await gateway.cycles(10)
+            status, text = await gateway.get("/metrics")
+            assert status == 200, text
+            return snapshot, text
+
+    snapshot, text = run_async(scenario)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    documented = documented_families()
+    assert len(documented) >= 19
+    assert sorted(set(documented) - set(families)) == []
+
+    samples = [sample for family in families.values() for sample in family.samples]
+
+    def value(name: str, **labels: str) -> float:
+        found = [s for s in samples if isinstance(s, Sample) and s.name == name and s.labels == labels]
+        assert len(found) == 1, (name, labels)
+        return found[0].value
+
+    assert value("socgw_cycles_total") == snapshot.index
+    for family, quantity, factor in (
+        ("socgw_site_request_watts", "fleet.request_w", 1.0),
+        ("socgw_site_served_watts", "fleet.served_w", 1.0),
+        ("socgw_site_unserved_watts", "fleet.unserved_w", 1.0),
+        ("socgw_fleet_power_watts", "fleet.power_w", 1.0),
+        ("socgw_fleet_soc_ratio", "fleet.mean_soc_pct", 0.01),
+        ("socgw_fleet_nodes_online", "fleet.nodes_online", 1.0),
+    ):
+        expected = read_fleet(quantity, snapshot)
+        assert isinstance(expected, float)
+        assert abs(value(family) - expected * factor) < 1e-6, family
+    assert value("socgw_site_request_watts") > 0
+    for node in snapshot.fleet.nodes:
+        labels = {"node": node.node_id, "profile": "microstore/mp2000"}
+        for family, quantity, factor in (
+            ("socgw_node_soc_ratio", "node.soc_pct", 0.01),
+            ("socgw_node_power_watts", "node.power_w", 1.0),
+            ("socgw_node_setpoint_watts", "node.setpoint_w", 1.0),
+            ("socgw_node_temperature_celsius", "node.temp_c", 1.0),
+        ):
+            expected = read_node(quantity, snapshot, node)
+            assert isinstance(expected, float)
+            assert abs(value(family, **labels) - expected * factor) < 1e-6, (family, node.node_id)
+        decision = snapshot.node_dispatch(node.node_id)
+        assert decision is not None
+        for mode in NodeMode:
+            assert value("socgw_node_mode", **labels, mode=str(mode)) == (
+                1.0 if decision.mode is mode else 0.0
+            )
+        for quality in Quality:
+            assert value("socgw_node_quality", **labels, quality=str(quality)) == float(
+                node.quality is quality
+            )
+    count = value("socgw_cycle_interval_seconds_count")
+    assert count == snapshot.index - 1  # one interval between each two cycles
+    assert value("process_resident_memory_bytes") > 10e6
+    assert value("process_cpu_seconds_total") > 0
+
+
+def test_the_grafana_dashboard_queries_only_documented_families() -> None:
+    dashboard = json.loads((REPO / "docs/grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\b((?:socgw|process)_[a-z_]+)", expr)}
+    documented = set(documented_families())
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    bases = {next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name) for name in used}
+    assert bases <= documented, bases - documented
+    assert {"socgw_node_soc_ratio", "socgw_node_faults", "socgw_cycle_interval_seconds"} <= bases
