@@ -25,6 +25,7 @@ from typing import Any
 
 import uvloop
 
+from gateway import logbook
 from gateway.config import ConfigError, load_config
 from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
 from gateway.northbound.process.channel import (
@@ -61,6 +62,7 @@ class CoreLink:
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Answer] = {}
+        self._reported: dict[str, int] = {}  # suppressed log lines already counted by the core
         self._reader = threading.Thread(target=self._read_answers, name="core-answers", daemon=True)
 
     def start(self) -> None:
@@ -90,6 +92,14 @@ class CoreLink:
             return answer.refusal
         finally:
             self._waiting.pop(ident, None)
+
+    def report_suppressed(self) -> None:
+        """Send the log lines this process suppressed since the last report (the core counts them)."""
+        counts = logbook.counters()["suppressed_by_key"]
+        new = {key: count - self._reported.get(key, 0) for key, count in counts.items()}
+        new = {key: count for key, count in new.items() if count > 0}
+        if new and self.send({"kind": "suppressed", "counts": new}):
+            self._reported = counts
 
     def _read_answers(self) -> None:
         while True:
@@ -151,6 +161,8 @@ async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.soc
                 adapter.publish(decode_snapshot(body))
             except Exception:  # one bad cycle must not end the adapter: the next snapshot supersedes it
                 log.exception("northbound %s: publish failed", adapter.name)
+            logbook.sweep()  # what the core's engine does each cycle for its own rate-limited logs
+            link.report_suppressed()
         writer.close()
     finally:
         adapter.stop()

@@ -24,7 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from gateway.northbound.adapter import NorthboundError, Submit
+from gateway import logbook
+from gateway.northbound.adapter import CORE_PID_VARIABLE, NorthboundError, Submit
 from gateway.northbound.process.channel import (
     MAX_MESSAGE_BYTES,
     ChannelError,
@@ -43,6 +44,7 @@ STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
 FIRST_BACKOFF_S: Final = 0.1  # wait before restarting a child that ran well; doubles per quick failure
 BACKOFF_CAP_S: Final = 10.0
 HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff over
+ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
 # What a child must not inherit: it never talks to systemd (NotifyAccess=main).
 PRIVATE_ENVIRONMENT: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -110,6 +112,7 @@ class AdapterProcess:
         self._supervising: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._down_since: float | None = None
+        self._answering: threading.Thread | None = None
         self._served = False  # a child has served once: from then on an exit means a restart
 
     # --- life cycle (on the loop) -------------------------------------------------------------------
@@ -170,6 +173,7 @@ class AdapterProcess:
         core_snapshots, child_snapshots = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         core_messages, child_messages = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         environment = {key: value for key, value in os.environ.items() if key not in PRIVATE_ENVIRONMENT}
+        environment[CORE_PID_VARIABLE] = str(os.getpid())
         try:
             process = subprocess.Popen(
                 [
@@ -201,12 +205,13 @@ class AdapterProcess:
         self._feed = SnapshotFeed(core_snapshots)
         if self._latest is not None:
             self._feed.offer(self._latest)  # the newest full state, first thing the new child reads
-        threading.Thread(
+        self._answering = threading.Thread(
             target=self._answer,
             args=(core_messages, process.pid),
             name=f"{self.section}-commands",
             daemon=True,
-        ).start()
+        )
+        self._answering.start()
         return process
 
     async def _supervise(self, process: subprocess.Popen[bytes]) -> None:
@@ -214,6 +219,8 @@ class AdapterProcess:
         while True:
             started = time.monotonic()
             reason = describe_exit(await _exited(process))
+            if self._answering is not None:  # its last messages (logs, counts) are written first
+                await asyncio.to_thread(self._answering.join, ANSWERING_JOIN_S)
             if self._feed is not None:
                 self._feed.close()
                 self._feed = None
@@ -284,6 +291,13 @@ class AdapterProcess:
             if not (isinstance(level, int) and isinstance(name, str) and isinstance(text, str)):
                 raise ChannelError(f"malformed log record {message!r}")
             logging.getLogger(name).log(level, "%s", text)
+        elif kind == "suppressed":
+            counts = message.get("counts")
+            if not isinstance(counts, dict) or not all(
+                isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
+            ):
+                raise ChannelError(f"malformed suppressed-lines report {message!r}")
+            logbook.add_suppressed(counts)
         elif kind in ("ready", "failed"):
             failure = message.get("message") if kind == "failed" else None
             if kind == "failed" and not isinstance(failure, str):

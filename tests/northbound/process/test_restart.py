@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from gateway.northbound.iec61850.plan import device_name_for
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.fleet import FleetThread
 from gateway.sim.scenario import DEFAULT_PROFILE, uniform_fleet
-from tests.conftest import PROFILES, ephemeral_ports, free_port, socgw_command
+from tests.conftest import LOOPBACK, PROFILES, ephemeral_ports, free_port, socgw_command
 from tests.northbound.dnp3.support import connected_master
 from tests.northbound.iec61850.helpers import GatewayProcess, iec_section, run_client, soc_references
 from tests.test_engine import site_config
@@ -47,6 +48,7 @@ class Served:
     gateway: GatewayProcess
     dnp3_port: int
     iec_port: int
+    web_port: int
 
     def status(self) -> dict[str, Any]:
         return self.gateway.status()
@@ -65,11 +67,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     fleet = FleetThread(ephemeral_ports(uniform_fleet(PACKS, profile, base_port=0, speed=0.0)))
     fleet.start()
     try:
-        dnp3_port, iec_port = free_port(), free_port()
-        extra = iec_section(iec_port) + "  dnp3: " + json.dumps({"port": dnp3_port}) + "\n"
+        dnp3_port, iec_port, web_port = free_port(), free_port(), free_port()
+        extra = (
+            iec_section(iec_port)
+            + f"  dnp3: {json.dumps({'port': dnp3_port})}\n"
+            + f"  web: {json.dumps({'host': LOOPBACK, 'port': web_port})}\n"
+        )
         config = site_config(tmp_path_factory.mktemp("process"), fleet.endpoints, extra)
         with GatewayProcess(Path(config.path), config.status_socket, PACKS) as gateway:
-            running = Served(fleet, gateway, dnp3_port, iec_port)
+            running = Served(fleet, gateway, dnp3_port, iec_port, web_port)
             until(lambda: all(a["state"] == "running" for a in running.status()["adapters"]))
             yield running
         assert gateway.stop() == 0, gateway.output
@@ -122,10 +128,34 @@ def test_the_core_holds_neither_stack_and_each_child_only_its_own(served: Served
     assert DNP3_LIBRARY not in core and IEC61850_LIBRARY not in core
     assert DNP3_LIBRARY in dnp3_child and IEC61850_LIBRARY not in dnp3_child
     assert IEC61850_LIBRARY in iec_child and DNP3_LIBRARY not in iec_child
+    web_child = mapped_libraries(served.adapter("web")["pid"])
+    assert DNP3_LIBRARY not in web_child and IEC61850_LIBRARY not in web_child
     # and both serve the fleet the core holds
     socs = core_socs(served)
     assert dnp3_soc_counts(served.dnp3_port) == [round(soc * 10) for soc in socs]
     assert iec_socs(served) == pytest.approx(socs, rel=1e-6)
+
+
+def start_time_s(pid: int) -> float:
+    """When the process started, in seconds since the epoch, as Prometheus' process collector counts."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot_s = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime")
+    )
+    return boot_s + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_web_views_process_metrics_describe_the_core_not_its_own_process(served: Served) -> None:
+    assert served.gateway.process is not None
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{served.web_port}/metrics", timeout=WAIT_S) as response:
+        text = response.read().decode()
+    shown = next(
+        float(line.split()[1]) for line in text.splitlines() if line.startswith("process_start_time_seconds ")
+    )
+    assert shown == pytest.approx(start_time_s(served.gateway.process.pid), abs=0.01)
+    assert shown != pytest.approx(start_time_s(served.adapter("web")["pid"]), abs=0.01)
 
 
 @pytest.mark.parametrize(
