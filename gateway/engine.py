@@ -29,7 +29,7 @@ from gateway.fleet import FleetState, NodeState, highest_discharge_limits, learn
 from gateway.logbook import RateLimitedLog, emit_to, sweep
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
-from gateway.snapshot import CycleSnapshot
+from gateway.snapshot import CycleAccounts, CycleSnapshot
 from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
 from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.timing import CycleStats
@@ -209,6 +209,11 @@ class Engine:
             params=params,
             learned_rated_power_w=learned_rated_power_w(self._highest_discharge_w),
             charge_discharge_enabled=charge_discharge_enabled,
+            accounts=CycleAccounts(
+                overruns=self.stats.overruns,
+                steps_ms=dict(steps),
+                writes={session.node_id: session.writes.writes_total for session in self.sessions},
+            ),
         )
         for publisher in self.publishers:
             try:

@@ -11,6 +11,15 @@ from gateway.fleet import FleetState
 
 
 @dataclass(frozen=True)
+class CycleAccounts:
+    """What the engine has counted up to this cycle, for whoever shows it (`/metrics`, the status)."""
+
+    overruns: int = 0  # cycles that ended past their deadline, before this one
+    steps_ms: Mapping[str, float] = field(default_factory=dict)  # this cycle's work: poll, dispatch, write
+    writes: Mapping[str, int] = field(default_factory=dict)  # setpoint writes sent per node, since start
+
+
+@dataclass(frozen=True)
 class CycleSnapshot:
     index: int
     wall_time: datetime
@@ -22,6 +31,7 @@ class CycleSnapshot:
     # configured rated power uses that instead (`rated_power_w`).
     learned_rated_power_w: float | None = None
     charge_discharge_enabled: bool = True  # the AN2018 mode switch in force (SiteCommandState)
+    accounts: CycleAccounts = CycleAccounts()
     _by_node: Mapping[str, NodeDispatch] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

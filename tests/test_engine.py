@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 import uvloop
 
 from gateway.balancer import NodeMode
@@ -22,6 +23,8 @@ from gateway.sim.fleet import Endpoint, FleetThread
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 from tests.conftest import PROFILES, StartFleet, free_port
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 T = TypeVar("T")
 

@@ -6,10 +6,14 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.engine import Engine
 from gateway.fleet import Quality
 from tests.conftest import StartFleet
 from tests.test_engine import run_async, site_config, until_online
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 PACKS = 20
 CYCLES = 60

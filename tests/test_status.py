@@ -14,6 +14,8 @@ from gateway.paths import development_socket_directory
 from gateway.status import prepare_socket_directory
 from tests.conftest import socgw_command
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 OTHER_UID = 4242
 
 

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 CYCLE_FIELDS = (
     "cycles",

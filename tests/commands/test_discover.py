@@ -15,6 +15,8 @@ from gateway.profiles.model import Version
 from gateway.sim.fleet import FleetThread
 from gateway.sim.scenario import Scenario, make_pack
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 MP2000 = "microstore/mp2000"
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from rich.console import Console
 
@@ -19,6 +20,8 @@ from gateway.cli import main
 from gateway.commands.discover import parse_ports
 from gateway.commands.view import rounded, status_renderable
 from tests.conftest import REPO, StartProcess, free_port, socgw_command
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 DEMO_TIMEOUT_S = 120.0
 

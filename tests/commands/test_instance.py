@@ -5,10 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from gateway.status import read_status
 from tests.commands.test_run import gateway_process
 from tests.conftest import StartProcess, socgw_command
 from tests.test_engine import site_config
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 
 def test_second_run_on_the_same_config_refuses_and_names_the_first(

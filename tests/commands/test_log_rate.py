@@ -7,11 +7,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.logbook import LINES_PER_WINDOW
 from gateway.sim.faults import ExceptionCode, ExceptionRule
 from tests.commands.test_run import gateway_process
 from tests.conftest import StartFleet, socgw_command
 from tests.test_engine import site_config
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 FLAPPING_S = 8.0
 FLIP_EVERY_S = 0.25  # slower than a cycle, so every flip is polled: ~32 changes of state

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import uvloop
 
 from gateway.commands.points import COLUMNS
@@ -17,6 +18,8 @@ from gateway.mapping.dnp3 import load_dnp3_map
 from gateway.sim.fleet import Endpoint
 from tests.conftest import REPO, free_port, socgw_command
 from tests.northbound.dnp3.support import connected_master, dnp3_site_config
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 DEMO_START_S = 60.0
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.cli import main
 from tests.conftest import PROFILES
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 MP2000 = "microstore/mp2000"
 

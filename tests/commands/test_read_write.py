@@ -8,6 +8,8 @@ import pytest
 
 from gateway.cli import main
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 MP2000 = "microstore/mp2000"
 
 

@@ -11,10 +11,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from gateway.config import SiteConfig
 from gateway.status import read_status
 from tests.conftest import StartFleet, socgw_command
 from tests.test_engine import site_config
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 STATUS_WAIT_S = 30.0
 

@@ -21,6 +21,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 CORPUS = REPO / "tests" / "corpus"
 TIME_LIMIT_S = 2.0
 MEMORY_LIMIT_BYTES = 200 * 1024 * 1024

@@ -15,6 +15,8 @@ from gateway.commands.schema import config_schema, dnp3_map_schema, iec61850_map
 from gateway.diagnostics import load_yaml_file
 from tests.conftest import REPO, socgw_command
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 CONFIGS = [REPO / "examples" / "gateway.yaml", REPO / "packaging" / "gateway.yaml"]
 DNP3_MAPS = sorted((REPO / "mappings" / "dnp3").glob("*.yaml"))
 IEC61850_MAPS = sorted((REPO / "mappings" / "iec61850").glob("*.yaml"))

@@ -40,6 +40,8 @@ from tests.northbound.dnp3.support import (
 from tests.northbound.iec61850.helpers import CLIENT_TIMEOUT_S, client_command, iec_section, last_json
 from tests.test_engine import site_config, until_online
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 T = TypeVar("T")
 PACKS = 3
 # DNP3 flags (IEEE 1815) and IEC 61850 quality bits (validity in the low two bits), as docs/quality.md.

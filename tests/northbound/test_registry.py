@@ -12,6 +12,8 @@ from gateway.config import ConfigError, load_config
 from gateway.northbound.registry import check_sections
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 PACKAGED = REPO / "packaging" / "gateway.yaml"
 STACKS = ("opendnp3", "pyiec61850")
 

@@ -13,10 +13,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from gateway.profiles import codec
 from gateway.profiles.loader import ProfileLibrary
 from gateway.profiles.model import Point, Version
 from tests.conftest import SCENARIOS, StartFleet, StartProcess, socgw_command
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 MBPOLL = shutil.which("mbpoll") or "/usr/bin/mbpoll"
 MBPOLL_TIMEOUT_S = 20.0

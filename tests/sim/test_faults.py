@@ -16,6 +16,8 @@ from gateway.sim.scenario import load_scenario
 from tests.conftest import SCENARIOS, StartFleet
 from tests.sim import wire as sim_wire
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 SOC = sim_wire.read_request(4, 0, 1)  # microstore: input register 0 is the SOC
 
 

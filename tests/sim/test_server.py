@@ -24,6 +24,8 @@ from gateway.sim.fleet import FleetThread, PackSnapshot
 from tests.conftest import StartFleet
 from tests.sim import wire as sim_wire
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 PROFILE_CASES = [
     ("microstore/mp2000", None),
     ("rackcell/rbms-x", "1.5.0"),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from gateway.profiles.loader import ProfileLibrary
 from gateway.profiles.model import DataType, Point, Profile, Table
 from gateway.profiles.vocabulary import VOCABULARY
 from gateway.southbound.check import PointCheck, Severity, assess, check_points
 from tests.conftest import StartFleet
 from tests.southbound.helpers import run, session_for, with_point
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 SUNSPEC = "sunspec/battery-802"
 

@@ -25,6 +25,8 @@ from gateway.southbound.writer import WriteOutcome
 from tests.conftest import StartFleet
 from tests.southbound.helpers import TEST_TIMEOUT_S, run, session_for, with_firmware_ranges, with_point
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 MP2000 = "microstore/mp2000"
 
 

@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,8 @@ from gateway.sim.fleet import Endpoint
 from gateway.southbound.errors import ErrorCode
 from tests.conftest import LOOPBACK, StartFleet
 from tests.southbound.helpers import run, session_for
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 MP2000 = "microstore/mp2000"
 POLLS = 12
@@ -136,3 +140,50 @@ def test_a_mangled_answer_gets_its_own_code_and_no_traceback(
     assert healthy_qualities == [Quality.GOOD] * POLLS
     tracebacks = [r for r in caplog.records if r.exc_info is not None or "Fatal error" in r.getMessage()]
     assert not tracebacks, [r.getMessage() for r in tracebacks]
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _resident_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_a_hundred_mangled_connections_leave_descriptors_and_memory_flat(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+) -> None:
+    """Each round connects, gets an answer with a wrong transaction id and drops the connection: after
+    100 rounds the process holds the same descriptors and about the same memory as after the first."""
+    fleet = start_sim_fleet(packs=1)
+    profile = profile_library.get(MP2000)
+
+    async def scenario() -> tuple[tuple[int, int], tuple[int, int]]:
+        async with hostile(fleet.endpoint("pack-01")) as (proxy, endpoint):
+            victim = session_for(endpoint, profile)
+            proxy.mangle = lambda answer: with_tid(answer, 0)
+
+            async def round_() -> None:
+                with contextlib.suppress(Exception):  # the identification itself may be refused
+                    await victim.connect(time.monotonic())
+                reading = await victim.poll(time.monotonic())
+                assert reading.quality is not Quality.GOOD
+                await victim.close()
+
+            async def settled() -> tuple[int, int]:
+                await asyncio.sleep(0.2)  # the proxy closes its side of each dropped connection
+                return _open_descriptors(), _resident_bytes()
+
+            for _ in range(5):  # warm up: first-use allocations are not a leak
+                await round_()
+            before = await settled()
+            for _ in range(100):
+                await round_()
+            return before, await settled()
+
+    (fds_before, rss_before), (fds_after, rss_after) = run(scenario())
+    assert fds_after == fds_before
+    assert rss_after - rss_before < 4 * 1024 * 1024

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from gateway.fleet import Quality
 from gateway.profiles.loader import ProfileLibrary
 from gateway.profiles.model import Table
@@ -11,6 +13,8 @@ from gateway.profiles.plan import ReadBlock
 from gateway.southbound.schedule import PollSchedule
 from tests.conftest import StartFleet
 from tests.southbound.helpers import run, session_for
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 FAST = ReadBlock(Table.INPUT, 0, 24, ())
 SLOW = tuple(ReadBlock(Table.HOLDING, start, 4, ()) for start in (0, 10, 20))

@@ -22,6 +22,8 @@ from gateway.southbound.writer import WritePolicy, WriteStatus
 from tests.conftest import StartFleet
 from tests.southbound.helpers import TEST_TIMEOUT_S, open_fds, run, session_for, with_point
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 MP2000 = "microstore/mp2000"
 SUNSPEC = "sunspec/battery-802"
 

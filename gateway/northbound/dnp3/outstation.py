@@ -192,6 +192,9 @@ class Dnp3Outstation:
             0,
         )
         config.outstation.params.allowUnsolicited = self.settings.unsolicited
+        config.outstation.params.selectTimeout = o.TimeDuration.Milliseconds(
+            round(self.settings.select_timeout_s * 1000)
+        )
         config.link.LocalAddr = self.settings.outstation_address
         config.link.RemoteAddr = self.settings.master_address
         return config

@@ -8,6 +8,7 @@ Config (`northbound: dnp3:` in the site config; every key optional):
     master_address: 1
     map: default               # a name (mappings/dnp3/<name>.yaml) or a file path
     unsolicited: false         # allow unsolicited responses (the master must still enable them)
+    select_timeout_s: 10       # an OPERATE later than this after its SELECT gets TIMEOUT
     event_buffer: {binary: 10000, analog: 65535, binary_output_status: 1000, analog_output_status: 1000}
     rated_power_w: 120000      # 100 % for AO93; default: learned from the packs' discharge limits
     tls: {ca: ca.pem, cert: outstation.pem, key: outstation.key}   # mutual TLS (paths: config dir)
@@ -15,15 +16,15 @@ Config (`northbound: dnp3:` in the site config; every key optional):
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.config import ConfigError, SiteConfig
-from gateway.diagnostics import Checker, Mark, MarkedMap
+from gateway.diagnostics import Checker, MarkedMap
 from gateway.diagnostics.fields import flag, number, section, table, text, whole
 from gateway.mapping.dnp3 import DEFAULT_MAP, Dnp3Map, MappingError, find_map, load_dnp3_map
+from gateway.northbound.section import config_dir, listen_host, open_section
 from gateway.northbound.tls import TLS_SECTION, TlsFiles, parse_tls
 
 __all__ = ["BINARY_STATE", "FIELDS", "SECTION", "Dnp3Settings", "EventBuffers", "TlsFiles", "parse_settings"]
@@ -51,6 +52,7 @@ class Dnp3Settings:
     outstation_address: int = 10
     master_address: int = 1
     unsolicited: bool = False
+    select_timeout_s: float = 10.0
     event_buffer: EventBuffers = EventBuffers()
     rated_power_w: float | None = None
     tls: TlsFiles | None = None
@@ -75,6 +77,12 @@ FIELDS = table(
         ),
         "map": text("A map name (mappings/dnp3/<name>.yaml) or a file path, relative to this file."),
         "unsolicited": flag("Allow unsolicited responses (the master must still enable them)."),
+        "select_timeout_s": number(
+            "Select-before-operate: an OPERATE later than this after its SELECT gets TIMEOUT.",
+            0.1,
+            600,
+            unit="s",
+        ),
         "event_buffer": section("Events kept per type while no master collects them.", EVENT_BUFFER_FIELDS),
         "rated_power_w": number(
             "100 % for the AN2018 power target; default: learned from the packs' limits.", above=0, unit="W"
@@ -87,25 +95,12 @@ FIELDS = table(
 def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
     """The `northbound.dnp3` section and its map, or None when absent or `enabled: false`.
     Raises ConfigError listing every problem with file:line:column."""
-    northbound = site.northbound
-    if SECTION not in northbound:
-        return None
     checker = Checker()
-    mark = northbound.value_mark(SECTION) if isinstance(northbound, MarkedMap) else Mark(site.path, 1, 1)
-    raw = northbound[SECTION]
-    raw = MarkedMap(mark) if raw is None else checker.mapping(raw, mark, "`dnp3`")
-    if raw is None:
-        raise ConfigError(checker.problems)
-    checker.known_keys(raw, FIELDS, "`northbound.dnp3`")
-    if not checker.value(raw, "enabled", FIELDS["enabled"], True):
+    raw = open_section(site, SECTION, FIELDS, checker)
+    if raw is None or not checker.value(raw, "enabled", FIELDS["enabled"], True):
         return None
-    config_dir = Path(site.path).resolve().parent if site.path else Path.cwd()
-    host = checker.value(raw, "host", FIELDS["host"], "127.0.0.1")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        checker.problem(raw.value_mark("host"), f"`host` must be an IP address, not {host!r}")
-        host = "127.0.0.1"
+    directory = config_dir(site)
+    host = listen_host(checker, raw, FIELDS["host"], "127.0.0.1")
     outstation = checker.value(raw, "outstation_address", FIELDS["outstation_address"], 10)
     master = checker.value(raw, "master_address", FIELDS["master_address"], 1)
     if outstation == master:
@@ -120,6 +115,7 @@ def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
         outstation_address=outstation,
         master_address=master,
         unsolicited=checker.value(raw, "unsolicited", FIELDS["unsolicited"], False),
+        select_timeout_s=float(checker.value(raw, "select_timeout_s", FIELDS["select_timeout_s"], 10.0)),
         event_buffer=EventBuffers(
             **{
                 key: checker.value(buffers, key, field, getattr(defaults, key))
@@ -127,9 +123,9 @@ def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
             }
         ),
         rated_power_w=checker.value(raw, "rated_power_w", FIELDS["rated_power_w"]),
-        tls=parse_tls(checker, raw, config_dir, datetime.now(UTC)),
+        tls=parse_tls(checker, raw, directory, datetime.now(UTC)),
     )
-    dnp3_map = _load_map(checker, raw, config_dir, len(site.nodes))
+    dnp3_map = _load_map(checker, raw, directory, len(site.nodes))
     if checker.problems or dnp3_map is None:
         raise ConfigError(checker.problems)
     return settings, dnp3_map

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyiec61850.pyiec61850 as iec
 
@@ -57,6 +57,19 @@ def decide_control(
     return decide(spec.control, value, context, (spec.minimum, spec.maximum))
 
 
+class _Operation(NamedTuple):
+    value: ControlValue
+    peer: str
+    outcome: CommandUpdate | Refusal
+
+
+def _operation(control: ControlPoint, handler: Any, rated_power_w: RatedPower) -> _Operation:
+    """What a check or operate handler was asked (from the binding's fields) and the table's answer."""
+    value = decode_value(handler._libiec61850_mms_value, control.spec.cdc)
+    peer = peer_of(handler._libiec61850_control_action)
+    return _Operation(value, peer, decide_control(control, value, f"iec61850 {peer}", rated_power_w()))
+
+
 def peer_of(control_action: Any) -> str:
     connection = iec.ControlAction_getClientConnection(control_action)
     if connection is None:
@@ -77,9 +90,7 @@ class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG cl
         control = self._control
         result = iec.CONTROL_VALUE_INVALID
         try:
-            value = decode_value(self._libiec61850_mms_value, control.spec.cdc)
-            peer = peer_of(self._libiec61850_control_action)
-            outcome = decide_control(control, value, f"iec61850 {peer}", self._rated_power_w())
+            _value, peer, outcome = _operation(control, self, self._rated_power_w)
             refusal = outcome.reason if isinstance(outcome, Refusal) else self._submit(outcome, apply=False)
             if refusal is None:
                 result = iec.CONTROL_ACCEPTED
@@ -103,9 +114,7 @@ class _OperateHandler(iec.ControlHandlerForPython):  # type: ignore[misc]  # SWI
         control = self._control
         result = iec.CONTROL_RESULT_FAILED
         try:
-            value = decode_value(self._libiec61850_mms_value, control.spec.cdc)
-            peer = peer_of(self._libiec61850_control_action)
-            outcome = decide_control(control, value, f"iec61850 {peer}", self._rated_power_w())
+            value, peer, outcome = _operation(control, self, self._rated_power_w)
             if isinstance(outcome, Refusal):  # the rated power changed since the check
                 log.warning(
                     "IEC 61850 operate of %s from %s refused: %s", control.reference, peer, outcome.reason

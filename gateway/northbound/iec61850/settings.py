@@ -18,17 +18,17 @@ Config (`northbound.iec61850` in the site config):
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.config import ConfigError, SiteConfig
-from gateway.diagnostics import Checker, MarkedMap
+from gateway.diagnostics import Checker
 from gateway.diagnostics.fields import flag, table, text, whole
 from gateway.mapping.iec61850 import MappingError, find_map, load_map
 from gateway.northbound.iec61850.plan import ModelPlan, plan_model
+from gateway.northbound.section import config_dir, listen_host, open_section
 from gateway.northbound.tls import TLS_SECTION, TlsFiles, parse_tls
 
 __all__ = [
@@ -81,35 +81,20 @@ class Settings:
 def load_settings(site: SiteConfig) -> tuple[Settings, ModelPlan] | None:
     """The server's settings and model plan for `site`, or None when the section is absent or disabled.
     Raises `ConfigError` (file:line:column) for a bad section, map or node name."""
-    northbound = site.northbound
-    if not isinstance(northbound, MarkedMap) or SECTION not in northbound:
-        return None
     checker = Checker()
-    section = northbound[SECTION]
+    section = open_section(site, SECTION, FIELDS, checker)
     if section is None:
-        section = MarkedMap(northbound.value_mark(SECTION))
-    if not isinstance(section, MarkedMap):
-        checker.problem(
-            northbound.value_mark(SECTION), f"`northbound.{SECTION}` must be a mapping of settings"
-        )
-        raise ConfigError(checker.problems)
-    checker.known_keys(section, FIELDS, f"`northbound.{SECTION}`")
+        return None
     enabled = checker.value(section, "enabled", FIELDS["enabled"], True)
-    host = checker.value(section, "host", FIELDS["host"], DEFAULT_HOST)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        checker.problem(
-            section.value_mark("host"), f"`host` must be an IP address to listen on, not {host!r}"
-        )
+    host = listen_host(checker, section, FIELDS["host"], DEFAULT_HOST)
     port = checker.value(section, "port", FIELDS["port"], DEFAULT_PORT)
     ied_name = checker.value(section, "ied_name", FIELDS["ied_name"], DEFAULT_IED_NAME)
-    config_dir = Path(site.path).resolve().parent if site.path else Path.cwd()
-    tls = parse_tls(checker, section, config_dir, datetime.now(UTC))
+    directory = config_dir(site)
+    tls = parse_tls(checker, section, directory, datetime.now(UTC))
     map_name = checker.value(section, "map", FIELDS["map"])
     map_path: Path | None = None
     try:
-        map_path = find_map(map_name or DEFAULT_MAP, config_dir)
+        map_path = find_map(map_name or DEFAULT_MAP, directory)
     except FileNotFoundError as error:
         checker.problem(section.value_mark("map"), str(error))
     if checker.problems:

@@ -90,6 +90,17 @@ class FleetCollector(Collector):
         cycles = CounterMetricFamily("socgw_cycles", "Control cycles run since the gateway started")
         cycles.add_metric([], snapshot.index)
         yield cycles
+        overruns = CounterMetricFamily(
+            "socgw_cycle_overruns", "Control cycles whose work ended past their deadline"
+        )
+        overruns.add_metric([], snapshot.accounts.overruns)
+        yield overruns
+        steps = GaugeMetricFamily(
+            "socgw_cycle_step_seconds", "Duration of each step of the latest cycle", labels=("step",)
+        )
+        for step, duration_ms in sorted(snapshot.accounts.steps_ms.items()):
+            steps.add_metric([step], in_base_unit(duration_ms, 0.001))
+        yield steps
         for name, documentation, quantity, factor in FLEET_GAUGES:
             gauge = GaugeMetricFamily(name, documentation)
             value = read_fleet(quantity, snapshot)
@@ -129,6 +140,14 @@ class FleetCollector(Collector):
                 quality.add_metric([*labels, str(level)], 1.0 if node.quality is level else 0.0)
         yield modes
         yield quality
+        writes = CounterMetricFamily(
+            "socgw_node_writes", "Setpoint writes sent to the pack (flash wear)", labels=NODE_LABELS
+        )
+        for node in nodes:
+            count = snapshot.accounts.writes.get(node.node_id)
+            if count is not None:
+                writes.add_metric([node.node_id, self._profiles.get(node.node_id, "")], count)
+        yield writes
 
 
 class Metrics:
@@ -137,6 +156,12 @@ class Metrics:
     def __init__(self, latest: Latest, profiles: Mapping[str, str]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(FleetCollector(latest, profiles))
+        self.cycle_work = Histogram(
+            "socgw_cycle_work_seconds",
+            "Time a control cycle's work took (poll, dispatch, write), against its cycle",
+            buckets=INTERVAL_BUCKETS_S,
+            registry=self.registry,
+        )
         self.cycle_interval = Histogram(
             "socgw_cycle_interval_seconds",
             "Time from the start of one control cycle to the start of the next",

@@ -147,6 +147,8 @@ class WebAdapter:
             for snapshot in snapshots:
                 for interval in self._history.observe(snapshot):
                     self.metrics.cycle_interval.observe(interval)
+                work_ms = sum(snapshot.accounts.steps_ms.values())
+                self.metrics.cycle_work.observe(work_ms / 1000.0)
             self._latest = snapshots[-1]
             self._state = state_document(self._latest, self._history, self._profiles, self._site)
 

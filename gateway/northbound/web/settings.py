@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ConfigError, SiteConfig
-from gateway.diagnostics import Checker, Mark, MarkedMap
+from gateway.diagnostics import Checker, MarkedMap
 from gateway.diagnostics.fields import flag, section, table, text, whole
+from gateway.northbound.section import config_dir, listen_host, open_section
 from gateway.northbound.web.login import PasswordHashError, parse_hash
 
 SECTION = "web"
@@ -89,27 +90,13 @@ FIELDS = table(
 def parse_settings(site: SiteConfig) -> WebSettings | None:
     """The `northbound.web` section, or None when absent or `enabled: false`. Raises ConfigError
     listing every problem with file:line:column."""
-    northbound = site.northbound
-    if SECTION not in northbound:
-        return None
     checker = Checker()
-    mark = northbound.value_mark(SECTION) if isinstance(northbound, MarkedMap) else Mark(site.path, 1, 1)
-    raw = northbound[SECTION]
-    raw = MarkedMap(mark) if raw is None else checker.mapping(raw, mark, "`web`")
-    if raw is None:
-        raise ConfigError(checker.problems)
-    checker.known_keys(raw, FIELDS, "`northbound.web`")
-    if not checker.value(raw, "enabled", FIELDS["enabled"], True):
+    raw = open_section(site, SECTION, FIELDS, checker)
+    if raw is None or not checker.value(raw, "enabled", FIELDS["enabled"], True):
         return None
-    host = checker.value(raw, "host", FIELDS["host"], "127.0.0.1")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        checker.problem(raw.value_mark("host"), f"`host` must be an IP address, not {host!r}")
-        host = "127.0.0.1"
+    host = listen_host(checker, raw, FIELDS["host"], "127.0.0.1")
     port = checker.value(raw, "port", FIELDS["port"], DEFAULT_PORT)
-    config_dir = Path(site.path).resolve().parent if site.path else Path.cwd()
-    cert, key = _tls(checker, raw, config_dir)
+    cert, key = _tls(checker, raw, config_dir(site))
     login = _login(checker, raw)
     if "login" not in raw and not is_loopback(host):
         checker.problem(

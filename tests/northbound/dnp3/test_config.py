@@ -16,6 +16,8 @@ from gateway.sim.fleet import Endpoint
 from tests.conftest import LOOPBACK, PROFILES, free_port
 from tests.northbound.dnp3.support import connected_master, dnp3_site_config
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 NODE = Endpoint("pack-01", "microstore/mp2000", "1.4.0", LOOPBACK, 15999, 1)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 import uvloop
 
 from tests.conftest import StartFleet
@@ -19,6 +20,8 @@ from tests.northbound.dnp3.support import (
     dnp3_site_config,
     running_gateway,
 )
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 T = TypeVar("T")
 BANK1_SOC = 955 + 6  # AN2018 "Battery Bank #1 Actual State of Charge"

@@ -14,6 +14,8 @@ from gateway import logbook
 from tests.conftest import LOOPBACK, StartFleet
 from tests.northbound.dnp3.support import dnp3_site_config, running_gateway
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 GARBAGE_BYTES = 1 << 20
 CHUNK = 4096
 

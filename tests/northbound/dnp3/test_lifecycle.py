@@ -24,6 +24,8 @@ from tests.northbound.dnp3.support import (
     dnp3_site_config,
 )
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 CYCLES = 10
 
 

@@ -32,12 +32,15 @@ from tests.northbound.dnp3.support import (
     PULSE_ON,
     PULSE_ON_CLOSE,
     SUCCESS,
+    TIMEOUT,
     analog_output_block,
     connected_master,
     crob_block,
     dnp3_site_config,
     running_gateway,
 )
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 T = TypeVar("T")
 ONLINE = 0x01
@@ -201,6 +204,26 @@ def test_reserve_and_ceiling_outputs_retune_the_balancer_within_its_rules(
             assert await master.direct_operate(analog_output_block(101, 1001)) == OUT_OF_RANGE
             await gateway.cycles(2)
             assert limits() == (20.0, 90.0)
+
+    run(scenario)
+
+
+def test_an_operate_after_the_select_timed_out_gets_timeout_and_changes_nothing(
+    tmp_path: Path, start_sim_fleet: StartFleet, free_tcp_port: int
+) -> None:
+    """IEEE 1815: an OPERATE matching a SELECT whose arm timer expired answers TIMEOUT (not NO_SELECT)."""
+    fleet = start_sim_fleet(packs=2, speed=1.0)
+    config = dnp3_site_config(tmp_path, fleet.endpoints, {"port": free_tcp_port, "select_timeout_s": 0.5})
+
+    async def scenario() -> None:
+        async with running_gateway(config) as gateway, connected_master(free_tcp_port) as master:
+            assert await master.select(analog_output_block(100, 200)) == SUCCESS
+            await asyncio.sleep(1.0)
+            assert await master.operate(analog_output_block(100, 200)) == TIMEOUT
+            await gateway.cycles(2)
+            assert gateway.engine.last is not None and gateway.engine.last.params.reserve_pct == 10.0
+            assert await master.select(analog_output_block(100, 200)) == SUCCESS  # in time: it works
+            assert await master.operate(analog_output_block(100, 200)) == SUCCESS
 
     run(scenario)
 

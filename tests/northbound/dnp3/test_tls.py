@@ -20,6 +20,8 @@ from tests.conftest import StartFleet, socgw_command
 from tests.northbound.dnp3.support import connected_master, dnp3_site_config, running_gateway
 from tests.northbound.pki import Issued, Pki
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 T = TypeVar("T")
 
 

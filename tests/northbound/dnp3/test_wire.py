@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
 import uvloop
 from dnp3.master import CommandBuilder
 
@@ -27,6 +28,8 @@ from tests.northbound.dnp3.support import (
     dnp3_site_config,
     running_gateway,
 )
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 CAPTURE_START_S = 30.0
 BLOCK_TIMEOUT_S = 1.5

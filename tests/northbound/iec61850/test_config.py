@@ -14,6 +14,8 @@ from gateway.northbound.iec61850 import create
 from gateway.northbound.iec61850.settings import BUFFERED_REPORT_PACKS, DEFAULT_PORT
 from tests.conftest import PROFILES, free_port, socgw_command
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 NODES = """nodes:
   - { id: pack-01, host: 127.0.0.1, port: 15020, unit: 1, profile: microstore/mp2000 }
   - { id: pack-02, host: 127.0.0.1, port: 15021, unit: 1, profile: microstore/mp2000 }

@@ -26,6 +26,8 @@ from tests.conftest import StartFleet, free_port
 from tests.northbound.iec61850.helpers import CLIENT_TIMEOUT_S, client_command, iec_section, last_json
 from tests.test_engine import site_config, until_online
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 T = TypeVar("T")
 PACKS = 3
 QUALITY_QUESTIONABLE = 0b11

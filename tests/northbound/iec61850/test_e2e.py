@@ -35,6 +35,8 @@ from tests.northbound.iec61850.helpers import (
 )
 from tests.test_engine import site_config
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 PACKS = 4
 SCL = "{http://www.iec.ch/61850/2003/SCL}"
 REPORT_WAIT_S = 30.0

@@ -22,6 +22,8 @@ from tests.northbound.iec61850.helpers import iec_section
 from tests.northbound.iec61850.test_controls import client, read_until
 from tests.test_engine import site_config, until_online
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 RUNS = 10
 
 

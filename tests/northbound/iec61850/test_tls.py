@@ -16,6 +16,8 @@ from tests.northbound.iec61850.helpers import GatewayProcess, iec_section, make_
 from tests.northbound.pki import Pki
 from tests.test_engine import site_config
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 SOC = ("SOCGWPACK_01/ZBAT1.Soc.mag.f", "MX")
 
 

@@ -53,6 +53,8 @@ from tests.conftest import LOOPBACK, REPO, StartFleet, free_port, socgw_command
 from tests.northbound.iec61850.helpers import iec_section
 from tests.test_engine import site_config
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 UPDATER_THREAD = "socgw-iec61850-updater"
 WALL = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 LARGE_FLEET = 300

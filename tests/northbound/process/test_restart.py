@@ -41,6 +41,8 @@ SOC_OF_PACK = 955 + 6  # DNP3 AI: AN2018 bank 1, SOC (0.1 %); bank n is 27 point
 DNP3_LIBRARY = "opendnp3"
 IEC61850_LIBRARY = "iec61850"
 
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
+
 
 @dataclasses.dataclass
 class Served:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvloop
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
@@ -23,6 +24,8 @@ from tests.conftest import REPO, StartFleet, free_port, socgw_command
 from tests.northbound.dnp3.support import SUCCESS, analog_output_block, connected_master
 from tests.northbound.web.support import Gateway, web_site_config
 from tests.test_engine import run_async
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 PACKS = 4
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

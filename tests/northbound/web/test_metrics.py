@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -17,6 +18,8 @@ from gateway.snapshot import CycleSnapshot
 from tests.conftest import REPO, StartFleet
 from tests.northbound.web.support import Gateway, documented_families, web_site_config
 from tests.test_engine import run_async
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 PACKS = 3
 
@@ -52,6 +55,12 @@ def test_metrics_show_every_documented_family_with_the_snapshots_values(
         return found[0].value
 
     assert value("socgw_cycles_total") == snapshot.index
+    assert value("socgw_cycle_overruns_total") == snapshot.accounts.overruns
+    for step in ("poll", "dispatch", "write"):
+        assert value("socgw_cycle_step_seconds", step=step) == pytest.approx(
+            snapshot.accounts.steps_ms[step] / 1000.0, abs=1e-9
+        )
+    assert value("socgw_cycle_work_seconds_count") == snapshot.index
     for family, quantity, factor in (
         ("socgw_site_request_watts", "fleet.request_w", 1.0),
         ("socgw_site_served_watts", "fleet.served_w", 1.0),
@@ -75,6 +84,7 @@ def test_metrics_show_every_documented_family_with_the_snapshots_values(
             expected = read_node(quantity, snapshot, node)
             assert isinstance(expected, float)
             assert abs(value(family, **labels) - expected * factor) < 1e-6, (family, node.node_id)
+        assert value("socgw_node_writes_total", **labels) == snapshot.accounts.writes[node.node_id]
         decision = snapshot.node_dispatch(node.node_id)
         assert decision is not None
         for mode in NodeMode:

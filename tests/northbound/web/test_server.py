@@ -7,12 +7,15 @@ import ssl
 import urllib.error
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.northbound.web.login import hash_password
 from tests.conftest import StartFleet
 from tests.northbound.web.support import Gateway, get, self_signed, web_site_config
 from tests.test_engine import run_async
+
+pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
 PACKS = 2
 
