@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -213,3 +215,31 @@ def test_a_crashed_adapter_is_back_within_2_s_and_balancing_never_missed_a_cycle
     crash_lines = [line for line in served.gateway.output if f"(pid {before['pid']}) killed by" in line]
     assert len(crash_lines) == 1, crash_lines
     assert f"northbound {section} (pid {before['pid']}) killed by {crash.name}" in crash_lines[0]
+
+
+def test_a_child_that_keeps_failing_is_restarted_with_a_growing_delay_then_serves(served: Served) -> None:
+    """Last in this module: it leaves the DNP3 child's backoff grown."""
+    before = served.adapter("dnp3")
+    lines_before = len(served.gateway.output)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        os.kill(before["pid"], signal.SIGKILL)
+        until(lambda: served.adapter("dnp3")["state"] == "restarting")
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((LOOPBACK, served.dnp3_port))  # the restarted outstation cannot listen
+        squatter.listen()
+        until(lambda: served.adapter("dnp3")["restarts"] >= before["restarts"] + 4)
+        failing = served.adapter("dnp3")
+        assert failing["last_exit"] == "exited with status 1"
+    until(lambda: served.adapter("dnp3")["state"] == "running")
+    assert dnp3_soc_counts(served.dnp3_port) == [round(soc * 10) for soc in core_socs(served)]
+    delays = [
+        float(line.split("restarting it in ")[1].split(" s")[0])
+        for line in served.gateway.output[lines_before:]
+        if "northbound dnp3 (pid" in line and "restarting it in" in line
+    ]
+    # Doubling from 0.1 s (0.2 s here: the SIGKILL test above restarted this child less than 30 s ago),
+    # capped: never a restart storm.
+    assert len(delays) >= 4 and delays[0] in (0.1, 0.2), delays
+    assert all(later == min(10.0, 2 * earlier) for earlier, later in itertools.pairwise(delays))
+    cannot = [line for line in served.gateway.output[lines_before:] if "cannot serve" in line]
+    assert cannot and f"{LOOPBACK}:{served.dnp3_port}" in cannot[0], cannot
