@@ -144,8 +144,13 @@ async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.soc
     """Start the adapter, then publish every frame until the core closes the channel; stop it."""
     try:
         adapter.start()
-    except NorthboundError as error:
-        link.send({"kind": "failed", "message": str(error)})
+    except Exception as error:
+        if isinstance(error, NorthboundError):  # a port in use, a bad TLS file: the message says which
+            reason = str(error)
+        else:  # a bug: said once, with its trace in the log, never a silent exit
+            log.exception("northbound %s could not start", adapter.name)
+            reason = f"could not start ({type(error).__name__}: {error})"
+        link.send({"kind": "failed", "message": reason})
         adapter.stop()
         return EXIT_FAILED
     try:
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         site = load_config(args.config)
         adapter = create_adapter(site, args.section, link.submit)
-    except ConfigError as error:
+    except (ConfigError, OSError) as error:
         link.send({"kind": "failed", "message": f"the site config does not load now: {error}"})
         return EXIT_FAILED
     if adapter is None:
