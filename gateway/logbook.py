@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -126,6 +126,13 @@ def sweep() -> None:
     """Write the summaries of every gate's finished windows (called once per control cycle)."""
     for gate in list(_gates):
         gate.sweep()
+
+
+def add_suppressed(counts: Mapping[str, int]) -> None:
+    """Count lines that another process of the gateway suppressed (an adapter's child process reports
+    its own), so `socgw status` shows the whole service's."""
+    with _suppressed_lock:
+        _suppressed.update(counts)
 
 
 def counters() -> LogCounters:

@@ -66,6 +66,8 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.iec61850": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound"},
+    # The adapter processes: generic, they reach a protocol package only through the registry.
+    "gateway.northbound.process": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.engine": CORE
     | {
         "gateway.config",
@@ -88,6 +90,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.northbound.dnp3",
             "gateway.northbound.iec61850",
             "gateway.northbound.web",
+            "gateway.northbound.process",
             "gateway.engine",
         }
     ),

@@ -155,6 +155,8 @@ async def drive(engine: Engine, args: argparse.Namespace) -> None:
     gateway = asyncio.create_task(serve(engine, stop))
     try:
         await _wait_first_cycle(engine, stop, gateway)
+        if args.web_port is not None and engine.last is not None:  # its process serves by now
+            print(f"socgw demo: web view on http://127.0.0.1:{args.web_port}/", file=sys.stderr)
         if engine.last is not None:
             request_w = args.request_w
             if request_w is None:
@@ -209,8 +211,6 @@ def run(args: argparse.Namespace) -> int:
                     return EXIT_FAILED
                 until = "Ctrl-C stops" if args.duration is None else f"stops after {args.duration:g} s"
                 print(f"socgw demo: {len(endpoints)} simulated packs; {until}", file=sys.stderr)
-                if args.web_port is not None:
-                    print(f"socgw demo: web view on http://127.0.0.1:{args.web_port}/", file=sys.stderr)
                 uvloop.run(drive(Engine(config), args))
         except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)

@@ -17,8 +17,9 @@ import uvloop
 from gateway.commands.view import status_table_text
 from gateway.config import ConfigError, NodeConfig, SiteConfig, load_config
 from gateway.engine import Engine
-from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
-from gateway.northbound.registry import check_sections, create_adapters
+from gateway.northbound.adapter import NorthboundError
+from gateway.northbound.process.supervisor import AdapterSupervisor
+from gateway.northbound.registry import check_sections, configured_sections
 from gateway.paths import default_status_socket
 from gateway.southbound.errors import Target
 from gateway.southbound.line import LineMember, plan_lines
@@ -104,23 +105,23 @@ def report_problems(error: ConfigError, command: str, path: Path) -> None:
 
 
 async def serve(engine: Engine, stop: asyncio.Event) -> None:
-    """Run the engine, its northbound adapters and its status socket until `stop`, then shut down safely:
-    safe setpoints written, connections closed, adapters stopped (on this, the main, thread)."""
-    adapters = create_adapters(engine.config, engine.submit)
-    status_server = StatusServer(engine.config.status_socket, engine.status)
-    started: list[NorthboundAdapter] = []
+    """Run the engine, its northbound adapters (each in its own supervised process) and its status
+    socket until `stop`, then shut down safely: safe setpoints written, connections closed, adapter
+    processes stopped."""
+    config = engine.config
+    adapters = AdapterSupervisor(config.path, configured_sections(config), engine.submit)
+    status_server = StatusServer(
+        config.status_socket, lambda: {**engine.status(), "adapters": adapters.status()}
+    )
     try:
-        for adapter in adapters:
-            adapter.start()
-            started.append(adapter)
-        engine.publishers.extend(started)
+        await adapters.start()
+        engine.publishers.append(adapters)
         await status_server.start()
         await engine.run(stop)
     finally:
         await engine.shutdown()
         await status_server.stop()
-        for adapter in reversed(started):
-            adapter.stop()
+        await adapters.stop()
 
 
 async def serve_until_signal(config: SiteConfig) -> None:

@@ -125,7 +125,21 @@ def status_renderable(document: Mapping[str, Any], width: int = WIDE_COLUMNS) ->
         summary.append_text(
             Text.assemble("   ", ("log lines suppressed ", "bold"), str(logging.get("suppressed_lines", 0)))
         )
+    adapters = document.get("adapters")
+    if adapters:
+        summary.append("\n")
+        summary.append("adapters ", style="bold")
+        summary.append("   ".join(_adapter_text(adapter) for adapter in adapters))
     return Group(table, *notes, summary)
+
+
+def _adapter_text(adapter: Mapping[str, Any]) -> str:
+    """`dnp3 running (pid 4242, 1 restart, last: killed by SIGKILL)`: one adapter process."""
+    restarts = adapter.get("restarts", 0)
+    details = [f"pid {adapter.get('pid') or '-'}", f"{restarts} restart{'' if restarts == 1 else 's'}"]
+    if adapter.get("last_exit"):
+        details.append(f"last: {adapter['last_exit']}")
+    return f"{adapter.get('section', '?')} {adapter.get('state', '?')} ({', '.join(details)})"
 
 
 def status_table_text(document: Mapping[str, Any], width: int = 140) -> str:

@@ -18,6 +18,10 @@ from typing import Protocol
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 
+# Set in the environment of an adapter's child process: the pid of the control core that started it
+# (an adapter reporting on the gateway process, such as the web view's `process_*` metrics, reads it).
+CORE_PID_VARIABLE = "SOCGW_CORE_PID"
+
 
 class Submit(Protocol):
     """The engine's `submit`: None when accepted, else why the site refused the command. With

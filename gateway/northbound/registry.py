@@ -114,3 +114,18 @@ def create_adapters(site: SiteConfig, submit: Submit) -> list[NorthboundAdapter]
 
     _each_section(site, create)
     return adapters
+
+
+def configured_sections(site: SiteConfig) -> list[str]:
+    """The `northbound:` sections that will serve (present and enabled), checked, without loading a stack."""
+    check_sections(site)
+    return [package.SECTION for package in _packages() if package.check(site) is not None]
+
+
+def create_adapter(site: SiteConfig, section: str, submit: Submit) -> NorthboundAdapter | None:
+    """Build (not start) the adapter of one section; None when that section is absent or disabled."""
+    for package in _packages():
+        if section == package.SECTION:
+            adapter: NorthboundAdapter | None = package.create(site, submit)
+            return adapter
+    raise ValueError(f"no northbound package serves `{section}`: known {', '.join(sorted(known_sections()))}")

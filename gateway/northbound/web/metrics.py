@@ -8,6 +8,7 @@ docs/web.md lists every family; docs/grafana-dashboard.json is built on them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
@@ -17,6 +18,7 @@ from prometheus_client.registry import Collector
 from gateway.balancer import NodeMode
 from gateway.fleet import Quality
 from gateway.mapping.sources import read_fleet, read_node
+from gateway.northbound.adapter import CORE_PID_VARIABLE
 from gateway.northbound.web.history import History
 from gateway.snapshot import CycleSnapshot
 
@@ -166,6 +168,7 @@ class Metrics:
             buckets=INTERVAL_BUCKETS_S,
             registry=self.registry,
         )
-        ProcessCollector(
-            registry=self.registry
-        )  # process_cpu_seconds_total, process_resident_memory_bytes...
+        # process_cpu_seconds_total, process_resident_memory_bytes...: of the control core when this
+        # adapter runs in a child process of it (the supervisor names the core's pid), else of this one.
+        core_pid = os.environ.get(CORE_PID_VARIABLE, "")
+        ProcessCollector(registry=self.registry, pid=lambda: core_pid if core_pid.isdigit() else "self")

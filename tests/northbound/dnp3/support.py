@@ -34,6 +34,7 @@ from dnp3.transport_io.tcp_client import TcpClientChannel
 from gateway.commands.run import serve
 from gateway.config import SiteConfig, load_config
 from gateway.engine import Engine
+from gateway.northbound import dnp3
 from gateway.northbound.dnp3.outstation import Dnp3Outstation
 from gateway.sim.fleet import Endpoint
 from tests.conftest import LOOPBACK, PROFILES
@@ -89,7 +90,13 @@ def dnp3_site_config(
 @dataclass
 class Gateway:
     engine: Engine
-    outstation: Dnp3Outstation
+    outstation: Dnp3Outstation  # built from the same config, not started: its point list
+
+    @property
+    def rated_power_w(self) -> float | None:
+        """The rated power behind AO93 in this cycle (configured, else learned), as the outstation's."""
+        assert self.engine.last is not None
+        return self.engine.last.rated_power_w(self.outstation.settings.rated_power_w)
 
     async def cycles(self, count: int) -> None:
         """Wait until `count` more cycles have run (bounded)."""
@@ -104,7 +111,8 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(config: SiteConfig) -> AsyncIterator[Gateway]:
-    """`socgw run` in this loop (serve(): adapters started, engine cycling) until the block ends."""
+    """`socgw run` in this loop (serve(): the outstation in its own process, engine cycling) until the
+    block ends."""
     engine = Engine(config)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(engine, stop))
@@ -118,7 +126,8 @@ async def running_gateway(config: SiteConfig) -> AsyncIterator[Gateway]:
             await asyncio.sleep(0.05)
         else:
             raise AssertionError(f"the nodes did not come online: {engine.status()}")
-        outstation = next(p for p in engine.publishers if isinstance(p, Dnp3Outstation))
+        outstation = dnp3.create(config, engine.submit)
+        assert outstation is not None
         gateway = Gateway(engine, outstation)
         await gateway.cycles(2)  # a publish with every node online
         yield gateway

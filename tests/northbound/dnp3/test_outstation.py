@@ -93,7 +93,7 @@ def test_integrity_poll_returns_every_mapped_point_with_the_fleet_state(
             snapshot = gateway.engine.last
             assert snapshot is not None
             adapter: dict[str, Value] = {
-                "dnp3.rated_power_w": gateway.outstation.rated_power_w,
+                "dnp3.rated_power_w": gateway.rated_power_w,
                 "dnp3.charge_discharge_enabled": snapshot.charge_discharge_enabled,
             }
             return seen, snapshot, gateway.outstation.points, adapter
@@ -134,7 +134,7 @@ def test_power_targets_move_the_packs_and_bad_commands_change_nothing(
     async def scenario() -> None:
         async with running_gateway(config) as gateway, connected_master(free_tcp_port) as master:
             engine = gateway.engine
-            rated = gateway.outstation.rated_power_w
+            rated = gateway.rated_power_w
             assert rated == 3 * 1200.0  # three mp2000 packs, 1.2 kW each, learned from their limits
 
             def request_w() -> float:

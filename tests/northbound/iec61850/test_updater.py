@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -49,7 +49,7 @@ from gateway.northbound.iec61850.updater import (
 from gateway.sim.fleet import Endpoint
 from gateway.sim.scenario import DEFAULT_PROFILE
 from gateway.snapshot import CycleSnapshot
-from tests.conftest import LOOPBACK, REPO, StartFleet, free_port
+from tests.conftest import LOOPBACK, REPO, StartFleet, free_port, socgw_command
 from tests.northbound.iec61850.helpers import iec_section
 from tests.test_engine import site_config
 
@@ -380,30 +380,32 @@ def test_a_thread_that_does_not_stop_keeps_the_model_it_writes_into(
     assert NativeStderr._users == 0
 
 
-# `socgw run` with the real writer slowed on the updater thread: DELAY_S before each quality it writes
-# (inside the data-model lock), and STOP_TIMEOUT_S as given. Prints a line at the first one.
-LAUNCHER = """
-import sys, threading, time
-from gateway.cli import main
-from gateway.northbound.iec61850 import native as iec61850_lock
-from gateway.northbound.iec61850 import server as iec61850_server
-from gateway.northbound.iec61850 import updater as iec61850_updater
+# `socgw run` with the real writer slowed on the updater thread of its IEC 61850 process: DELAY_S before
+# each quality it writes (inside the data-model lock), and STOP_TIMEOUT_S as given. The adapter runs in a
+# child process of `socgw run`, so the slowing goes in as a `sitecustomize` module on PYTHONPATH, acting
+# only in that child. Prints a line at the first slowed write.
+SLOWING = """
+import os, sys, threading, time
 
-delay_s = float(sys.argv[1])
-iec61850_updater.STOP_TIMEOUT_S = float(sys.argv[2])
-started = threading.Event()
+if "gateway.northbound.process.child" in sys.orig_argv and "iec61850" in sys.orig_argv:
+    from gateway.northbound.iec61850 import native as iec61850_lock
+    from gateway.northbound.iec61850 import server as iec61850_server
+    from gateway.northbound.iec61850 import updater as iec61850_updater
 
-class SlowWriter(iec61850_lock.ModelWriter):
-    def quality(self, attribute, bits):
-        if threading.current_thread().name == "socgw-iec61850-updater":
-            if not started.is_set():
-                started.set()
-                print("test: updater writing", flush=True)
-            time.sleep(delay_s)
-        super().quality(attribute, bits)
+    delay_s = float(os.environ["TEST_DELAY_S"])
+    iec61850_updater.STOP_TIMEOUT_S = float(os.environ["TEST_STOP_TIMEOUT_S"])
+    started = threading.Event()
 
-iec61850_server.ModelWriter = SlowWriter
-sys.exit(main(sys.argv[3:]))
+    class SlowWriter(iec61850_lock.ModelWriter):
+        def quality(self, attribute, bits):
+            if threading.current_thread().name == "socgw-iec61850-updater":
+                if not started.is_set():
+                    started.set()
+                    print("test: updater writing", flush=True)
+                time.sleep(delay_s)
+            super().quality(attribute, bits)
+
+    iec61850_server.ModelWriter = SlowWriter
 """
 PACKS = 4  # 5 logical devices, ~20 data objects each
 
@@ -420,17 +422,23 @@ def test_a_gateway_with_a_slow_updater_exits_0_on_sigterm(
 ) -> None:
     fleet = start_sim_fleet(packs=PACKS, speed=0.0)
     config = site_config(tmp_path, fleet.endpoints, iec_section(free_port()))
-    command = [
-        sys.executable,
-        "-c",
-        LAUNCHER,
-        str(delay_s),
-        str(stop_timeout_s),
-        "run",
-        "-c",
-        str(config.path),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    slowing = tmp_path / "slowing"
+    slowing.mkdir()
+    (slowing / "sitecustomize.py").write_text(SLOWING)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(slowing), str(REPO)]),
+        "TEST_DELAY_S": str(delay_s),
+        "TEST_STOP_TIMEOUT_S": str(stop_timeout_s),
+    }
+    process = subprocess.Popen(
+        socgw_command("run", "-c", str(config.path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=environment,
+    )
     output: list[str] = []
     writing = threading.Event()
 
@@ -455,7 +463,8 @@ def test_a_gateway_with_a_slow_updater_exits_0_on_sigterm(
             process.wait()
         reader.join(10.0)
     text = "\n".join(output)
-    assert returncode == 0, text  # not -11 (SIGSEGV)
+    assert returncode == 0, text
+    assert "northbound iec61850 (pid" in text and "stopped: exited with status 0" in text, text  # not SIGSEGV
     assert stop_s < (stop_timeout_s + 4.0 if leaked else stop_timeout_s - 1.0), text
     assert ("did not stop within" in text) is leaked, text
     assert ("left allocated (leaked)" in text) is leaked, text

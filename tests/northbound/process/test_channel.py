@@ -1,0 +1,185 @@
+"""The channel between the core and an adapter process, on real socket pairs: snapshot frames, the
+newest-frame-wins feed, commands as JSON checked field by field, and a command the core never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+import uvloop
+
+from gateway.balancer import BalancerParams, ChargeSource, SiteCommand, dispatch
+from gateway.fleet import FleetState, NodeState
+from gateway.northbound.process.channel import (
+    FRAME_HEADER,
+    ChannelError,
+    decode_message,
+    decode_snapshot,
+    encode_message,
+    encode_snapshot,
+    update_from_json,
+    update_to_json,
+)
+from gateway.northbound.process.child import ANSWER_TIMEOUT_S, CoreLink
+from gateway.northbound.process.supervisor import SnapshotFeed, describe_exit
+from gateway.site_command import CommandUpdate
+from gateway.snapshot import CycleSnapshot
+
+
+def cycle(index: int, packs: int = 3) -> CycleSnapshot:
+    nodes = tuple(
+        NodeState(f"pack-{n:02d}", soc_pct=20.0 + n, capacity_wh=2000.0, discharge_limit_w=1200.0)
+        for n in range(1, packs + 1)
+    )
+    fleet = FleetState(nodes, timestamp_s=index * 0.1)
+    command = SiteCommand(request_w=900.0)
+    decision = dispatch(fleet, command, BalancerParams(), None, index * 0.1)
+    return CycleSnapshot(index, datetime.now(UTC), fleet, command, decision, BalancerParams(), 3600.0)
+
+
+def test_a_snapshot_frame_carries_everything_an_adapter_reads_but_the_balancers_memory() -> None:
+    snapshot = cycle(7)
+    frame = encode_snapshot(snapshot)
+    (length,) = FRAME_HEADER.unpack_from(frame)
+    assert length == len(frame) - FRAME_HEADER.size
+    copy = decode_snapshot(frame[FRAME_HEADER.size :])
+    assert copy.fleet == snapshot.fleet
+    assert copy.dispatch.nodes == snapshot.dispatch.nodes
+    assert (copy.index, copy.wall_time, copy.command, copy.params) == (
+        snapshot.index,
+        snapshot.wall_time,
+        snapshot.command,
+        snapshot.params,
+    )
+    assert copy.node_dispatch("pack-02") == snapshot.node_dispatch("pack-02")
+    assert copy.rated_power_w() == 3600.0
+    assert snapshot.dispatch.memory.setpoints_w  # the core's memory holds every pack ...
+    assert not copy.dispatch.memory.setpoints_w  # ... and stays in the core
+
+
+def test_every_command_field_survives_the_round_trip() -> None:
+    updates = [
+        CommandUpdate("dnp3 master 1 @ 127.0.0.1 AO1000 operate", request_w=600.0),
+        CommandUpdate("iec61850", charge_source=ChargeSource.PV, balancing_enabled=False),
+        CommandUpdate("x", maintenance=("pack-01", True), calibrate=("pack-02", False)),
+        CommandUpdate("x", charge_discharge_enabled=True, reserve_pct=20.0, ceiling_pct=90.0),
+    ]
+    for update in updates:
+        assert update_from_json(json.loads(encode_message(update_to_json(update)))) == update
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"request_w": 5}, "source"),
+        ({"source": "x", "request_w": True}, "number"),
+        ({"source": "x", "request_w": "600"}, "number"),
+        ({"source": "x", "maintenance": ["pack-01"]}, "node id"),
+        ({"source": "x", "charge_source": "wind"}, "charge source"),
+        ({"source": "x", "balancing_enabled": 1}, "true or false"),
+        ({"source": "x", "delete_everything": True}, "unknown command field"),
+    ],
+)
+def test_a_malformed_command_is_refused_by_name(fields: dict[str, object], problem: str) -> None:
+    with pytest.raises(ChannelError, match=problem):
+        update_from_json(fields)
+
+
+def test_a_message_must_be_a_json_object_with_a_kind() -> None:
+    assert decode_message(b'{"kind":"ready"}') == {"kind": "ready"}
+    for packet in (b"\x80\x04", b"[1]", b'{"id": 1}', b"not json"):
+        with pytest.raises(ChannelError):
+            decode_message(packet)
+
+
+def test_a_busy_child_gets_the_newest_frame_and_the_loop_never_waits() -> None:
+    core, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    size = 4 * core.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # far more than the socket holds
+    frames = [bytes([number]) * size for number in range(10)]
+
+    async def offer_all() -> float:
+        feed = SnapshotFeed(core)
+        slowest = 0.0
+        for frame in frames:
+            started = time.perf_counter()
+            feed.offer(frame)
+            slowest = max(slowest, time.perf_counter() - started)
+            await asyncio.sleep(0.01)  # cycles go on while the child reads nothing
+        received = bytearray()
+        reading = asyncio.get_running_loop().run_in_executor(None, read_until, child, 2 * size)
+        while not reading.done():
+            await asyncio.sleep(0.01)
+        received += reading.result()
+        feed.finish()
+        assert bytes(received) == frames[0] + frames[-1]  # the one under way, then the newest
+        feed.close()
+        return slowest
+
+    slowest = uvloop.run(asyncio.wait_for(offer_all(), timeout=30))
+    assert slowest < 0.005
+    child.close()
+
+
+def read_until(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        assert chunk, "the feed closed early"
+        chunks += chunk
+    return bytes(chunks)
+
+
+def test_a_command_the_core_never_answers_is_refused_within_the_timeout() -> None:
+    child_end, core_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = CoreLink(child_end)
+    link.start()
+    started = time.monotonic()
+    refusal = link.submit(CommandUpdate("dnp3 master 1", request_w=600.0))
+    waited = time.monotonic() - started
+    assert refusal == "the gateway core did not answer within 100 ms"
+    assert ANSWER_TIMEOUT_S <= waited < ANSWER_TIMEOUT_S + 0.5
+    sent = decode_message(core_end.recv(65536))
+    assert sent["kind"] == "submit" and sent["update"] == {"source": "dnp3 master 1", "request_w": 600.0}
+    core_end.close()  # the core is gone: a command is refused at once
+    started = time.monotonic()
+    assert link.submit(CommandUpdate("x")) == (
+        "the gateway core cannot take commands now (its channel is closed or full)"
+    )
+    assert time.monotonic() - started < ANSWER_TIMEOUT_S
+    child_end.close()
+
+
+def test_an_answer_reaches_the_thread_that_asked() -> None:
+    child_end, core_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = CoreLink(child_end)
+    link.start()
+
+    def core() -> None:
+        for _ in range(2):
+            asked = decode_message(core_end.recv(65536))
+            refusal = None if asked["apply"] else "reserve above the ceiling"
+            core_end.send(encode_message({"kind": "answer", "id": asked["id"], "refusal": refusal}))
+
+    threading.Thread(target=core, daemon=True).start()
+    assert link.submit(CommandUpdate("x", reserve_pct=95.0), apply=False) == "reserve above the ceiling"
+    assert link.submit(CommandUpdate("x", reserve_pct=20.0)) is None
+    child_end.close()
+    core_end.close()
+
+
+@pytest.mark.parametrize(
+    ("returncode", "described"),
+    [
+        (0, "exited with status 0"),
+        (1, "exited with status 1"),
+        (-9, "killed by SIGKILL"),
+        (-11, "killed by SIGSEGV"),
+    ],
+)
+def test_an_exit_is_described_by_status_or_signal(returncode: int, described: str) -> None:
+    assert describe_exit(returncode) == described
