@@ -45,7 +45,10 @@ _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent request
 _RECEIVE_BUFFER_BYTES = 256 * 1024
 _ANSWER_TIMES = 8  # answered requests whose duration `request_s` looks at
 _SERIAL_OPEN_ERRORS = {
-    errno.ENOENT: "no such serial device (unplugged, or renamed: name it by /dev/serial/by-id/...)",
+    errno.ENOENT: (
+        "no such serial device (unplugged, or renamed: name it by /dev/serial/by-id/...; the packaged "
+        "service sees serial ports only with the drop-in in docs/rs485.md)"
+    ),
     errno.EACCES: "permission denied (the service user needs the dialout group)",
     errno.EBUSY: "the serial device is in use by another program",
 }

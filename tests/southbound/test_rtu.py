@@ -169,3 +169,28 @@ def test_a_dead_unit_and_a_noisy_one_cost_only_their_own_turns_on_a_shared_line(
         assert all(cycle[unit - 1].quality is Quality.FAILED for cycle in history)
         assert {e.code for e in errors if e is not None} == {code}
         assert f"unit {unit}" in str(errors[-1])
+
+
+def test_a_missing_serial_device_says_where_to_look(profile_library: ProfileLibrary, tmp_path: Any) -> None:
+    session = ModbusSession(
+        "rack-1",
+        str(tmp_path / "ttyUSB-gone"),
+        0,
+        1,
+        profile_library.get("microstore/mp2000"),
+        options=SessionOptions(timeout_s=TEST_TIMEOUT_S),
+        transport=SERIAL_19200,
+    )
+
+    async def connect() -> FieldError:
+        try:
+            with pytest.raises(FieldError) as refused:
+                await session.connect(0.0)
+            return refused.value
+        finally:
+            await session.close()
+
+    error = run(connect())
+    assert error.code is ErrorCode.UNREACHABLE
+    assert "no such serial device" in str(error) and "/dev/serial/by-id/" in str(error)
+    assert "docs/rs485.md" in str(error)  # the packaged service hides ttys without the drop-in
