@@ -57,7 +57,7 @@ from gateway.sim.scenario import uniform_fleet
 from gateway.timing import percentile
 
 REPO = Path(__file__).resolve().parents[1]
-CLIENT = REPO / "tests" / "iec61850_client.py"
+CLIENT = REPO / "tests" / "northbound" / "iec61850" / "client.py"
 WATCHED = "pack-01"
 REPORT_BLOCK = "SOCGWPACK_01/LLN0.BR.brcbMeas"
 SAMPLE_TIMEOUT_S = 5.0

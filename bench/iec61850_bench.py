@@ -43,7 +43,7 @@ from gateway.northbound.iec61850.settings import load_settings
 from gateway.snapshot import CycleSnapshot
 
 REPO = Path(__file__).resolve().parents[1]
-CLIENT = REPO / "tests" / "iec61850_client.py"
+CLIENT = REPO / "tests" / "northbound" / "iec61850" / "client.py"
 CYCLE_S = 0.1
 TICK_S = 0.01
 PROFILE = "microstore/mp2000"  # the nodes are never polled: only their names and profile matter

@@ -15,7 +15,8 @@ step timings and overrun flag, and its process CPU time). After all nodes are go
 the parent marks a window of `--seconds`; inside it: cycle p50/p99/max (poll start to publish end),
 per step p50/p99, overruns (a cycle ending past its deadline, Engine's definition), nodes not good,
 the cycle p99 and overruns of each third of the window (how much they move on a shared machine),
-setpoint writes, CPU per pack-cycle (the gateway process's CPU over the window / (N x cycles)), the
+setpoint writes, CPU per pack-cycle (the core process's CPU over the window / (N x cycles); each adapter child
+(`--section X`, pinned with the core) likewise, from /proc/PID/stat), the
 CPU per thread (from /proc/PID/task), RSS and its peak (/proc/PID/status). Then `--profile-seconds` of
 cProfile on the loop thread (the numbers of that part are not in the timings): the top functions by own
 time, and own time grouped by area (pymodbus, asyncio, socgw southbound/northbound/balancer, ...).
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -116,9 +118,13 @@ class Recorder:
     def start_window(self) -> None:
         self.marks["threads"] = {str(t.native_id): t.name for t in threading.enumerate()}
         self.marks["writes_start"] = self._writes()
+        self.marks["gc_start"] = [generation["collections"] for generation in gc.get_stats()]
+        self.marks["cycles_start"] = self.stats.cycles
 
     def end_window(self) -> None:
         self.marks["writes_end"] = self._writes()
+        self.marks["gc_end"] = [generation["collections"] for generation in gc.get_stats()]
+        self.marks["cycles_end"] = self.stats.cycles
         if self.profile_s > 0:
             self.profiler.enable()
             asyncio.get_running_loop().call_later(self.profile_s, self.profiler.disable)
@@ -294,6 +300,21 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     return found
 
 
+def adapter_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) of each adapter child of the gateway, by its section."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                args = Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0")
+                if "--section" not in args:
+                    continue
+                section = args[args.index("--section") + 1]
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                found[section] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -314,6 +335,8 @@ class GatewayProcess:
     window: tuple[float, float] = (0.0, 0.0)
     cpu_before: dict[int, float] = field(default_factory=dict)
     cpu_after: dict[int, float] = field(default_factory=dict)
+    adapters_before: dict[str, float] = field(default_factory=dict)
+    adapters_after: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
     recorded: dict[str, Any] = field(default_factory=dict)
 
@@ -331,12 +354,14 @@ class GatewayProcess:
 
     def start_window(self) -> None:
         self.cpu_before = thread_cpu_s(self.process.pid)
+        self.adapters_before = adapter_cpu_s(self.process.pid)
         self.process.send_signal(signal.SIGUSR1)
         self.window = (time.monotonic(), 0.0)
 
     def end_window(self) -> None:
         self.window = (self.window[0], time.monotonic())
         self.cpu_after = thread_cpu_s(self.process.pid)
+        self.adapters_after = adapter_cpu_s(self.process.pid)
         self.memory = memory_kib(self.process.pid)
         self.process.send_signal(signal.SIGUSR2)
         time.sleep(0.5)  # handled before a SIGTERM that may follow (the loop takes signals in any order)
@@ -495,6 +520,13 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
         document = gateway.result()
         simulator_processes = len(simulators.processes)
     samples = window_samples(document["samples"], gateway.window)
+    pack_cycles = packs * max(1, len(samples) - 1)
+    # A child restarted inside the window started its CPU count over: not counted (absent after).
+    adapter_us = {
+        section: round((after - gateway.adapters_before[section]) * 1e6 / pack_cycles, 1)
+        for section, after in gateway.adapters_after.items()
+        if section in gateway.adapters_before and after >= gateway.adapters_before[section]
+    }
     maps = site_maps(packs, plan.iec61850_map)
     writes = int(document.get("writes_end", 0)) - int(document.get("writes_start", 0))
     result: dict[str, Any] = {
@@ -509,12 +541,21 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
         "rss_mib": round(gateway.memory.get("VmRSS", 0) / 1024.0, 1),
         "rss_peak_mib": round(gateway.memory.get("VmHWM", 0) / 1024.0, 1),
         "thread_cpu_pct": thread_split(gateway, document.get("threads", {})),
+        "adapter_cpu_us_per_pack_cycle": adapter_us,
+        "gc_collections_per_cycle": gc_per_cycle(document),
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "gateway_exit_status": gateway.process.returncode,  # 0: it stopped cleanly on SIGTERM
     }
     if "profile" in document:
         result["profile"] = document["profile"]
     return result
+
+
+def gc_per_cycle(document: Mapping[str, Any]) -> list[float]:
+    """The core's garbage collections per cycle in the window, by generation (0, 1, 2)."""
+    cycles = max(1, int(document.get("cycles_end", 0)) - int(document.get("cycles_start", 0)))
+    start, end = document.get("gc_start", [0, 0, 0]), document.get("gc_end", [0, 0, 0])
+    return [round((after - before) / cycles, 2) for before, after in zip(start, end, strict=True)]
 
 
 def machine() -> dict[str, Any]:
@@ -548,6 +589,10 @@ def print_row(result: Mapping[str, Any]) -> None:
     )
     steps = " ".join(f"{k} {v['p50_ms']}/{v['p99_ms']}" for k, v in result["steps_ms"].items())
     print(f"      steps p50/p99 ms: {steps}; threads % of a core: {result['thread_cpu_pct']}", flush=True)
+    print(
+        f"      adapter processes, µs CPU per pack-cycle: {result['adapter_cpu_us_per_pack_cycle']}",
+        flush=True,
+    )
     if "profile" in result:
         print(f"      loop profile (own time): {result['profile']['areas_pct']}", flush=True)
 

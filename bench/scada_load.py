@@ -46,7 +46,7 @@ from bench.pipeline import (
 from bench.poll_scale import Simulators
 
 REPO = Path(__file__).resolve().parents[1]
-CLIENT = REPO / "tests" / "iec61850_client.py"
+CLIENT = REPO / "tests" / "northbound" / "iec61850" / "client.py"
 CONNECT_S = 2.0  # the hammer clients connect and list the devices before they read
 
 

@@ -15,8 +15,11 @@ class CycleAccounts:
     """What the engine has counted up to this cycle, for whoever shows it (`/metrics`, the status)."""
 
     overruns: int = 0  # cycles that ended past their deadline, before this one
-    steps_ms: Mapping[str, float] = field(default_factory=dict)  # this cycle's work: poll, dispatch, write
-    writes: Mapping[str, int] = field(default_factory=dict)  # setpoint writes sent per node, since start
+    # this cycle's poll and dispatch; the write and publish of the cycle before (published before its writes)
+    steps_ms: Mapping[str, float] = field(default_factory=dict)
+    writes: Mapping[str, int] = field(
+        default_factory=dict
+    )  # setpoint writes per node, up to the cycle before
 
 
 @dataclass(frozen=True)

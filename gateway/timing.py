@@ -1,7 +1,10 @@
-"""Cycle timing statistics: per-step durations, percentiles and overruns, kept in a bounded window."""
+"""Cycle timing: per-step durations, percentiles and overruns, kept in a bounded window; the cycle's
+period, stretched while the work needs more than the configured cycle."""
 
 from __future__ import annotations
 
+import enum
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,3 +47,64 @@ class CycleStats:
                 for step, durations in self._steps.items()
             },
         }
+
+
+# The pace follows the median need of the last few cycles: one slow cycle (a reconnect, a slow device, a
+# collection) is an overrun, not a reason to slow every cycle after it.
+PACE_WINDOW = 9
+STRETCH_MARGIN = 1.2  # a stretched period leaves this much room above the median need, in whole steps
+STRETCH_STEP_S = 0.01
+CALM_FRACTION = 0.8  # the configured period comes back once the median need fits within this share of it
+
+
+class Pace(enum.Enum):
+    STRETCHED = "stretched"
+    RESTORED = "restored"
+
+
+@dataclass
+class CyclePace:
+    """The period the cycle runs at: the configured one, or longer while the work needs more.
+
+    The need of a cycle is the time from when it was due to when its work ended. While the median need
+    of the last `PACE_WINDOW` cycles exceeds the configured cycle, the period is that median plus a
+    margin, so the cycles start on time and every request keeps its whole timeout; once the median fits
+    well within the configured cycle again, the period goes back to it. `note` says when either happens
+    (not when a stretched period moves), so the log says so once per episode."""
+
+    cycle_s: float
+    period_s: float = 0.0
+    _needs: deque[float] = field(default_factory=lambda: deque(maxlen=PACE_WINDOW))
+
+    def __post_init__(self) -> None:
+        self.period_s = self.period_s or self.cycle_s
+
+    @property
+    def stretched(self) -> bool:
+        return self.period_s > self.cycle_s
+
+    @property
+    def need_s(self) -> float:
+        """The median need of the last cycles."""
+        return percentile(self._needs, 0.5)
+
+    def note(self, need_s: float) -> Pace | None:
+        self._needs.append(need_s)
+        median = self.need_s
+        if len(self._needs) < PACE_WINDOW:
+            return None
+        if median > self.cycle_s:
+            was_stretched = self.stretched
+            self.period_s = self._fitting(median)
+            return None if was_stretched else Pace.STRETCHED
+        if not self.stretched:
+            return None
+        if median <= self.cycle_s * CALM_FRACTION:
+            self.period_s = self.cycle_s
+            return Pace.RESTORED
+        self.period_s = max(self.cycle_s, self._fitting(median))
+        return None
+
+    @staticmethod
+    def _fitting(need_s: float) -> float:
+        return math.ceil(need_s * STRETCH_MARGIN / STRETCH_STEP_S) * STRETCH_STEP_S

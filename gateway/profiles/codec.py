@@ -396,17 +396,31 @@ def decode_scale_factor(point: Point, words: Sequence[int]) -> int | None:
     return None if value is None or isinstance(value, str) else int(value)
 
 
-def decode_points(points: Mapping[str, Point], raw: Mapping[str, Sequence[int]]) -> dict[str, Value | None]:
+def decode_points(
+    points: Mapping[str, Point],
+    raw: Mapping[str, Sequence[int]],
+    before: tuple[Mapping[str, Sequence[int]], Mapping[str, Value | None]] | None = None,
+) -> dict[str, Value | None]:
     """Decode every point in `raw`, resolving scale registers from the raw words of the `_sf` points.
 
-    A point whose scale factor was not read (or reads as its sentinel) decodes to None.
+    A point whose scale factor was not read (or reads as its sentinel) decodes to None. With `before`
+    (the raw words and values of an earlier call), a point whose words and scale words are unchanged
+    keeps its earlier value without being decoded again: most registers of a pack do not move each poll.
     """
+    before_raw, before_values = before if before is not None else ({}, {})
     result: dict[str, Value | None] = {}
     for name, words in raw.items():
         point = points.get(name)
         if point is None:
             raise CodecError(f"raw words for {name!r}, which is not a point of this profile variant")
         register = point.scale_register
+        if (
+            name in before_values
+            and before_raw.get(name) == words
+            and (register is None or before_raw.get(register) == raw.get(register))
+        ):
+            result[name] = before_values[name]
+            continue
         if register is None:
             result[name] = decode(point, words)
             continue

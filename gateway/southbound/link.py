@@ -5,6 +5,12 @@ Built on pymodbus's `AsyncModbusTcpClient` (3.16; with its RTU framer for RTU ov
 short per-request timeout, pymodbus's own reconnect switched off (the session owns reconnects, with
 jitter, and knows why each attempt failed), pymodbus's "close after N silent requests" switched off
 (same reason), TCP_NODELAY on the socket.
+
+The request timeout is the link's own timer, not pymodbus's: when it fires, an answer already waiting in
+the socket's receive buffer is not a timeout. On an overloaded loop (a cycle needing more than its time)
+the timer can fire only after the loop was busy elsewhere, and libuv runs expired timers before it reads
+the sockets: the answer that came meanwhile would otherwise count as a timeout, the session would drop
+a unit that answers, and reconnects would pile up.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import select
 import socket
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
+from typing import cast
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -44,6 +52,13 @@ _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent request
 # burst would pass for a timeout. One socket read (256 KiB) fits; the inspector rejects what is not Modbus.
 _RECEIVE_BUFFER_BYTES = 256 * 1024
 _ANSWER_TIMES = 8  # answered requests whose duration `request_s` looks at
+# No timeout for pymodbus: it then awaits the answer's future without a `wait_for` (no timer, no waiter
+# per request); the link's one timer per request ends it (Python 3.11 wait_for returns at once for None).
+_NO_PYMODBUS_TIMEOUT = cast(float, None)
+# When the timer finds the answer waiting in the socket buffer it looks again this much later: the loop
+# reads the socket in between (libuv polls for I/O after it runs the timers that expired).
+_RECHECK_S = 0.001
+_RECHECKS = 3  # at most: a peer trickling bytes that never form an answer still times out
 _SERIAL_OPEN_ERRORS = {
     errno.ENOENT: (
         "no such serial device (unplugged, or renamed: name it by /dev/serial/by-id/...; the packaged "
@@ -96,11 +111,19 @@ class ModbusLink:
         self._next_request_at = 0.0
         self._late_mark = 0  # late answers counted up to the last good answer
         self._answer_times: deque[float] = deque(maxlen=_ANSWER_TIMES)
+        self._timer: asyncio.TimerHandle | None = None
+        self._rechecks = 0
+        self.answers_waiting = 0  # timeouts not declared: the answer was in the socket buffer already
 
     @property
     def request_s(self) -> float | None:
         """How long the device takes to answer: the slowest of its last few answers (None: none yet)."""
         return max(self._answer_times) if self._answer_times else None
+
+    @property
+    def late_answers(self) -> int:
+        """Answers that came after their request was declared timed out (since the connection opened)."""
+        return self._inspector.late_answers
 
     @property
     def connected(self) -> bool:
@@ -194,7 +217,7 @@ class ModbusLink:
                 bytesize=8,
                 parity=serial.parity,
                 stopbits=serial.stop_bits,
-                timeout=self.timeout_s,
+                timeout=_NO_PYMODBUS_TIMEOUT,
                 retries=0,
                 reconnect_delay=0,
                 trace_packet=self._trace_packet,
@@ -204,7 +227,7 @@ class ModbusLink:
             target.host,
             port=target.port,
             framer=FramerType.RTU if target.transport.is_rtu else FramerType.SOCKET,
-            timeout=self.timeout_s,
+            timeout=_NO_PYMODBUS_TIMEOUT,
             retries=0,
             reconnect_delay=0,
             trace_packet=self._trace_packet,
@@ -237,6 +260,30 @@ class ModbusLink:
         future = client.ctx.response_future if client is not None else None
         if future is not None and not future.done():
             future.set_exception(ModbusIOException(reason))
+
+    def _expire(self) -> None:
+        """The request's time is up, unless its answer already waits in the socket buffer (the loop was
+        busy when it came): then look again once the loop has read it."""
+        if self._rechecks < _RECHECKS and self._answer_waiting():
+            self._rechecks += 1
+            self.answers_waiting += 1
+            self._timer = asyncio.get_running_loop().call_later(_RECHECK_S, self._expire)
+            return
+        self._timer = None
+        self._fail_fast(f"no answer within {self.timeout_s * 1000:g} ms")
+
+    def _answer_waiting(self) -> bool:
+        """Bytes (or the peer's close) wait in the receive buffer, unread by the loop yet."""
+        client = self._client
+        transport = client.ctx.transport if client is not None else None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:  # a serial port: pyserial's transport has no socket to look at
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile: the connection-lost path reports it
+            return False
+        return bool(readable)
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> list[int]:
         """Words of `count` registers (or 0/1 per bit for coil/discrete tables) starting at `address`."""
@@ -312,7 +359,10 @@ class ModbusLink:
             await self._pace()
         self.requests += 1
         self._inspector.begin()
-        sent_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        self._rechecks = 0
+        self._timer = loop.call_at(sent_at + self.timeout_s, self._expire)
         try:
             # A request on a disconnected client raises synchronously: keep the call inside the try.
             response = await self._send(client, function_code, region, unit, words)
@@ -327,6 +377,9 @@ class ModbusLink:
                 writing=writing,
             ) from None
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._inspector.end()
             if self.min_request_gap_s > 0:
                 self._next_request_at = asyncio.get_running_loop().time() + self.min_request_gap_s

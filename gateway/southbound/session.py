@@ -180,6 +180,13 @@ class ModbusSession:
         self._fresh_connection = False
         self._good_values: Mapping[str, Value | None] = {}
         self._good_raw: dict[str, list[int]] = {}
+        self._last_decode: tuple[
+            Mapping[str, Point] | None, Mapping[str, Sequence[int]], Mapping[str, Value | None]
+        ] = (
+            None,
+            {},
+            {},
+        )
         self._good_at_s: float | None = None
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
@@ -385,10 +392,14 @@ class ModbusSession:
     def _decode(
         self, points: Mapping[str, Point], raw: Mapping[str, Sequence[int]]
     ) -> dict[str, Value | None]:
+        # The last decode of the same map: its unchanged registers are not decoded again.
+        before = self._last_decode[1:] if self._last_decode[0] is points else None
         try:
-            return decode_points(points, raw)
+            values = decode_points(points, raw, before)
         except CodecError as error:
             raise FieldError(Facts(ErrorCode.DECODE, str(error), self.target), self.context) from None
+        self._last_decode = (points, dict(raw), values)  # a copy: an acknowledged write edits the good raw
+        return values
 
     # ----------------------------------------------------------------------------------------------
     # one point at a time, for the field tools

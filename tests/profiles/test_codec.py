@@ -190,6 +190,23 @@ def test_decode_points_resolves_scale_registers() -> None:
     assert decode_points(points, {"power_w": [1]}) == {"power_w": None}  # the factor was not read
 
 
+def test_decode_points_keeps_the_values_of_unchanged_words_and_decodes_the_rest() -> None:
+    points = {
+        "w_sf": Point("w_sf", Table.HOLDING, 5, DataType.I16, 1, sentinel=0x8000),
+        "power_w": Point("power_w", Table.HOLDING, 0, DataType.I16, 1, scale_register="w_sf"),
+        "soc_pct": Point("soc_pct", Table.HOLDING, 1, DataType.U16, 1, scale=0.1),
+    }
+    raw = {"w_sf": [0xFFFF], "power_w": [1234], "soc_pct": [555]}
+    # Marked earlier values show which ones were kept rather than decoded again.
+    before = (raw, {"w_sf": -1.0, "power_w": 1.5, "soc_pct": 2.5})
+    assert decode_points(points, dict(raw), before) == {"w_sf": -1.0, "power_w": 1.5, "soc_pct": 2.5}
+    moved = decode_points(points, {**raw, "soc_pct": [556]}, before)
+    assert moved == {"w_sf": -1.0, "power_w": 1.5, "soc_pct": 55.6}
+    rescaled = decode_points(points, {**raw, "w_sf": [0xFFFE]}, before)  # same words, new scale factor
+    assert rescaled == {"w_sf": -2.0, "power_w": 12.34, "soc_pct": 2.5}
+    assert decode_points(points, {"soc_pct": [555]}, ({}, {})) == {"soc_pct": 55.5}
+
+
 def test_firmware_formats() -> None:
     assert decode_firmware("V2.1.3-rc1", "string") == Version(2, 1, 3)
     assert decode_firmware(201.0, "major_minor_x100") == Version(2, 1)
