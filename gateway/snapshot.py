@@ -15,11 +15,10 @@ class CycleAccounts:
     """What the engine has counted up to this cycle, for whoever shows it (`/metrics`, the status)."""
 
     overruns: int = 0  # cycles that ended past their deadline, before this one
-    # this cycle's poll and dispatch; the write and publish of the cycle before (published before its writes)
+    # A cycle is published before its writes go out, so these hold this cycle's poll and dispatch, and
+    # the write and publish steps and the setpoint writes per node up to the cycle before.
     steps_ms: Mapping[str, float] = field(default_factory=dict)
-    writes: Mapping[str, int] = field(
-        default_factory=dict
-    )  # setpoint writes per node, up to the cycle before
+    writes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
