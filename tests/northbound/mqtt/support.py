@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
+import pwd
 import queue
 import socket
 import subprocess
@@ -70,7 +72,9 @@ class Broker:
     def __init__(self, directory: Path, port: int, tls: tuple[Path, Issued, int] | None = None) -> None:
         self.port = port
         self.config = directory / f"mosquitto-{port}.conf"
-        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+        # As root mosquitto would switch to its own user, who cannot read this test's files: stay us.
+        user = pwd.getpwuid(os.getuid()).pw_name
+        lines = [f"user {user}", f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
         if tls is not None:
             ca, cert, tls_port = tls
             lines += [

@@ -68,10 +68,19 @@ def mqtt_section(port: int, more: str = "") -> str:
     )
 
 
-def with_gateway(tmp_path: Path, fleet: FleetThread, scenario: Callable[[Gateway], Awaitable[T]]) -> T:
-    broker = Broker(tmp_path, free_port())
+def with_gateway(
+    tmp_path: Path,
+    fleet: FleetThread,
+    scenario: Callable[[Gateway], Awaitable[T]],
+    *,
+    broker: Broker | None = None,
+    section: str | None = None,
+) -> T:
+    """Run `scenario` with an engine over `fleet`, the MQTT adapter of `section` (default: plain, to
+    `broker`, default: a fresh one) and the decoder on the broker's plain listener."""
+    broker = broker or Broker(tmp_path, free_port())
     decoder = Decoder(broker.port)
-    config = site_config(tmp_path, fleet.endpoints, mqtt_section(broker.port))
+    config = site_config(tmp_path, fleet.endpoints, section or mqtt_section(broker.port))
     engine = Engine(config)
 
     async def run() -> T:
