@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -306,3 +307,36 @@ def test_garbage_on_the_command_topics_changes_nothing(tmp_path: Path, start_sim
 def _publish_all(port: int, messages: list[tuple[str, bytes]]) -> None:
     for topic, payload in messages:
         publish(port, topic, payload)
+
+
+def _state(port: int, online: bool, timestamp: int) -> None:
+    payload = f'{{"online": {"true" if online else "false"}, "timestamp": {timestamp}}}'.encode()
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t", "spBv1.0/STATE/scada1", "-r", "-q", "1",
+         "-s"],
+        input=payload, check=True, timeout=10,
+    )  # fmt: skip
+
+
+def test_births_wait_for_the_primary_host_and_its_death_restarts_the_session(
+    tmp_path: Path, start_sim_fleet: StartFleet
+) -> None:
+    fleet = start_sim_fleet(packs=1, speed=0)
+    broker = Broker(tmp_path, free_port())
+
+    async def scenario(gw: Gateway) -> None:
+        with pytest.raises(AssertionError):
+            await gw.next(is_("NBIRTH"), timeout_s=2)
+        await asyncio.to_thread(_state, gw.broker.port, True, 1000)
+        first = await gw.next(is_("NBIRTH"))
+        await asyncio.to_thread(_state, gw.broker.port, False, 2000)
+        death = await gw.next(is_("NDEATH"))
+        assert value(metrics(death)["bdSeq"]) == value(metrics(first)["bdSeq"])
+        with pytest.raises(AssertionError):
+            await gw.next(is_("NBIRTH"), timeout_s=2)
+        await asyncio.to_thread(_state, gw.broker.port, True, 3000)
+        again = await gw.next(is_("NBIRTH"))
+        assert value(metrics(again)["bdSeq"]) == value(metrics(first)["bdSeq"]) + 1
+
+    section = mqtt_section(broker.port, "    primary_host_id: scada1\n")
+    with_gateway(tmp_path, fleet, scenario, broker=broker, section=section)
