@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     points = dnp3_map.expand([node.node_id for node in site.nodes])
     rows = [_row(point) for point in points]
     if args.format == "csv":
-        sys.stdout.write(_csv(rows))
+        sys.stdout.write(_csv(COLUMNS, rows))
     else:
         sys.stdout.write(_markdown(site.name, settings, dnp3_map, len(site.nodes), rows))
     return EXIT_OK
@@ -101,11 +101,7 @@ def _run_mqtt(args: argparse.Namespace) -> int:
     devices = base.format("DBIRTH|DDATA|DDEATH") + "/<pack id>"
     rows += [_mqtt_row(devices, spec, "DCMD") for spec in table.device]
     if args.format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(MQTT_COLUMNS)
-        writer.writerows(rows)
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(_csv(MQTT_COLUMNS, rows))
         return EXIT_OK
     link = "MQTTS (mutual TLS, TLS 1.2 minimum)" if settings.tls is not None else "MQTT (plain TCP)"
     brokers = ", ".join(f"{broker.host}:{broker.port}" for broker in settings.brokers)
@@ -119,10 +115,8 @@ def _run_mqtt(args: argparse.Namespace) -> int:
         "- NBIRTH/DBIRTH carry every metric with `engUnit`, `engLow`, `engHigh` properties; NDATA/DDATA only "
         "what moved beyond its deadband (or changed quality: a `Quality` property, 64 stale, 0 bad).",
         "",
-        "| " + " | ".join(MQTT_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in MQTT_COLUMNS) + "|",
+        *_table(MQTT_COLUMNS, rows),
     ]
-    lines.extend("| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows)
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
 
@@ -170,16 +164,25 @@ def _row(point: ResolvedPoint) -> tuple[str, ...]:
     )
 
 
-def _csv(rows: Sequence[tuple[str, ...]]) -> str:
+def _csv(columns: Sequence[str], rows: Sequence[tuple[str, ...]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     writer.writerows(rows)
     return buffer.getvalue()
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def _table(columns: Sequence[str], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """A Markdown table: the header, its rule and one line per row."""
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+        *("| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows),
+    ]
 
 
 def _markdown(
@@ -212,8 +215,6 @@ def _markdown(
         "- Indices below the highest one that are not listed exist (the stack allocates them) and always "
         "report value 0 with the RESTART flag only.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        *_table(COLUMNS, rows),
     ]
-    lines.extend("| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows)
     return "\n".join(lines) + "\n"
