@@ -11,11 +11,15 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl chromium
+DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl chromium mosquitto mosquitto-clients nodejs
 
 DEB_DIR := dist
 
-.PHONY: all venv demo test lint bench lock clean deb deb-test
+PEER   := tests/northbound/mqtt/peer
+PEER_STAMP := $(PEER)/node_modules/.package-lock.json
+SPARKPLUG := gateway/northbound/mqtt/sparkplug_b
+
+.PHONY: all venv demo test lint bench lock sparkplug clean deb deb-test
 
 all: test
 
@@ -31,7 +35,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/socgw demo --web-port 8080
 
-test: $(STAMP)
+# The MQTT tests' independent Sparkplug decoder (Eclipse Tahu's sparkplug-payload, mqtt.js), from the lock.
+$(PEER_STAMP): $(PEER)/package.json $(PEER)/package-lock.json $(STAMP)
+	command -v npm >/dev/null || tools/ensure-debian-packages npm  # NodeSource's nodejs brings its own
+	cd $(PEER) && npm ci --no-audit --no-fund --ignore-scripts
+
+test: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -47,6 +56,11 @@ lock:
 	    requirements.in -o requirements.lock
 	uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	    requirements-dev.in -o requirements-dev.lock
+
+# Regenerate the committed Sparkplug B payload module from its schema (tests compare the two).
+sparkplug: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Igateway/northbound/mqtt --python_out=gateway/northbound/mqtt \
+	    --pyi_out=gateway/northbound/mqtt $(SPARKPLUG).proto
 
 deb:
 	packaging/build $(DEB_DIR)

@@ -11,7 +11,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import pwd
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="also serve the live web view and /metrics on http://127.0.0.1:PORT/ (default: off)",
     )
+    parser.add_argument(
+        "--mqtt-port",
+        type=int,
+        help="also start a Mosquitto broker of its own on 127.0.0.1:PORT and publish Sparkplug B to it "
+        "(default: off)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="print one JSON status line per second instead")
     parser.set_defaults(handler=run)
 
@@ -120,6 +130,43 @@ def running_simulator(command: Sequence[str]) -> Iterator[list[Endpoint]]:
             process.wait()
 
 
+@contextlib.contextmanager
+def running_broker(directory: Path, port: int | None) -> Iterator[None]:
+    """Mosquitto (Debian's `mosquitto`) on 127.0.0.1:`port` for the demo's MQTT adapter; nothing when None."""
+    if port is None:
+        yield
+        return
+    if shutil.which("mosquitto") is None:
+        raise RuntimeError("--mqtt-port needs Mosquitto: apt-get install mosquitto (make venv installs it)")
+    config = directory / "mosquitto.conf"
+    user = pwd.getpwuid(os.getuid()).pw_name  # as root mosquitto would switch to a user of its own
+    config.write_text(f"user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    log = (directory / "mosquitto.log").open("wb")
+    process = subprocess.Popen(["mosquitto", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"Mosquitto on 127.0.0.1:{port} exited: {(directory / 'mosquitto.log').read_text()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Mosquitto did not listen on 127.0.0.1:{port} within 10 s") from None
+                time.sleep(0.05)
+        print(
+            f"socgw demo: MQTT broker on 127.0.0.1:{port}, Sparkplug B under spBv1.0/socgw/#", file=sys.stderr
+        )
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
 def write_site_config(directory: Path, endpoints: Sequence[Endpoint], args: argparse.Namespace) -> Path:
     """A gateway.yaml for the simulated fleet (JSON is YAML, and needs no quoting rules)."""
     config: dict[str, object] = {
@@ -138,6 +185,8 @@ def write_site_config(directory: Path, endpoints: Sequence[Endpoint], args: argp
     }
     if args.web_port is not None:
         northbound["web"] = {"host": "127.0.0.1", "port": args.web_port}
+    if args.mqtt_port is not None:
+        northbound["mqtt"] = {"brokers": [{"host": "127.0.0.1", "port": args.mqtt_port}]}
     # The demo serves every protocol this build has an adapter for.
     config["northbound"] = {key: value for key, value in northbound.items() if key in known_sections()}
     path = directory / "gateway.yaml"
@@ -211,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
                     return EXIT_FAILED
                 until = "Ctrl-C stops" if args.duration is None else f"stops after {args.duration:g} s"
                 print(f"socgw demo: {len(endpoints)} simulated packs; {until}", file=sys.stderr)
-                uvloop.run(drive(Engine(config), args))
+                with running_broker(Path(temp), args.mqtt_port):
+                    uvloop.run(drive(Engine(config), args))
         except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)
             return EXIT_FAILED

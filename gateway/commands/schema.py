@@ -20,6 +20,7 @@ from gateway.mapping import dnp3 as dnp3_map
 from gateway.mapping import iec61850 as iec61850_map
 from gateway.northbound.dnp3 import settings as dnp3_settings
 from gateway.northbound.iec61850 import settings as iec61850_settings
+from gateway.northbound.mqtt import settings as mqtt_settings
 from gateway.northbound.web import settings as web_settings
 
 
@@ -33,6 +34,9 @@ def config_schema() -> dict[str, Any]:
                 "The IEC 61850 MMS server (docs/iec61850.md).", iec61850_settings.FIELDS
             ),
             web_settings.SECTION: section("The web view and /metrics (docs/web.md).", web_settings.FIELDS),
+            mqtt_settings.SECTION: section(
+                "The Sparkplug B edge node over MQTT (docs/mqtt.md).", mqtt_settings.FIELDS
+            ),
         },
     )
     return document_schema(

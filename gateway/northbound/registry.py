@@ -4,7 +4,8 @@ Each protocol package exposes `SECTION` (its key under `northbound:` in the site
 `check(site) -> Listener | None` (where it will listen; raises `ConfigError` with file:line:column;
 loads no protocol stack, so `socgw validate` can call it) and
 `create(site, submit) -> NorthboundAdapter | None` (None when the section is absent or disabled; builds
-the adapter without binding anything).
+the adapter without binding anything). A package that connects out instead of listening (MQTT) sets
+`DIALS_OUT = True`: its Listener names where it connects, and shares no local port with the others.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PROTOCOL_PACKAGES: tuple[str, ...] = (
     "gateway.northbound.dnp3",
     "gateway.northbound.iec61850",
     "gateway.northbound.web",
+    "gateway.northbound.mqtt",
 )
 
 
@@ -62,7 +64,7 @@ def check_sections(site: SiteConfig) -> None:
 
     def check(package: ModuleType) -> None:
         listener = package.check(site)
-        if listener is not None:
+        if listener is not None and not getattr(package, "DIALS_OUT", False):
             listeners[package.SECTION] = listener
 
     _each_section(site, check)
