@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from gateway.snapshot import CycleSnapshot
 log = logging.getLogger("socgw.mqtt")
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0
 STOP_TIMEOUT_S = 5.0
+EXIT_ADAPTER_FAILED = 70  # EX_SOFTWARE: the supervisor logs the exit and restarts the child
 
 
 class _SessionOver(Exception):
@@ -42,7 +44,7 @@ class MqttAdapter:
         self._settings = settings
         self._edge = edge
         self._rated_power_w = rated_power_w
-        self._thread = threading.Thread(target=self._serve, name="mqtt", daemon=True)
+        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._latest: CycleSnapshot | None = None
         self._fresh: asyncio.Event | None = None
@@ -74,7 +76,8 @@ class MqttAdapter:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._request_stop)
-        self._thread.join(STOP_TIMEOUT_S)
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S)
 
     # --- on the adapter's loop --------------------------------------------------------------------
 
@@ -95,6 +98,9 @@ class MqttAdapter:
         ready.set()
         try:
             loop.run_until_complete(self._run())
+        except Exception:  # a bug: said with its trace, then the child ends so its supervisor restarts it
+            log.exception("MQTT adapter failed; ending the adapter process")
+            os._exit(EXIT_ADAPTER_FAILED)
         finally:
             loop.close()
 

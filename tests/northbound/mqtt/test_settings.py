@@ -69,3 +69,13 @@ def test_a_broker_port_is_not_a_port_the_gateway_takes(tmp_path: Path) -> None:
     more = "  web:\n    port: 1883\n"
     path = _config(tmp_path, "    brokers: [{host: 127.0.0.1, port: 1883}]\n", more)
     assert configured_sections(load_config(path, [PROFILES])) == ["web", "mqtt"]
+
+
+def test_an_adapter_stopped_before_it_started_stops_quietly(tmp_path: Path) -> None:
+    from gateway.northbound.mqtt import create
+
+    adapter = create(
+        load_config(_config(tmp_path, "    keepalive_s: 20\n"), [PROFILES]), lambda u, apply=True: None
+    )
+    assert adapter is not None
+    adapter.stop()  # a child whose start failed is still stopped: nothing to join, nothing raised
