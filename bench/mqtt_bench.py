@@ -77,6 +77,7 @@ async def _run(
             await asyncio.sleep(0.2)
         await asyncio.sleep(2.0)  # births out of the way
         decoder.drain()
+        assert adapter._thread is not None  # started above
         clock = _thread_clock(adapter._thread)
         cpu_start, cycles_start = clock(), engine.last.index
         latencies: list[float] = []

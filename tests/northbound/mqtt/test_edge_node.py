@@ -299,7 +299,7 @@ def test_garbage_on_the_command_topics_changes_nothing(tmp_path: Path, start_sim
         after = await gw.cycles(20)
         assert after.command == before.command and after.params == before.params
         assert submitted == []
-        assert gw.adapter._thread.is_alive()
+        assert gw.adapter._thread is not None and gw.adapter._thread.is_alive()
 
     with_gateway(tmp_path, fleet, scenario)
 
