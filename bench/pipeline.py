@@ -113,7 +113,7 @@ class Recorder:
         self.profiler = cProfile.Profile()
 
     def _writes(self) -> int:
-        return sum(session.writes.writes_total for session in self.engine.sessions)
+        return sum(self.engine.fieldbus.writes_total().values())
 
     def start_window(self) -> None:
         self.marks["threads"] = {str(t.native_id): t.name for t in threading.enumerate()}

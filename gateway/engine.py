@@ -20,22 +20,19 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gateway.balancer import BalancerMemory, NodeMode, SiteCommand, dispatch
 from gateway.balancing_log import BalancingLog
-from gateway.config import NodeConfig, SiteConfig
-from gateway.fleet import FleetState, NodeState, highest_discharge_limits, learned_rated_power_w
+from gateway.config import SiteConfig
+from gateway.fleet import FleetState, highest_discharge_limits, learned_rated_power_w
 from gateway.logbook import RateLimitedLog, emit_to, sweep
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleAccounts, CycleSnapshot
-from gateway.southbound.lines import LineRegistry
-from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
-from gateway.southbound.session import ModbusSession, SessionOptions
-from gateway.southbound.transport import Transport
+from gateway.southbound.fieldbus import Fieldbus, LocalFieldbus
 from gateway.timing import CyclePace, CycleStats, Pace
 
 log = logging.getLogger(__name__)
@@ -56,55 +53,22 @@ class Publisher(Protocol):
     def publish(self, snapshot: CycleSnapshot) -> None: ...
 
 
-def apply_node_config(state: NodeState, node: NodeConfig) -> NodeState:
-    """The site's own knowledge on top of the device's: capacity override and power caps."""
-    changes: dict[str, Any] = {}
-    if node.capacity_wh is not None:
-        changes["capacity_wh"] = node.capacity_wh
-    for field_name, cap in (
-        ("charge_limit_w", node.charge_limit_w),
-        ("discharge_limit_w", node.discharge_limit_w),
-    ):
-        if cap is not None:
-            reported = getattr(state, field_name)
-            changes[field_name] = cap if reported is None else min(reported, cap)
-    return dataclasses.replace(state, **changes) if changes else state
-
-
-def build_sessions(config: SiteConfig) -> list[ModbusSession]:
-    lines = LineRegistry(config.cycle_ms / 1000.0)  # units on one RS-485 line share it and take turns
-    return [
-        ModbusSession(
-            node.node_id,
-            node.host,
-            node.port,
-            node.unit,
-            node.profile,
-            options=SessionOptions.for_node(node.timeout_ms),
-            transport=Transport.named(node.transport, node.baud, node.parity, node.stop_bits),
-            lines=lines,
-        )
-        for node in config.nodes
-    ]
-
-
 class Engine:
     def __init__(
         self,
         config: SiteConfig,
         *,
-        sessions: Sequence[ModbusSession] | None = None,
+        fieldbus: Fieldbus | None = None,
         publishers: Sequence[Publisher] = (),
         clock: Callable[[], float] = time.monotonic,
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config
-        self.sessions = list(sessions) if sessions is not None else build_sessions(config)
+        self.fieldbus = fieldbus if fieldbus is not None else LocalFieldbus.from_config(config)
         self.publishers = list(publishers)
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.cycle_s = config.cycle_ms / 1000.0
-        self.nodes: Mapping[str, NodeConfig] = {node.node_id: node for node in config.nodes}
         default = SiteCommand(
             request_w=config.command.default_request_w,
             charge_source=config.command.charge_source,
@@ -175,7 +139,7 @@ class Engine:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        failures = await connect_all(self.sessions, self.clock())
+        failures = await self.fieldbus.connect(self.clock())
         for node_id, error in failures.items():
             log.warning("node %s not ready at start (it keeps retrying): %s", node_id, error)
         gc.collect()
@@ -187,13 +151,10 @@ class Engine:
     async def run_cycle(self) -> CycleSnapshot:
         steps: dict[str, float] = {}
         started = self.clock()
-        readings = tuple(await poll_all(self.sessions, started))
+        nodes = await self.fieldbus.poll(started)
         polled = self.clock()
         steps["poll"] = (polled - started) * 1000.0
-        fleet = FleetState(
-            nodes=tuple(apply_node_config(r.to_node_state(), self.nodes[r.node_id]) for r in readings),
-            timestamp_s=polled,
-        )
+        fleet = FleetState(nodes=nodes, timestamp_s=polled)
         with self._commands_lock:
             command = self.commands.current(polled)
             params = self.commands.params
@@ -222,7 +183,7 @@ class Engine:
                     "write": self.last_steps_ms.get("write", 0.0),
                     "publish": self.last_steps_ms.get("publish", 0.0),
                 },
-                writes={session.node_id: session.writes.writes_total for session in self.sessions},
+                writes=self.fieldbus.writes_total(),
             ),
         )
         # Published before the writes: SCADA sees the values one poll after they changed, not one poll
@@ -239,7 +200,7 @@ class Engine:
             for node in decision.nodes
             if node.mode in WRITTEN_MODES
         }
-        await write_all(self.sessions, setpoints, published)
+        await self.fieldbus.write(setpoints, published)
         written = self.clock()
         steps["write"] = (written - published) * 1000.0
         steps["total"] = (written - started) * 1000.0
@@ -252,7 +213,9 @@ class Engine:
         """Cycle until `stop` is set, paced on deadlines; while the work needs more than the cycle, at a
         stretched period (said once, with the measured need) rather than late on every deadline."""
         await self.start()
-        self.notifier.ready(f"balancing {len(self.sessions)} nodes every {self.config.cycle_ms:g} ms")
+        self.notifier.ready(
+            f"balancing {len(self.fieldbus.node_ids)} nodes every {self.config.cycle_ms:g} ms"
+        )
         deadline = self.clock()
         while not stop.is_set():
             await self.run_cycle()
@@ -273,16 +236,17 @@ class Engine:
     async def shutdown(self) -> None:
         """Write the safe setpoint to every reachable node and close every connection."""
         self.notifier.stopping()
+        maintenance = self.commands.current(self.clock()).maintenance
         safe = {
-            session.node_id: {"setpoint_w": self.config.command.safe_setpoint_w}
-            for session in self.sessions
-            if session.node_id not in self.commands.current(self.clock()).maintenance
+            node_id: {"setpoint_w": self.config.command.safe_setpoint_w}
+            for node_id in self.fieldbus.node_ids
+            if node_id not in maintenance
         }
         try:
-            await asyncio.wait_for(write_all(self.sessions, safe, self.clock()), timeout=2.0)
+            await asyncio.wait_for(self.fieldbus.write(safe, self.clock()), timeout=2.0)
         except TimeoutError:
             log.warning("not every node confirmed the safe setpoint within 2 s")
-        await close_all(self.sessions)
+        await self.fieldbus.close()
         if self.balancing_log is not None:
             self.balancing_log.close()
         self._loop = None
@@ -301,6 +265,7 @@ class Engine:
             return document
         fleet = snapshot.fleet
         modes = {node.node_id: node for node in snapshot.dispatch.nodes}
+        writes = self.fieldbus.writes_total()
         document.update(
             {
                 "cycle": snapshot.index,
@@ -332,9 +297,9 @@ class Engine:
                         "setpoint_w": modes[state.node_id].setpoint_w if state.node_id in modes else None,
                         "mode": str(modes[state.node_id].mode) if state.node_id in modes else None,
                         "alarms": list(modes[state.node_id].alarms) if state.node_id in modes else [],
-                        "writes": session.writes.writes_total,
+                        "writes": writes.get(state.node_id, 0),
                     }
-                    for state, session in zip(fleet.nodes, self.sessions, strict=True)
+                    for state in fleet.nodes
                 ],
             }
         )

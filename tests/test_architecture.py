@@ -60,7 +60,9 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.status": frozenset({"gateway"} | UTILITIES),
     "gateway.balancing_log": frozenset(),
     "gateway.sdnotify": frozenset(),
-    "gateway.southbound": frozenset({"gateway.diagnostics", "gateway.profiles", "gateway.fleet"} | UTILITIES),
+    "gateway.southbound": frozenset(
+        {"gateway.diagnostics", "gateway.profiles", "gateway.fleet", "gateway.config"} | UTILITIES
+    ),
     "gateway.sim": frozenset({"gateway.diagnostics", "gateway.profiles"}),
     "gateway.northbound": ADAPTER_BASE,
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},

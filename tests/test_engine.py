@@ -92,7 +92,7 @@ def test_closed_loop_discharge_shrinks_spread_without_sign_flips(
     final = {n.node_id: n.setpoint_w for n in history[5].dispatch.nodes}
     assert final["pack-01"] > final["pack-02"] > final["pack-03"] > final["pack-04"]
     # Writes are paced: far fewer than one per node per cycle.
-    assert sum(s.writes.writes_total for s in engine.sessions) < 4 * len(history) / 2
+    assert sum(engine.fieldbus.writes_total().values()) < 4 * len(history) / 2
 
 
 def test_commanded_request_reaches_the_packs_within_two_cycles(

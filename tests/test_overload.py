@@ -23,6 +23,7 @@ import pytest
 from gateway.engine import Engine
 from gateway.fleet import Quality
 from gateway.snapshot import CycleSnapshot
+from gateway.southbound.fieldbus import LocalFieldbus
 from tests.conftest import StartProcess
 from tests.test_engine import run_async, site_config
 
@@ -69,7 +70,9 @@ def test_an_overloaded_loop_stretches_its_cycle_and_times_out_no_answer_that_arr
     tmp_path: Path, start_sim_process: StartProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     sim = start_sim_process("--packs", "4", "--base-port", "0")
-    engine = Engine(site_config(tmp_path, sim.endpoints, "command:\n  default_request_w: 1500\n"))
+    config = site_config(tmp_path, sim.endpoints, "command:\n  default_request_w: 1500\n")
+    bus = LocalFieldbus.from_config(config)
+    engine = Engine(config, fieldbus=bus)
     recorder = BurningPublisher()
     engine.publishers.append(recorder)
     caplog.set_level(logging.INFO, logger="gateway.engine")
@@ -87,16 +90,16 @@ def test_an_overloaded_loop_stretches_its_cycle_and_times_out_no_answer_that_arr
             raise AssertionError(f"the packs did not come online: {engine.status()}")
         await asyncio.sleep(1.0)  # the first setpoints written
         first = len(recorder.snapshots)
-        connects = [session.connects for session in engine.sessions]
-        writes = [session.writes.writes_total for session in engine.sessions]
+        connects = [session.connects for session in bus.sessions]
+        writes = [session.writes.writes_total for session in bus.sessions]
         recorder.burning = True
         await asyncio.sleep(LOADED_S)
         stop.set()
         await running
         recorder.stop(asyncio.get_running_loop())
         await engine.shutdown()
-        assert [session.connects for session in engine.sessions] == connects  # no reconnect of any pack
-        most_writes = max(s.writes.writes_total - w for s, w in zip(engine.sessions, writes, strict=True))
+        assert [session.connects for session in bus.sessions] == connects  # no reconnect of any pack
+        most_writes = max(s.writes.writes_total - w for s, w in zip(bus.sessions, writes, strict=True))
         return first, most_writes
 
     first, most_writes = run_async(scenario)
@@ -110,8 +113,8 @@ def test_an_overloaded_loop_stretches_its_cycle_and_times_out_no_answer_that_arr
         if n.quality is not Quality.GOOD
     ]
     assert stale == []  # not one reading timed out
-    assert [session.link.late_answers for session in engine.sessions] == [0, 0, 0, 0]
-    assert sum(session.link.answers_waiting for session in engine.sessions) > 0  # the case did occur
+    assert [session.link.late_answers for session in bus.sessions] == [0, 0, 0, 0]
+    assert sum(session.link.answers_waiting for session in bus.sessions) > 0  # the case did occur
     assert most_writes <= math.ceil(WRITES_PER_NODE_PER_MINUTE * LOADED_S / 60.0)
     stretched = [r.getMessage() for r in caplog.records if "cycle stretched" in r.getMessage()]
     assert len(stretched) == 1, stretched

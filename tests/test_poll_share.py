@@ -10,6 +10,7 @@ import pytest
 
 from gateway.engine import Engine
 from gateway.fleet import Quality
+from gateway.southbound.fieldbus import LocalFieldbus
 from tests.conftest import StartFleet
 from tests.test_engine import run_async, site_config, until_online
 
@@ -25,14 +26,15 @@ def test_a_slow_and_a_silent_pack_leave_the_cycle_and_the_others_alone(
 ) -> None:
     fleet = start_sim_fleet(packs=PACKS, speed=1.0)
     config = site_config(tmp_path, fleet.endpoints)  # the profile's 80 ms request timeout
-    engine = Engine(config)
+    bus = LocalFieldbus.from_config(config)
+    engine = Engine(config, fieldbus=bus)
 
     async def scenario() -> tuple[list[float], list[set[str]], list[int]]:
         await engine.start()
         await until_online(engine, PACKS)
         fleet.set_faults(SLOW, delay_ms=50)  # answers correctly, in 50 ms
         fleet.set_faults(SILENT, silent=True)  # stops answering after identification
-        slow_link = next(s.link for s in engine.sessions if s.node_id == SLOW)
+        slow_link = next(s.link for s in bus.sessions if s.node_id == SLOW)
         durations: list[float] = []
         not_good: list[set[str]] = []
         slow_requests: list[int] = []

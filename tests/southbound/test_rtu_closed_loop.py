@@ -15,6 +15,7 @@ from gateway.engine import Engine
 from gateway.sim.rtu import RtuLine
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
+from gateway.southbound.fieldbus import LocalFieldbus
 from gateway.southbound.line import LineMember, plan_lines
 from tests.conftest import PROFILES, StartFleet
 
@@ -36,12 +37,13 @@ def test_four_packs_on_one_line_balance_within_the_planned_telemetry_age(
     path = tmp_path / "gateway.yaml"
     path.write_text(f"nodes:\n{nodes}\nstatus:\n  socket: {tmp_path / 'status.sock'}\n")
     config = load_config(path, [PROFILES])
-    engine = Engine(config)
-    (plan,) = plan_lines([LineMember(s.node_id, s.target, s.profile) for s in engine.sessions], CYCLE_S)
+    bus = LocalFieldbus.from_config(config)
+    engine = Engine(config, fieldbus=bus)
+    (plan,) = plan_lines([LineMember(s.node_id, s.target, s.profile) for s in bus.sessions], CYCLE_S)
     assert plan.meets(config.balancer.max_telemetry_age_s), plan.describe()
 
     def writes() -> dict[str, int]:
-        return {session.node_id: session.writes.writes_total for session in engine.sessions}
+        return {session.node_id: session.writes.writes_total for session in bus.sessions}
 
     async def scenario() -> tuple[list[CycleSnapshot], float, dict[str, int]]:
         await engine.start()
