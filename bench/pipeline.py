@@ -300,7 +300,10 @@ def write_site_config(
     if len(set(ids)) < len(ids):
         ids = [f"pack-{i + 1:04d}" for i in range(len(ids))]
     maps = site_maps(len(ids), iec61850_map)
-    northbound = {name: {**section, "map": maps[name]} for name, section in northbound.items()}
+    northbound = {  # MQTT has no map
+        name: {**section, "map": maps[name]} if name in maps else dict(section)
+        for name, section in northbound.items()
+    }
     site: dict[str, Any] = {"name": "bench", "cycle_ms": CYCLE_MS}
     if pollers > 1:
         site["pollers"] = pollers
