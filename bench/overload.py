@@ -1,11 +1,12 @@
 """Graceful overload: the gateway at twice the fleet it sustains, beside the fleet it sustains.
 
-    python -m bench.overload --sustainable N [--factor 2] [--seconds 120] [--request-step-s 20]
+    python -m bench.overload [--sustainable N] [--factor 2] [--seconds 120] [--request-step-s 20]
                              [--pollers K] [--quick] [--json bench/results/overload.json]
 
-Method: bench.pipeline's run (simulator processes, the recording gateway in its own process with both
-adapters, the site request stepping between 25 % and 50 % of the fleet's rated power every
-`--request-step-s`), first at N = `--sustainable` (the steady state: the budget's reference) and then
+N defaults to the largest N without overrun in bench/results/pipeline.json (`make bench` runs the
+pipeline first). Method: bench.pipeline's run (simulator processes, the recording gateway in its own
+process with both adapters, the site request stepping between 25 % and 50 % of the fleet's rated power
+every `--request-step-s`), first at N = `--sustainable` (the steady state: the budget's reference) and then
 at `--factor` × N, with the same window. What overload must not do (issue 14), from the counters the
 core's sessions keep, read at the window's start and end: setpoint writes per pack per minute (mean and
 the busiest pack; the budget is 6), reconnects of packs (0: every simulated pack is healthy), timeouts of
@@ -26,7 +27,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline import ADAPTERS, PACKS_PER_SIMULATOR, Plan, machine, print_row, run_one
+from bench.pipeline import ADAPTERS, PACKS_PER_SIMULATOR, RESULTS, Plan, machine, print_row, run_one
+
+PIPELINE_RESULTS = RESULTS / "pipeline.json"
 
 WRITES_BUDGET_PER_MIN = 6.0  # setpoint writes per pack per minute, steady state (issue 14)
 # (label, result key, the aim at overload): what the side-by-side table shows.
@@ -45,6 +48,15 @@ COLUMNS = (
     ("core µs/pack-cycle", "cpu_us_per_pack_cycle", ""),
     ("simulators % core", "simulators_cpu_pct_of_one_core", ""),
 )
+
+
+def measured_sustainable() -> int | None:
+    """The largest N the last bench.pipeline run carried with no overrun, if it wrote one."""
+    try:
+        found = json.loads(PIPELINE_RESULTS.read_text()).get("largest_n_without_overrun")
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, int) else None
 
 
 def verdict(result: Mapping[str, Any]) -> dict[str, bool | None]:
@@ -83,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sustainable", type=int, help="packs the gateway carries with no overrun")
+    parser.add_argument(
+        "--sustainable",
+        type=int,
+        help="packs the gateway carries with no overrun (default: bench/results/pipeline.json's largest)",
+    )
     parser.add_argument("--factor", type=float, default=2.0, help="overload = factor × sustainable")
     parser.add_argument("--seconds", type=float, help="window per run (default 120)")
     parser.add_argument("--request-step-s", type=float, default=20.0, help="site request step (20 s)")
@@ -93,9 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 5, 5 s windows")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    sustainable = args.sustainable or (5 if args.quick else None)
+    sustainable = args.sustainable or (5 if args.quick else measured_sustainable())
     if sustainable is None:
-        parser.error("--sustainable N is needed: the largest N bench.pipeline ran with no overrun")
+        parser.error(
+            f"--sustainable N is needed: {PIPELINE_RESULTS} names no N without overrun "
+            "(run `python -m bench.pipeline --json` first, or give the N)"
+        )
     seconds = args.seconds or (5.0 if args.quick else 120.0)
     plan = Plan(
         seconds,

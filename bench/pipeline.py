@@ -1,7 +1,7 @@
 """The full gateway pipeline at scale: how many packs one core balances in a paced 100 ms cycle.
 
-    python -m bench.pipeline [--packs 10 50 100 150 200 500 1000] [--seconds 60] [--profile-seconds 10]
-                             [--quick] [--json bench/results/pipeline.json]
+    python -m bench.pipeline [--packs 200 500 1000] [--cycles 600 | --seconds S] [--profile-seconds 10]
+                             [--pollers K] [--repeat R] [--quick] [--json bench/results/pipeline.json]
 
 Method, per N: ceil(N / 125) `socgw simulate --packs K --base-port 0` processes (microstore/mp2000 packs
 at real-time speed, bench.poll_scale's Simulators) pinned to CPU 1, and the gateway in its own process
@@ -15,9 +15,18 @@ step timings and overrun flag, and its process CPU time). After all nodes are go
 the parent marks a window of `--seconds`; inside it: cycle p50/p99/max (poll start to publish end),
 per step p50/p99, overruns (a cycle ending past its deadline, Engine's definition), nodes not good,
 the cycle p99 and overruns of each third of the window (how much they move on a shared machine),
-setpoint writes, CPU per pack-cycle (the core process's CPU over the window / (N x cycles); each adapter child
-(`--section X`, pinned with the core) likewise, from /proc/PID/stat), the
-CPU per thread (from /proc/PID/task), RSS and its peak (/proc/PID/status). Then `--profile-seconds` of
+CPU per pack-cycle (the core process's CPU over the window / (N x cycles); each child of the core, an
+adapter (`--section X`) or a polling process, with its own children, likewise, from /proc/PID/stat),
+the simulators' CPU (% of one core and of the machine), the CPU per thread (from /proc/PID/task), RSS
+and its peak (/proc/PID/status), and from the core's sessions at the window's marks: setpoint writes
+per pack per minute (mean and the busiest pack), reconnects, timeouts of packs whose answer came after
+(`late_answers`) and timeouts not declared because the answer waited in the socket buffer
+(`answers_waiting`). `--pollers K` writes `site.pollers: K` (only above 1, so a gateway without the key
+still runs the bench) and then pins nothing: the pollers are there to use the second core, and the
+simulators share it (their share says how much). `--repeat R` runs each N R times and keeps the run
+with the median core CPU, with every run's key figures and their medians. A table at the end puts every
+N side by side: the core's and each child's µs per pack-cycle, the ratio to the first N and to the
+issue's 100 µs target, cycle p50/p99, overruns, the simulators' share. Then `--profile-seconds` of
 cProfile on the loop thread (the numbers of that part are not in the timings): the top functions by own
 time, and own time grouped by area (pymodbus, asyncio, socgw southbound/northbound/balancer, ...).
 Maps as the docs advise a site: above 256 packs mappings/dnp3/large.yaml (the default has no room)
