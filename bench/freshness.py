@@ -58,6 +58,8 @@ from bench.pipeline import (
     free_port,
     machine,
     site_maps,
+    start_pinned,
+    stop_process,
     write_site_config,
 )
 from gateway.mapping.dnp3 import LARGE_MAP
@@ -170,12 +172,7 @@ class SocgwRun:
 
 @contextlib.contextmanager
 def socgw_run(config: Path, status: Path, packs: int, cpus: set[int] | None) -> Iterator[SocgwRun]:
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    command = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
-    process = subprocess.Popen(command, cwd=REPO, preexec_fn=pin)  # noqa: PLW1509 - only sets affinity
+    process = start_pinned([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], cpus)
     running = SocgwRun(process, status)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -196,12 +193,7 @@ def socgw_run(config: Path, status: Path, packs: int, cpus: set[int] | None) -> 
             time.sleep(0.5)
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def arrived_at(arrivals: Sequence[tuple[float, float]], target: float, tolerance: float) -> float | None:

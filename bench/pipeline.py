@@ -461,6 +461,26 @@ class GatewayProcess:
         return self.recorded
 
 
+def start_pinned(command: Sequence[str], cpus: set[int] | None) -> subprocess.Popen[bytes]:
+    """Start `command` in the repository, on `cpus` (None: anywhere)."""
+
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return subprocess.Popen(command, cwd=REPO, preexec_fn=pin)  # noqa: PLW1509 - only sets affinity
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def gateway_process(
     directory: Path,
@@ -484,25 +504,16 @@ def gateway_process(
     )
     record = directory / "record.json"
 
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
     command = [sys.executable, "-m", "bench.pipeline", "--serve", str(config), "--record", str(record)]
     command += ["--profile-seconds", str(profile_s), "--request-w", str(low_w), str(high_w)]
     command += ["--request-step-s", str(request_step_s)]
-    process = subprocess.Popen(command, cwd=REPO, preexec_fn=pin)  # noqa: PLW1509 - only sets affinity
+    process = start_pinned(command, cpus)
     gateway = GatewayProcess(process, directory / "status.sock", record, len(endpoints))
     try:
         gateway.wait_online()
         yield gateway
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         with contextlib.suppress(OSError, ValueError):
             gateway.recorded = json.loads(record.read_text())
 
