@@ -266,14 +266,25 @@ def compiled_polls(port: int, polls: int) -> dict[str, Any]:
         manager.Shutdown()  # from this (main) thread, once (../shared notes: dnp3.md)
 
 
-def threads_cpu_s(pid: int) -> float:
-    """CPU seconds of every live thread of a process, to the nanosecond (schedstat; /proc/PID/stat
+def threads_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of each live thread of a process, to the nanosecond (schedstat; /proc/PID/stat
     counts in 10 ms ticks, too coarse for polls of a few milliseconds)."""
-    total_ns = 0
+    found: dict[int, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, ValueError, IndexError):
-            total_ns += int((task / "schedstat").read_text().split()[0])
-    return total_ns / 1e9
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+    return found
+
+
+def busy_beyond_idle_s(
+    before: Mapping[int, float], after: Mapping[int, float], idle_rates: Mapping[int, float], seconds: float
+) -> float:
+    """CPU seconds the threads spent beyond their idle rate over `seconds`, thread by thread (each
+    thread's excess counted alone: the main thread's frames do not hide the I/O thread's poll work)."""
+    return sum(
+        max(0.0, spent - before.get(tid, 0.0) - idle_rates.get(tid, 0.0) * seconds)
+        for tid, spent in after.items()
+    )
 
 
 def dnp3_map_for(packs: int) -> str:
@@ -306,8 +317,9 @@ def integrity_poll(packs: int, polls: int) -> dict[str, Any]:
         # What the child spends with no master (each cycle's frame), taken off what it spends polled.
         idle_before, idle_started = threads_cpu_s(child), time.monotonic()
         time.sleep(IDLE_BASELINE_S)
-        idle_rate = (threads_cpu_s(child) - idle_before) / (time.monotonic() - idle_started)
-        result["outstation_idle_cpu_pct"] = 100.0 * idle_rate
+        idle_after, idle_s = threads_cpu_s(child), time.monotonic() - idle_started
+        idle_rates = {tid: (s - idle_before.get(tid, 0.0)) / idle_s for tid, s in idle_after.items()}
+        result["outstation_idle_cpu_pct"] = 100.0 * sum(idle_rates.values())
         masters: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
             ("compiled", functools.partial(compiled_polls, port, polls)),
             ("dnp3py", functools.partial(dnp3py_polls, port, polls)),
@@ -315,8 +327,10 @@ def integrity_poll(packs: int, polls: int) -> dict[str, Any]:
         for name, run in masters:
             outstation_before, started = threads_cpu_s(child), time.monotonic()
             result[name] = run()
-            spent_s = threads_cpu_s(child) - outstation_before - idle_rate * (time.monotonic() - started)
-            outstation_ms = max(0.0, spent_s) * 1000.0 / polls
+            spent_s = busy_beyond_idle_s(
+                outstation_before, threads_cpu_s(child), idle_rates, time.monotonic() - started
+            )
+            outstation_ms = spent_s * 1000.0 / polls
             result[name]["outstation_cpu_ms_per_poll"] = outstation_ms
             result[name]["outstation_share_of_poll"] = outstation_ms / result[name]["poll_median_ms"]
         if adapter_pid(status, "dnp3") != child:
