@@ -154,7 +154,7 @@ def southbound_counters(engine: Engine) -> dict[str, dict[str, int]]:
     From the core's sessions; with the nodes polled in other processes (`site.pollers`) the core may hold
     none, and then only the writes the status shows are known."""
     found: dict[str, dict[str, int]] = {}
-    for session in engine.sessions:
+    for session in getattr(engine, "sessions", ()):
         link = getattr(session, "link", None)
         found[session.node_id] = {
             "writes": session.writes.writes_total,
