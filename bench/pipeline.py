@@ -61,7 +61,7 @@ import uvloop
 
 from bench.poll_scale import Simulators
 from gateway.commands.run import configure_logging, serve
-from gateway.config import load_config
+from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
 from gateway.fleet import Quality
 from gateway.mapping.dnp3 import DEFAULT_MAP, LARGE_MAP, find_map, load_dnp3_map
@@ -858,7 +858,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("warning")
         requests_w = (float(args.request_w[0]), float(args.request_w[1]))
         profile = args.profile_seconds or 0.0
-        uvloop.run(serve_recorded(args.serve, args.record, profile, requests_w, args.request_step_s))
+        try:
+            uvloop.run(serve_recorded(args.serve, args.record, profile, requests_w, args.request_step_s))
+        except ConfigError as error:  # e.g. `site.pollers` on a gateway that does not know it yet
+            print(f"the generated site config was refused: {error}", file=sys.stderr)
+            return 2
         return 0
     packs = args.packs or ([10, 50] if args.quick else [200, 500, 1000])
     seconds = args.seconds or (5.0 if args.quick else args.cycles * CYCLE_MS / 1000.0)
