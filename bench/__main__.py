@@ -25,6 +25,14 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("sim_capacity", "bench.sim_capacity", ("--json", str(RESULTS / "sim_capacity.json"))),
     ("poll_scale", "bench.poll_scale", ("--json", str(RESULTS / "poll_scale.json"))),
     ("pipeline", "bench.pipeline", ("--json", str(RESULTS / "pipeline.json"))),
+    # Two polling processes (site.pollers: 2) on this machine's cores, nothing pinned: the largest N.
+    (
+        "pipeline pollers 2",
+        "bench.pipeline",
+        ("--pollers", "2", "--profile-seconds", "0", "--json", str(RESULTS / "pipeline-pollers-2.json")),
+    ),
+    # Twice the largest N the pipeline carried without overrun (read from pipeline.json), beside it.
+    ("overload", "bench.overload", ("--json", str(RESULTS / "overload.json"))),
     # The same without the IEC 61850 server, to show what it costs the loop's core.
     (
         "pipeline dnp3 only",
@@ -44,6 +52,11 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ),
     ),
     ("freshness", "bench.freshness", ("--json", str(RESULTS / "freshness.json"))),
+    (
+        "dnp3 integrity poll",
+        "bench.dnp3_bench",
+        ("--integrity-only", "--json", str(RESULTS / "dnp3-integrity.json")),
+    ),
     ("scada_load", "bench.scada_load", ("--json", str(RESULTS / "scada_load.json"))),
     # Last: collects every JSON above (run.json included) into summary.md and its plots.
     ("report", "bench.report", ("--results", str(RESULTS))),

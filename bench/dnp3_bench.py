@@ -29,20 +29,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
+import queue
 import random
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import opendnp3
 import uvloop
 from dnp3.master import CommandBuilder, DefaultSOEHandler, Master, MasterConfig, MasterTcpRunner
 from dnp3.master.handler import AnalogValue, BinaryValue, ResponseInfo
@@ -51,6 +55,7 @@ from gateway.balancer import BalancerParams, SiteCommand, dispatch
 from gateway.commands.demo import running_simulator
 from gateway.config import load_config
 from gateway.fleet import FleetState, NodeState
+from gateway.mapping.dnp3 import DEFAULT_MAP, LARGE_MAP, find_map, load_dnp3_map
 from gateway.northbound.dnp3 import create
 from gateway.northbound.dnp3.settings import EventBuffers
 from gateway.profiles.loader import ProfileLibrary
@@ -64,6 +69,8 @@ LOOPBACK = "127.0.0.1"
 BANK1_SOC = 955 + 6
 START_TIMEOUT_S = 120.0
 PACK_MAX_POWER_W = 1200.0  # microstore/mp2000, the simulator's default pack
+IDLE_BASELINE_S = 3.0
+DEFAULT_MAP_NODES = load_dnp3_map(find_map(DEFAULT_MAP, REPO)).max_nodes  # above: the large map
 
 
 def free_port() -> int:
@@ -167,10 +174,12 @@ async def _polls(port: int, polls: int) -> dict[str, Any]:
     await runner.open()
     try:
         durations, fragments = [], 0
+        cpu_started = time.process_time()
         for _ in range(polls):
             started = time.perf_counter()
             fragments = len(await runner.integrity_poll())
             durations.append((time.perf_counter() - started) * 1000.0)
+        master_cpu_ms = (time.process_time() - cpu_started) * 1000.0 / polls
         points = {
             "AI": len(handler.analog_inputs),
             "BI": len(handler.binary_inputs),
@@ -182,23 +191,154 @@ async def _polls(port: int, polls: int) -> dict[str, Any]:
     return {
         "poll_median_ms": statistics.median(durations),
         "poll_p90_ms": percentile(durations, 0.9),
+        "master_cpu_ms_per_poll": master_cpu_ms,
         "fragments": fragments,
         "static_points": points,
     }
 
 
+class PollTimes(opendnp3.IMasterApplication):  # type: ignore[misc]
+    """The compiled master's application: stamps each user task's end (on opendnp3's I/O thread, once
+    per poll; the values themselves stay in C++: no Python per point)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.completed: queue.Queue[tuple[float, str]] = queue.Queue()
+        self.startup_done = threading.Event()
+
+    def OnTaskComplete(self, info: opendnp3.TaskInfo) -> None:
+        if info.type == opendnp3.MasterTaskType.USER_TASK:
+            self.completed.put((time.perf_counter(), info.result.name))
+        elif info.type == opendnp3.MasterTaskType.STARTUP_INTEGRITY_POLL:
+            self.startup_done.set()
+
+
+class FragmentCount(opendnp3.ISOEHandler):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.fragments = 0
+
+    def BeginFragment(self, info: opendnp3.ResponseInfo) -> None:
+        self.fragments += 1
+
+
+def compiled_polls(port: int, polls: int) -> dict[str, Any]:
+    """Integrity polls by opendnp3's own master (yadnp3, C++): wall time from the request to the task's
+    completion, the response parsed in C++; its values are not handed to Python."""
+    manager = opendnp3.DNP3Manager(1)
+    try:
+        channel = manager.AddTCPClient(
+            "bench-master",
+            opendnp3.levels.NOTHING,
+            opendnp3.ChannelRetry.Default(),
+            [opendnp3.IPEndpoint(LOOPBACK, port)],
+            "0.0.0.0",
+            None,
+        )
+        config = opendnp3.MasterStackConfig()
+        config.master.responseTimeout = opendnp3.TimeDuration.Seconds(30)
+        config.master.disableUnsolOnStartup = True
+        config.link.LocalAddr, config.link.RemoteAddr = 1, 10
+        times, fragments = PollTimes(), FragmentCount()
+        session = channel.AddMaster("bench-master", fragments, times, config)
+        session.Enable()
+        if not times.startup_done.wait(60.0):
+            raise RuntimeError("the compiled master's startup integrity poll did not complete in 60 s")
+        durations = []
+        cpu_started = time.process_time()
+        for _ in range(polls):
+            fragments.fragments = 0
+            started = time.perf_counter()
+            session.ScanClasses(opendnp3.ClassField.AllClasses(), fragments)
+            ended, result = times.completed.get(timeout=60.0)
+            if result != "SUCCESS":
+                raise RuntimeError(f"the compiled master's integrity poll ended with {result}")
+            durations.append((ended - started) * 1000.0)
+        master_cpu_ms = (time.process_time() - cpu_started) * 1000.0 / polls
+        session.Disable()
+        return {
+            "poll_median_ms": statistics.median(durations),
+            "poll_p90_ms": percentile(durations, 0.9),
+            "master_cpu_ms_per_poll": master_cpu_ms,
+            "fragments": fragments.fragments,
+        }
+    finally:
+        manager.Shutdown()  # from this (main) thread, once (../shared notes: dnp3.md)
+
+
+def threads_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of each live thread of a process, to the nanosecond (schedstat; /proc/PID/stat
+    counts in 10 ms ticks, too coarse for polls of a few milliseconds)."""
+    found: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+    return found
+
+
+def busy_beyond_idle_s(
+    before: Mapping[int, float], after: Mapping[int, float], idle_rates: Mapping[int, float], seconds: float
+) -> float:
+    """CPU seconds the threads spent beyond their idle rate over `seconds`, thread by thread (each
+    thread's excess counted alone: the main thread's frames do not hide the I/O thread's poll work)."""
+    return sum(
+        max(0.0, spent - before.get(tid, 0.0) - idle_rates.get(tid, 0.0) * seconds)
+        for tid, spent in after.items()
+    )
+
+
+def dnp3_map_for(packs: int) -> str:
+    """The map the docs advise for this many packs (the default has room for 256)."""
+    return LARGE_MAP if packs > DEFAULT_MAP_NODES else DEFAULT_MAP
+
+
+def dnp3py_polls(port: int, polls: int) -> dict[str, Any]:
+    return uvloop.run(_polls(port, polls))
+
+
+def adapter_pid(status: Path, section: str) -> int:
+    adapters = read_status(status).get("adapters") or []
+    return int(next(a["pid"] for a in adapters if a["section"] == section))
+
+
 def integrity_poll(packs: int, polls: int) -> dict[str, Any]:
+    """Both masters in turn against one `socgw run`; the DNP3 child's CPU per poll during each (what
+    the outstation spends), and its share of the compiled master's poll time."""
     command = [sys.executable, "-m", "gateway.cli", "simulate", "--packs", str(packs), "--base-port", "0"]
     port = free_port()
+    dnp3_map = dnp3_map_for(packs)
+    result: dict[str, Any] = {"map": dnp3_map}
     with (
         tempfile.TemporaryDirectory(prefix="dnp3-bench-") as temp,
         running_simulator(command) as endpoints,
-        running_gateway(Path(temp), endpoints, {"port": port}) as status,
+        running_gateway(Path(temp), endpoints, {"port": port, "map": dnp3_map}) as status,
     ):
-        result = uvloop.run(_polls(port, polls))
+        child = adapter_pid(status, "dnp3")
+        # What the child spends with no master (each cycle's frame), taken off what it spends polled.
+        idle_before, idle_started = threads_cpu_s(child), time.monotonic()
+        time.sleep(IDLE_BASELINE_S)
+        idle_after, idle_s = threads_cpu_s(child), time.monotonic() - idle_started
+        idle_rates = {tid: (s - idle_before.get(tid, 0.0)) / idle_s for tid, s in idle_after.items()}
+        result["outstation_idle_cpu_pct"] = 100.0 * sum(idle_rates.values())
+        masters: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
+            ("compiled", functools.partial(compiled_polls, port, polls)),
+            ("dnp3py", functools.partial(dnp3py_polls, port, polls)),
+        )
+        for name, run in masters:
+            outstation_before, started = threads_cpu_s(child), time.monotonic()
+            result[name] = run()
+            spent_s = busy_beyond_idle_s(
+                outstation_before, threads_cpu_s(child), idle_rates, time.monotonic() - started
+            )
+            outstation_ms = spent_s * 1000.0 / polls
+            result[name]["outstation_cpu_ms_per_poll"] = outstation_ms
+            result[name]["outstation_share_of_poll"] = outstation_ms / result[name]["poll_median_ms"]
+        if adapter_pid(status, "dnp3") != child:
+            raise RuntimeError("the DNP3 child restarted during the polls: its CPU count is lost")
         publish = read_status(status)["timing"]["steps_ms"]["publish"]
         result["gateway_publish_p50_ms"] = publish["p50"]
         result["gateway_publish_p99_ms"] = publish["p99"]
+    result["dnp3py_over_compiled"] = result["dnp3py"]["poll_median_ms"] / result["compiled"]["poll_median_ms"]
     return result
 
 
@@ -221,7 +361,7 @@ def publish_cpu(packs: int, cycles: int = 100) -> dict[str, float]:
                 for i in range(packs)
             ],
             "status": {"socket": str(directory / "status.sock")},
-            "northbound": {"dnp3": {"port": free_port()}},
+            "northbound": {"dnp3": {"port": free_port(), "map": dnp3_map_for(packs)}},
         }
         (directory / "gateway.yaml").write_text(json.dumps(document))
         site = load_config(directory / "gateway.yaml", [REPO / "profiles"])
@@ -379,10 +519,42 @@ def coverage(rates: dict[str, float], packs: int, measured_packs: int) -> dict[s
     }
 
 
+def print_polls(packs: int, polls: Mapping[str, Any]) -> None:
+    """Both masters' integrity polls side by side, with the outstation's share of each."""
+    print(f"integrity poll, {packs} packs ({polls['map']} map), medians:", flush=True)
+    print(f"{'':<34}{'compiled (opendnp3)':>20}{'dnp3py':>12}{'ratio':>8}", flush=True)
+    for label, key in (
+        ("poll wall time ms", "poll_median_ms"),
+        ("poll p90 ms", "poll_p90_ms"),
+        ("outstation CPU ms per poll", "outstation_cpu_ms_per_poll"),
+        ("outstation share of the poll", "outstation_share_of_poll"),
+        ("master CPU ms per poll", "master_cpu_ms_per_poll"),
+    ):
+        compiled, python = float(polls["compiled"][key]), float(polls["dnp3py"][key])
+        ratio = f"{python / compiled:.2f}" if compiled else "-"
+        print(f"{label:<34}{compiled:>20.2f}{python:>12.2f}{ratio:>8}", flush=True)
+    print(
+        f"fragments {polls['compiled']['fragments']}, points {polls['dnp3py']['static_points']}, "
+        f"outstation idle {polls['outstation_idle_cpu_pct']:.1f} % of a core (taken off), gateway publish "
+        f"p50/p99 {polls['gateway_publish_p50_ms']}/{polls['gateway_publish_p99_ms']} ms",
+        flush=True,
+    )
+
+
+def write_json(path: Path | None, results: Mapping[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--packs", type=int, default=200)
-    parser.add_argument("--polls", type=int, default=10)
+    parser.add_argument("--packs", type=int, default=500)
+    parser.add_argument("--polls", type=int, default=20)
+    parser.add_argument(
+        "--integrity-only", action="store_true", help="only the integrity polls (both masters)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 10 packs, 3 polls, integrity only")
     parser.add_argument("--latency-packs", type=int, default=8)
     parser.add_argument("--latency-samples", type=int, default=20)
     parser.add_argument("--event-rate-packs", type=int, default=8)
@@ -390,10 +562,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dispatch-step-s", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.packs, args.polls, args.integrity_only = 10, 3, True
     print(f"dnp3_bench: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}", flush=True)
-    results: dict[str, Any] = {"packs": args.packs}
+    results: dict[str, Any] = {"packs": args.packs, "load_average_at_start": list(os.getloadavg())}
     results["integrity_poll"] = integrity_poll(args.packs, args.polls)
-    print(f"integrity poll, {args.packs} packs: {json.dumps(results['integrity_poll'])}", flush=True)
+    print_polls(args.packs, results["integrity_poll"])
+    if args.integrity_only:
+        write_json(args.json, results)
+        return 0
     results["publish_cpu"] = publish_cpu(args.packs)
     print(f"publish CPU, {args.packs} packs: {json.dumps(results['publish_cpu'])}", flush=True)
     results["unsolicited"] = unsolicited_latency(args.latency_packs, args.latency_samples)
@@ -414,9 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"default buffers cover (minutes): {json.dumps(results[f'buffer_minutes_{scenario}'])}",
             flush=True,
         )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, results)
     return 0
 
 

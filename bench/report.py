@@ -69,18 +69,27 @@ def plot_pipeline(results: Sequence[dict[str, Any]], out: Path) -> None:
     plt.close(figure)
 
 
+FRESHNESS_PATHS = (
+    ("dnp3_unsolicited", "DNP3 unsolicited"),
+    ("iec61850_report", "IEC 61850 report"),
+    ("mqtt_ddata", "MQTT DDATA"),
+)
+
+
 def plot_freshness(results: Sequence[dict[str, Any]], out: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4))
     labels, p50, p99 = [], [], []
     for result in results:
-        for key, name in (("dnp3_unsolicited", "DNP3"), ("iec61850_report", "IEC 61850")):
+        for key, name in FRESHNESS_PATHS:
+            if key not in result:  # MQTT was measured from bench.freshness's third client on
+                continue
             labels.append(f"{name}\nN={result['packs']}")
             p50.append(result[key].get("p50_ms", 0.0))
             p99.append(result[key].get("p99_ms", 0.0))
     positions = range(len(labels))
     axes.bar([p - 0.2 for p in positions], p50, width=0.4, label="p50")
     axes.bar([p + 0.2 for p in positions], p99, width=0.4, label="p99")
-    axes.axhline(CYCLE_MS + 20.0, color="red", linestyle="--", label="DNP3 target (120 ms)")
+    axes.axhline(CYCLE_MS + 20.0, color="red", linestyle="--", label="target (cycle + 20 ms)")
     axes.set_xticks(list(positions), labels)
     axes.set(ylabel="register change → decoded (ms)", title="Freshness")
     axes.legend()
@@ -294,13 +303,16 @@ def freshness_section(document: dict[str, Any], out_dir: Path) -> tuple[list[str
         "## 2. Freshness (`python -m bench.freshness`)",
         "",
         "Register change inside the simulator (pack-01's SOC 40 ↔ 60 %) → value decoded by the DNP3 master "
-        "dnp3py (unsolicited) and by a libiec61850 client (buffered report, buffer time 100 ms), the same "
-        "change timed for both, at a random phase of the cycle.",
+        "dnp3py (unsolicited), by a libiec61850 client (pack-01's report, buffer time 100 ms) and by "
+        "Eclipse Tahu's Sparkplug decoder (DDATA through Mosquitto), the same change timed for all, at a "
+        "random phase of the cycle; `socgw run` in its own process.",
         "",
     ]
     rows = []
     for r in results:
-        for key, name in (("dnp3_unsolicited", "DNP3 unsolicited"), ("iec61850_report", "IEC 61850 report")):
+        for key, name in FRESHNESS_PATHS:
+            if key not in r:
+                continue
             d = r[key]
             rows.append(
                 (
@@ -317,13 +329,13 @@ def freshness_section(document: dict[str, Any], out_dir: Path) -> tuple[list[str
     lines += ["![freshness](freshness.png)", ""]
     targets = []
     for r in results:
-        p99 = r["dnp3_unsolicited"].get("p99_ms")
-        if p99 is not None:
-            targets.append(
-                f"Register change → DNP3 master p99 under one cycle + 20 ms (120 ms) at N = {r['packs']}: "
-                f"{verdict(p99 < CYCLE_MS + 20.0)}: {p99} ms "
-                f"(p99 of {r['dnp3_unsolicited']['samples']} samples)."
-            )
+        for key, name in FRESHNESS_PATHS:
+            p99 = r.get(key, {}).get("p99_ms")
+            if p99 is not None:
+                targets.append(
+                    f"Register change → {name} p99 within one cycle + 20 ms (120 ms) at N = {r['packs']}: "
+                    f"{verdict(p99 <= CYCLE_MS + 20.0)}: {p99} ms (p99 of {r[key]['samples']} samples)."
+                )
     return lines, targets
 
 

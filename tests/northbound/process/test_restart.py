@@ -1,14 +1,21 @@
 """Each protocol stack in its own supervised process, as `socgw run` runs them.
 
 `socgw run` serves DNP3 and IEC 61850 from frozen simulated packs. The core process must hold neither
-stack; each child only its own. A child killed by SIGKILL or SIGSEGV is logged once and serving again
-within 2 s, while the engine ran every cycle (no overrun), the other protocol kept answering, and a
-master that connects again reads the values the core holds.
+stack; each child only its own. A child killed by SIGKILL, or crashing itself with SIGSEGV (a NULL read
+through ctypes), is logged once and serving again within 2 s, while the engine ran every cycle (no
+overrun), the other protocol kept answering, and a master that connects again reads the values the
+core holds.
+
+The segfault is the child's own, as a crash inside a C stack would be, with no code path for it in
+socgw: this module's gateway starts with a `sitecustomize` of the test's on PYTHONPATH (passed on to the
+children, as every variable but systemd's), which in an adapter child only watches for a file named
+after its pid and then reads address 0 with `ctypes.string_at`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -18,7 +25,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +60,10 @@ class Served:
     dnp3_port: int
     iec_port: int
     web_port: int
+    segfaults: Path  # a file named after an adapter child's pid makes that child segfault
+
+    def segfault(self, pid: int) -> None:
+        (self.segfaults / str(pid)).touch()
 
     def status(self) -> dict[str, Any]:
         return self.gateway.status()
@@ -63,6 +74,29 @@ class Served:
 
     def devices(self) -> list[str]:
         return ["SOCGWFLEET"] + [f"SOCGW{device_name_for(e.pack_id)}" for e in self.fleet.endpoints]
+
+
+# Imported by every interpreter started with its folder on PYTHONPATH; acts only in an adapter child.
+SEGFAULT_HOOK = """\
+import os, sys
+if "gateway.northbound.process.child" in sys.orig_argv:
+    import ctypes, pathlib, threading, time
+
+    def _segfault_when_asked(trigger=pathlib.Path(__file__).with_name("segfaults") / str(os.getpid())):
+        while not trigger.exists():
+            time.sleep(0.02)
+        ctypes.string_at(0)  # a NULL read: SIGSEGV in this process, as a C stack's bug would
+
+    threading.Thread(target=_segfault_when_asked, name="test-segfault", daemon=True).start()
+"""
+
+
+def with_segfault_hook(directory: Path) -> dict[str, str]:
+    """The environment variables that install SEGFAULT_HOOK (written into `directory`)."""
+    (directory / "sitecustomize.py").write_text(SEGFAULT_HOOK)
+    (directory / "segfaults").mkdir()
+    paths = [str(directory), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +112,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             + f"  web: {json.dumps({'host': LOOPBACK, 'port': web_port})}\n"
         )
         config = site_config(tmp_path_factory.mktemp("process"), fleet.endpoints, extra)
-        with GatewayProcess(Path(config.path), config.status_socket, PACKS) as gateway:
-            running = Served(fleet, gateway, dnp3_port, iec_port, web_port)
+        hooks = tmp_path_factory.mktemp("hooks")
+        with contextlib.ExitStack() as stack:
+            with pytest.MonkeyPatch.context() as patch:  # only for the gateway's start: it passes them on
+                for name, value in with_segfault_hook(hooks).items():
+                    patch.setenv(name, value)
+                gateway = stack.enter_context(GatewayProcess(Path(config.path), config.status_socket, PACKS))
+            running = Served(fleet, gateway, dnp3_port, iec_port, web_port, hooks / "segfaults")
             until(lambda: all(a["state"] == "running" for a in running.status()["adapters"]))
             yield running
         assert gateway.stop() == 0, gateway.output
@@ -162,12 +201,27 @@ def test_the_web_views_process_metrics_describe_the_core_not_its_own_process(ser
     assert shown != pytest.approx(start_time_s(served.adapter("web")["pid"]), abs=0.01)
 
 
+def sigkill(served: Served, pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+def segfault_itself(served: Served, pid: int) -> None:
+    served.segfault(pid)
+
+
 @pytest.mark.parametrize(
-    ("section", "crash", "other"),
-    [("dnp3", signal.SIGKILL, "iec61850"), ("iec61850", signal.SIGSEGV, "dnp3")],
+    ("section", "crash", "signalled", "other"),
+    [
+        ("dnp3", sigkill, signal.SIGKILL, "iec61850"),
+        ("iec61850", segfault_itself, signal.SIGSEGV, "dnp3"),
+    ],
 )
 def test_a_crashed_adapter_is_back_within_2_s_and_balancing_never_missed_a_cycle(
-    served: Served, section: str, crash: signal.Signals, other: str
+    served: Served,
+    section: str,
+    crash: Callable[[Served, int], None],
+    signalled: signal.Signals,
+    other: str,
 ) -> None:
     socs = core_socs(served)
     readers = {"dnp3": lambda: dnp3_soc_counts(served.dnp3_port), "iec61850": lambda: iec_socs(served)}
@@ -177,7 +231,7 @@ def test_a_crashed_adapter_is_back_within_2_s_and_balancing_never_missed_a_cycle
     other_pid = served.adapter(other)["pid"]
     timing = served.status()["timing"]
     crashed_at = time.monotonic()
-    os.kill(before["pid"], crash)
+    crash(served, before["pid"])
 
     def back() -> bool:
         now = served.adapter(section)
@@ -192,10 +246,10 @@ def test_a_crashed_adapter_is_back_within_2_s_and_balancing_never_missed_a_cycle
     elapsed_s = time.monotonic() - crashed_at
     after = served.status()
     now = served.adapter(section)
-    print(f"{section} {crash.name}: serving again {restart_s:.2f} s after the signal")
+    print(f"{section} {signalled.name}: serving again {restart_s:.2f} s after the crash was asked for")
     assert restart_s < RESTART_LIMIT_S
     assert now["restarts"] == before["restarts"] + 1
-    assert now["last_exit"] == f"killed by {crash.name}"
+    assert now["last_exit"] == f"killed by {signalled.name}"
     # Every cycle ran: none overran, and as many ran as the time allowed.
     assert after["timing"]["overruns"] == timing["overruns"]
     assert after["timing"]["cycles"] - timing["cycles"] >= int(elapsed_s / CYCLE_S) - 2
@@ -209,12 +263,12 @@ def test_a_crashed_adapter_is_back_within_2_s_and_balancing_never_missed_a_cycle
     restarts = now["restarts"]
     plural = "" if restarts == 1 else "s"
     assert (
-        f"{section} running (pid {now['pid']}, {restarts} restart{plural}, last: killed by {crash.name})"
+        f"{section} running (pid {now['pid']}, {restarts} restart{plural}, last: killed by {signalled.name})"
         in shown
     )
     crash_lines = [line for line in served.gateway.output if f"(pid {before['pid']}) killed by" in line]
     assert len(crash_lines) == 1, crash_lines
-    assert f"northbound {section} (pid {before['pid']}) killed by {crash.name}" in crash_lines[0]
+    assert f"northbound {section} (pid {before['pid']}) killed by {signalled.name}" in crash_lines[0]
 
 
 def test_a_child_that_keeps_failing_is_restarted_with_a_growing_delay_then_serves(served: Served) -> None:
