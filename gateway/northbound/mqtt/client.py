@@ -126,8 +126,10 @@ class MqttAdapter:
                 await self._pause(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
             except _SessionOver:
-                log.warning("the primary host %s went offline: NDEATH sent, reconnecting",
-                            self._settings.primary_host_id)  # fmt: skip
+                # Sparkplug 3.0 chapter 8: the host gone from this broker, look for it on the next one
+                index = (index + 1) % len(brokers)
+                log.warning("the primary host %s went offline: NDEATH sent, trying %s",
+                            self._settings.primary_host_id, brokers[index].host)  # fmt: skip
             bd_seq = (bd_seq + 1) % 256
 
     def _client(self, broker: Broker, bd_seq: int) -> aiomqtt.Client:

@@ -58,6 +58,7 @@ _NODE_QUANTITIES = (
     ("fleet.stored_energy_wh", None),
     ("fleet.energy_above_reserve_wh", None),
     ("fleet.usable_energy_wh", None),
+    ("fleet.energy_below_ceiling_wh", None),  # with energy_above_reserve_wh: the head's cluster summary
     ("fleet.available_charge_w", None),
     ("fleet.available_discharge_w", None),
     ("fleet.nodes_online", None),

@@ -133,3 +133,17 @@ def _value(metric: pb.Payload.Metric) -> Scalar:
 
 def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def decode_message(data: bytes, max_bytes: int) -> tuple[int | None, list[tuple[str, Scalar]]]:
+    """The seq (None when absent) and the (name, value) of each metric of any Sparkplug B payload (a
+    host reading births, data and deaths); PayloadError when it is not one or is over `max_bytes`."""
+    if len(data) > max_bytes:
+        raise PayloadError(f"{len(data)} bytes (at most {max_bytes})")
+    payload = pb.Payload()
+    try:
+        payload.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as error:
+        raise PayloadError(f"not a Sparkplug B payload ({error})") from None
+    seq = payload.seq if payload.HasField("seq") else None
+    return seq, [(metric.name, _value(metric)) for metric in payload.metrics]
