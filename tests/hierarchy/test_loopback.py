@@ -32,6 +32,11 @@ def near(value: float, target: float, tolerance: float = 0.05) -> bool:
     return abs(value - target) <= tolerance * abs(target) + 20.0
 
 
+def share_w(head: Controller, worker: str) -> float:
+    """The share the head gives the worker's cluster now (its setpoint in the head's status)."""
+    return float(cluster(head.status(), worker).get("setpoint_w") or 0.0)
+
+
 def test_a_killed_worker_s_share_moves_it_comes_back_and_workers_outlive_the_head(
     tmp_path: Path, start_sim_fleet: StartFleet
 ) -> None:
@@ -50,8 +55,8 @@ def test_a_killed_worker_s_share_moves_it_comes_back_and_workers_outlive_the_hea
 
             north.kill()  # its packs keep their last setpoints: the head must move its share
             killed = time.monotonic()
-            moved_s = wait_until(lambda: near(cluster(head.status(), "south").get("setpoint_w") or 0.0,
-                                              REQUEST_W), 5, "the head moving north's share to south")  # fmt: skip
+            moved_s = wait_until(lambda: near(share_w(head, "south"), REQUEST_W), 5,
+                                 "the head moving north's share to south")  # fmt: skip
             assert cluster(head.status(), "north")["quality"] == "failed"
             wait_until(lambda: near(served_w(south_packs), REQUEST_W), 5, "south's packs serving it all")
             served_s = time.monotonic() - killed
