@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 
 from gateway.balancer import BalancerParams
@@ -35,8 +36,10 @@ class ClusterFieldbus:
     def __init__(self, settings: HeadSettings, params: BalancerParams) -> None:
         self.settings = settings
         self.params = params  # the head's reserve and ceiling: how a cluster's energies become one pack
-        self.tracker = ClusterTracker(settings.workers)
-        self.host = HostApplication(settings, self._deliver, self._broker_change)
+        # Silent for keepalive × 1.5 (as an MQTT broker's rule for its clients): cut off, or on a broker
+        # the head lost and not reborn on another meanwhile.
+        self.tracker = ClusterTracker(settings.workers, settings.mqtt.keepalive_s * 1.5)
+        self.host = HostApplication(settings, self._deliver)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent: dict[str, tuple[float, float]] = {}  # worker -> (share W, when sent)
         self._writes = dict.fromkeys(settings.workers, 0)
@@ -51,7 +54,7 @@ class ClusterFieldbus:
         return dict.fromkeys(self.settings.workers, "waiting for its NBIRTH")
 
     async def poll(self, now: float, arrived: NodeArrived | None = None) -> tuple[NodeState, ...]:
-        states = self.tracker.states(self.params)
+        states = self.tracker.states(self.params, time.monotonic())
         if arrived is not None:
             for state in states:
                 arrived(state)
@@ -83,10 +86,6 @@ class ClusterFieldbus:
     def _deliver(self, message: Received) -> None:
         self._on_loop(self._apply, message)
 
-    def _broker_change(self, broker: int, connected: bool) -> None:
-        if not connected:
-            self._on_loop(self.tracker.broker_lost, broker)
-
     def _on_loop(self, handler: Callable[..., object], *args: object) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -94,8 +93,7 @@ class ClusterFieldbus:
                 loop.call_soon_threadsafe(handler, *args)
 
     def _apply(self, message: Received) -> None:
-        assert self._loop is not None
-        rebirth = self.tracker.apply(message, self._loop.time())
+        rebirth = self.tracker.apply(message, time.monotonic())
         if message.kind == "NBIRTH" or rebirth is not None:
             self._sent.pop(message.worker, None)  # a new session: its share goes out at once
         if rebirth is not None:

@@ -36,7 +36,6 @@ MAX_MESSAGE_BYTES = 1 << 20  # a worker's NBIRTH of many metrics; anything large
 SUBSCRIPTIONS = ("NBIRTH/+", "NDATA/+", "NDEATH/+", "DBIRTH/+/+", "DDATA/+/+", "DDEATH/+/+")
 
 Deliver = Callable[[Received], None]
-BrokerChange = Callable[[int, bool], None]  # (broker index, connected): called on the host's thread
 
 
 def state_payload(online: bool, timestamp_ms: int) -> bytes:
@@ -49,10 +48,9 @@ def command_payload(metrics: Sequence[tuple[str, DataType, float | bool]]) -> by
 
 
 class HostApplication:
-    def __init__(self, settings: HeadSettings, deliver: Deliver, broker_change: BrokerChange) -> None:
+    def __init__(self, settings: HeadSettings, deliver: Deliver) -> None:
         self._settings = settings
         self._deliver = deliver
-        self._broker_change = broker_change
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[int, aiomqtt.Client] = {}
@@ -146,8 +144,7 @@ class HostApplication:
                     f"head: broker {broker.host}:{broker.port}: {error}; again in {backoff:.1f} s",
                 )  # fmt: skip
             finally:
-                if self._clients.pop(index, None) is not None:
-                    self._broker_change(index, False)
+                self._clients.pop(index, None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), backoff)
             backoff = min(MAX_BACKOFF_S, backoff * 2)
@@ -159,7 +156,6 @@ class HostApplication:
             await client.subscribe(f"{NAMESPACE}/{group}/{pattern}", qos=1)
         await client.publish(self.state_topic, state_payload(True, timestamp), qos=1, retain=True)
         self._clients[index] = client
-        self._broker_change(index, True)
         broker = self._settings.brokers[index]
         log.info("head %s online on broker %s:%d", self._settings.host_id, broker.host, broker.port)
         rebirth = command_payload(((REBIRTH, DataType.BOOLEAN, True),))

@@ -2,8 +2,12 @@
 thread decodes each message and the control loop hands it here (`apply`), so no lock is needed.
 
 A worker is **in the dispatch** from its NBIRTH until its NDEATH (with the bdSeq of that birth: an
-older session's death, delivered late by a broker, is ignored), until the head loses the broker it
-came through, or while it claims a pack another live worker owns (refused with an error naming both).
+older session's death, delivered late by a broker, is ignored), until it has been silent for `grace_s`
+(keepalive × 1.5), or while it claims a pack another live worker owns (refused with an error naming
+both). A worker publishes its `cycle/index` every 10 cycles, so silence means it is cut off, or the head
+lost the broker it came through: the head does not wait for the broker's keepalive expiry (Mosquitto
+2.0.11 was measured to send the Will 2-3 keepalives late), and a worker moving to the next broker
+keeps its share if it rebirths there within the grace (it serves its last request meanwhile).
 Every message after NBIRTH carries seq + 1 (mod 256): a gap, or data from a worker the head has not
 seen born (the head started after it), asks the worker for a Rebirth (at most once a second).
 """
@@ -27,7 +31,7 @@ Scalar = float | int | bool | str | None
 # Why a cluster is out of the dispatch (its NodeState's error_code, shown by `socgw status`).
 E_NOT_BORN = "E_NOT_BORN"
 E_NDEATH = "E_NDEATH"
-E_BROKER_LOST = "E_BROKER_LOST"
+E_SILENT = "E_SILENT"
 E_DUPLICATE_NODE = "E_DUPLICATE_NODE"
 
 
@@ -63,6 +67,7 @@ class WorkerState:
     packs: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # DBIRTH/DDATA by pack id
     duplicates: set[str] = field(default_factory=set)
     births: int = 0
+    last_seen: float = 0.0  # its last message (monotonic s)
 
     @property
     def in_dispatch(self) -> bool:
@@ -70,8 +75,9 @@ class WorkerState:
 
 
 class ClusterTracker:
-    def __init__(self, workers: Sequence[str]) -> None:
+    def __init__(self, workers: Sequence[str], grace_s: float) -> None:
         self.workers = {worker: WorkerState(worker) for worker in workers}
+        self.grace_s = grace_s
         self._asked_rebirth: dict[str, float] = {}
         self._lines = RateLimitedLog(emit_to(log))
 
@@ -86,6 +92,8 @@ class ClusterTracker:
             )  # fmt: skip
             return None
         kind = message.kind
+        if message.broker == worker.broker or kind == "NBIRTH":
+            worker.last_seen = now
         if kind == "NBIRTH":
             self._birth(worker, message)
             return None
@@ -99,8 +107,10 @@ class ClusterTracker:
                     "share goes to the other clusters",
                 )
             return None
-        if not worker.born or message.broker != worker.broker:
+        if not worker.born:
             return self._ask_rebirth(worker, now, "data before its birth")
+        if message.broker != worker.broker:
+            return None  # a straggler of its session on a broker it has left
         expected = None if worker.seq is None else (worker.seq + 1) % 256
         worker.seq = message.seq
         rebirth = None
@@ -119,18 +129,15 @@ class ClusterTracker:
             worker.duplicates.discard(message.device)
         return rebirth  # the data is taken all the same: newer than what the head had
 
-    def broker_lost(self, broker: int) -> None:
-        """The head lost this broker: the workers born through it are out until they rebirth."""
-        for worker in self.workers.values():
-            if worker.born and worker.broker == broker:
-                self._out(
-                    worker, E_BROKER_LOST,
-                    f"worker {worker.worker_id}: the head lost broker #{broker + 1}, through which it "
-                    "came: out of the dispatch until it rebirths",
-                )  # fmt: skip
-
-    def states(self, params: BalancerParams) -> tuple[NodeState, ...]:
+    def states(self, params: BalancerParams, now: float) -> tuple[NodeState, ...]:
         """One NodeState per worker, in the configured order (clusters.cluster_node)."""
+        for worker in self.workers.values():
+            if worker.born and now - worker.last_seen > self.grace_s:
+                self._out(
+                    worker, E_SILENT,
+                    f"worker {worker.worker_id}: nothing from it for {now - worker.last_seen:.1f} s (cut "
+                    "off?): its share goes to the other clusters",
+                )  # fmt: skip
         return tuple(
             cluster_node(worker.worker_id, ClusterSummary.from_metrics(worker.metrics), params)
             if worker.in_dispatch

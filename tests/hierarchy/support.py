@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.fleet import FleetThread
+from gateway.sim.scenario import DEFAULT_PROFILE, uniform_fleet
 from gateway.status import read_status
-from tests.conftest import REPO, socgw_command
+from tests.conftest import REPO, ephemeral_ports, socgw_command
+from tests.hierarchy.netns import Network
 
 GROUP, HOST_ID = "plant", "head"
 KEEPALIVE_S = 5
@@ -23,7 +27,14 @@ WORKER_TIMEOUT_S = 3.0  # the workers' command.timeout_s: how long they keep the
 
 
 def worker_config(
-    directory: Path, name: str, fleet: FleetThread, brokers: Sequence[tuple[str, int]], *, prefix: str = ""
+    directory: Path,
+    name: str,
+    fleet: FleetThread,
+    brokers: Sequence[tuple[str, int]],
+    *,
+    prefix: str = "",
+    keepalive_s: int = KEEPALIVE_S,
+    tls: str = "",
 ) -> Path:
     nodes = "\n".join(
         f"  - {{id: {prefix or name}-{e.pack_id}, host: {e.host}, port: {e.port}, unit: {e.unit_id}, "
@@ -36,14 +47,20 @@ def worker_config(
         f"site: {{name: {name}, role: worker, cycle_ms: 100}}\nnodes:\n{nodes}\n"
         f"command: {{timeout_s: {WORKER_TIMEOUT_S}}}\nstatus: {{socket: {directory / name}.sock}}\n"
         f"northbound:\n  mqtt:\n    brokers: [{broker_list}]\n    group_id: {GROUP}\n"
-        f"    edge_node_id: {name}\n    client_id: socgw-{name}\n    keepalive_s: {KEEPALIVE_S}\n"
-        f"    primary_host_id: {HOST_ID}\n"
+        f"    edge_node_id: {name}\n    client_id: socgw-{name}\n    keepalive_s: {keepalive_s}\n"
+        f"    primary_host_id: {HOST_ID}\n{tls}"
     )
     return path
 
 
 def head_config(
-    directory: Path, workers: Sequence[str], brokers: Sequence[tuple[str, int]], request_w: float
+    directory: Path,
+    workers: Sequence[str],
+    brokers: Sequence[tuple[str, int]],
+    request_w: float,
+    *,
+    keepalive_s: int = KEEPALIVE_S,
+    tls: str = "",
 ) -> Path:
     broker_list = ", ".join(f"{{host: {host}, port: {port}}}" for host, port in brokers)
     path = directory / "head.yaml"
@@ -51,7 +68,7 @@ def head_config(
         f"site: {{name: plant, role: head, cycle_ms: 100}}\nnodes: []\n"
         f"command: {{default_request_w: {request_w}}}\nstatus: {{socket: {directory}/head.sock}}\n"
         f"hierarchy:\n  brokers: [{broker_list}]\n  group_id: {GROUP}\n  host_id: {HOST_ID}\n"
-        f"  keepalive_s: {KEEPALIVE_S}\n  workers: [{', '.join(workers)}]\n"
+        f"  keepalive_s: {keepalive_s}\n  workers: [{', '.join(workers)}]\n{tls}"
     )
     return path
 
@@ -131,3 +148,56 @@ def running(controllers: Sequence[Controller]) -> Iterator[None]:
     finally:
         for controller in controllers:
             controller.stop()
+
+
+class NetBroker:
+    """Mosquitto in its own namespace on its address; with `tls`, mutual TLS only, each client named by
+    its certificate's common name (`use_identity_as_username`) and held to `acl` (docs/hierarchy.md)."""
+
+    def __init__(
+        self, network: Network, name: str, directory: Path, *, port: int = 1883,
+        tls: tuple[Path, Path, Path] | None = None, acl: str | None = None,
+    ) -> None:  # fmt: skip
+        self.network, self.name, self.port = network, name, port
+        self.address = network.add(name)
+        user = pwd.getpwuid(
+            os.getuid()
+        ).pw_name  # as root mosquitto would drop to a user who cannot read here
+        lines = [f"user {user}", f"listener {port} {self.address}", "persistence false"]
+        if tls is None:
+            lines.append("allow_anonymous true")
+        else:
+            ca, cert, key = tls
+            lines += [
+                f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "require_certificate true",
+                "use_identity_as_username true", "tls_version tlsv1.2",
+            ]  # fmt: skip
+        if acl is not None:
+            (directory / f"{name}.acl").write_text(acl)
+            lines.append(f"acl_file {directory / name}.acl")
+        self.config = directory / f"{name}.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.log = directory / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.network.argv(self.name, ["mosquitto", "-c", str(self.config)]),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self.network.wait_for_port(self.name, self.address, self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+def start_fleet_in(network: Network, name: str, library: ProfileLibrary, packs: int) -> FleetThread:
+    """Simulated packs on the namespace's own loopback (where its worker polls them)."""
+    fleet = FleetThread(ephemeral_ports(uniform_fleet(packs, library.get(DEFAULT_PROFILE), base_port=0)))
+    network.run_in(name, fleet.start)
+    return fleet

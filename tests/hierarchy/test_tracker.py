@@ -5,10 +5,10 @@ from __future__ import annotations
 from gateway.balancer import BalancerParams
 from gateway.fleet import Quality
 from gateway.hierarchy.tracker import (
-    E_BROKER_LOST,
     E_DUPLICATE_NODE,
     E_NDEATH,
     E_NOT_BORN,
+    E_SILENT,
     ClusterTracker,
     Received,
     Scalar,
@@ -16,6 +16,7 @@ from gateway.hierarchy.tracker import (
 )
 
 PARAMS = BalancerParams()
+GRACE_S = 7.5
 SUMMARY: tuple[tuple[str, Scalar], ...] = (
     ("energy_above_reserve_wh", 4000.0), ("energy_below_ceiling_wh", 4000.0), ("available_charge_w", 3000.0),
     ("available_discharge_w", 3000.0), ("nodes_online", 2), ("nodes_total", 2),
@@ -30,12 +31,12 @@ def message(worker: str, kind: str, seq: int, device: str | None = None, broker:
     return Received(broker, kind, worker, device, seq, ())
 
 
-def qualities(tracker: ClusterTracker) -> dict[str, tuple[Quality, str | None]]:
-    return {state.node_id: (state.quality, state.error_code) for state in tracker.states(PARAMS)}
+def qualities(tracker: ClusterTracker, now: float = 0.0) -> dict[str, tuple[Quality, str | None]]:
+    return {state.node_id: (state.quality, state.error_code) for state in tracker.states(PARAMS, now)}
 
 
 def test_a_worker_is_in_the_dispatch_from_its_birth_to_its_death_of_the_same_bdseq() -> None:
-    tracker = ClusterTracker(["north", "south"])
+    tracker = ClusterTracker(["north", "south"], GRACE_S)
     assert qualities(tracker)["north"] == (Quality.FAILED, E_NOT_BORN)
     tracker.apply(birth("north", 3), 0.0)
     assert qualities(tracker)["north"] == (Quality.GOOD, None)
@@ -46,7 +47,7 @@ def test_a_worker_is_in_the_dispatch_from_its_birth_to_its_death_of_the_same_bds
 
 
 def test_a_seq_gap_or_data_before_birth_asks_for_a_rebirth_at_most_once_a_second() -> None:
-    tracker = ClusterTracker(["north"])
+    tracker = ClusterTracker(["north"], GRACE_S)
     assert tracker.apply(message("north", "NDATA", 7), 0.0) == "north"  # the head started after it
     assert tracker.apply(message("north", "NDATA", 8), 0.5) is None
     tracker.apply(birth("north", 0), 0.6)
@@ -58,14 +59,14 @@ def test_a_seq_gap_or_data_before_birth_asks_for_a_rebirth_at_most_once_a_second
 
 
 def test_seq_wraps_after_255() -> None:
-    tracker = ClusterTracker(["north"])
+    tracker = ClusterTracker(["north"], GRACE_S)
     tracker.apply(birth("north", 0), 0.0)
     for seq in range(1, 300):
         assert tracker.apply(message("north", "NDATA", seq % 256), 0.0) is None
 
 
 def test_a_pack_claimed_by_two_workers_refuses_the_second_cluster_until_it_rebirths_without() -> None:
-    tracker = ClusterTracker(["north", "south"])
+    tracker = ClusterTracker(["north", "south"], GRACE_S)
     tracker.apply(birth("north", 0), 0.0)
     tracker.apply(birth("south", 0), 0.0)
     tracker.apply(message("north", "DBIRTH", 1, "pack-01"), 0.0)
@@ -77,20 +78,27 @@ def test_a_pack_claimed_by_two_workers_refuses_the_second_cluster_until_it_rebir
     assert qualities(tracker)["south"] == (Quality.GOOD, None)
 
 
-def test_losing_a_broker_takes_out_the_workers_born_through_it() -> None:
-    tracker = ClusterTracker(["north", "south"])
-    tracker.apply(birth("north", 0, broker=0), 0.0)
-    tracker.apply(birth("south", 0, broker=1), 0.0)
-    tracker.broker_lost(0)
-    assert qualities(tracker) == {"north": (Quality.FAILED, E_BROKER_LOST), "south": (Quality.GOOD, None)}
-    tracker.apply(birth("north", 1, broker=1), 0.5)  # it failed over and rebirthed on the other
-    assert qualities(tracker)["north"] == (Quality.GOOD, None)
+def test_a_silent_worker_leaves_after_the_grace_unless_it_rebirths_first_on_another_broker() -> None:
+    tracker = ClusterTracker(["north", "south"], GRACE_S)
+    tracker.apply(birth("north", 0, broker=0), 10.0)
+    tracker.apply(birth("south", 0, broker=0), 10.0)
+    tracker.apply(message("south", "NDATA", 1), 11.0)  # its heartbeat; north says nothing more
+    assert qualities(tracker, 10.0 + GRACE_S) == {
+        "north": (Quality.GOOD, None),
+        "south": (Quality.GOOD, None),
+    }
+    assert qualities(tracker, 10.1 + GRACE_S)["north"] == (Quality.FAILED, E_SILENT)
+    tracker.apply(birth("south", 1, broker=1), 12.0)  # moved to the other broker and rebirthed there
+    tracker.apply(message("south", "NDATA", 7, broker=0), 13.0)  # a straggler of its old session
+    assert tracker.workers["south"].broker == 1
+    assert qualities(tracker, 12.0 + GRACE_S)["south"] == (Quality.GOOD, None)
+    assert qualities(tracker, 12.1 + GRACE_S)["south"] == (Quality.FAILED, E_SILENT)
 
 
 def test_unknown_workers_and_foreign_topics_are_ignored() -> None:
-    tracker = ClusterTracker(["north"])
+    tracker = ClusterTracker(["north"], GRACE_S)
     assert tracker.apply(birth("west", 0), 0.0) is None
-    assert [state.node_id for state in tracker.states(PARAMS)] == ["north"]
+    assert [state.node_id for state in tracker.states(PARAMS, 0.0)] == ["north"]
     assert parse_topic("spBv1.0/plant/DDATA/north/pack-01", "plant") == ("DDATA", "north", "pack-01")
     assert parse_topic("spBv1.0/other/NDATA/north", "plant") is None
     assert parse_topic("spBv1.0/STATE/head", "plant") is None
