@@ -174,7 +174,7 @@ class NetBroker:
             ]  # fmt: skip
         if acl is not None:
             (directory / f"{name}.acl").write_text(acl)
-            lines.append(f"acl_file {directory / name}.acl")
+            lines += [f"acl_file {directory / name}.acl", "log_type all"]  # denials are logged at debug
         self.config = directory / f"{name}.conf"
         self.config.write_text("\n".join(lines) + "\n")
         self.log = directory / f"{name}.log"
@@ -189,9 +189,10 @@ class NetBroker:
             )  # fmt: skip
         self.network.wait_for_port(self.name, self.address, self.port)
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM: a clean stop (Mosquitto then delivers its clients' Wills); SIGKILL: the broker dies."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(sig)
             self.process.wait(10)
         self.process = None
 

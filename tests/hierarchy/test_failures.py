@@ -76,6 +76,14 @@ class Site:
     def served(self) -> float:
         return sum(served_w(fleet) for fleet in self.fleets.values())
 
+    def settled(self) -> bool:
+        """Every cluster in the head's dispatch, and its packs serving the share the head gives it."""
+        status = self.head.status()
+        shares = {name: float(cluster(status, name).get("setpoint_w") or 0.0) for name in self.fleets}
+        return all(
+            share > 300.0 and near(served_w(self.fleets[name]), share) for name, share in shares.items()
+        )
+
     def close(self) -> None:
         for fleet in self.fleets.values():
             fleet.stop()
@@ -89,9 +97,8 @@ def test_a_killed_or_cut_off_worker_s_share_moves_it_rejoins_and_workers_outlive
     north, head = site.workers["north"], site.head
     try:
         with running(site.controllers()):
-            wait_until(lambda: share_w(head, "north") > 300.0 and share_w(head, "south") > 300.0, 60,
-                       "both clusters in the head's dispatch")  # fmt: skip
-            wait_until(lambda: near(site.served(), REQUEST_W), 10, "the site request served by two clusters")
+            wait_until(site.settled, 60, "both clusters serving their shares")
+            assert near(site.served(), REQUEST_W)
 
             # killed: the broker sends its NDEATH at once
             north.kill()

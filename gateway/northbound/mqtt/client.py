@@ -30,6 +30,9 @@ from gateway.snapshot import CycleSnapshot
 log = logging.getLogger("socgw.mqtt")
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0
 STOP_TIMEOUT_S = 5.0
+# A QoS 0 publish is done once written to the socket; aiomqtt waits for that until its timeout even when
+# the connection is gone (a broker crash mid-publish), so a short one bounds the move to the next broker.
+PUBLISH_TIMEOUT_S = 1.0
 EXIT_ADAPTER_FAILED = 70  # EX_SOFTWARE: the supervisor logs the exit and restarts the child
 
 
@@ -185,7 +188,7 @@ class MqttAdapter:
                 else:
                     messages = self._edge.update(snapshot)
                 for topic, payload in messages:
-                    await client.publish(topic, payload, qos=0)
+                    await client.publish(topic, payload, qos=0, timeout=PUBLISH_TIMEOUT_S)
         finally:
             reader.cancel()
 
