@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -112,3 +113,27 @@ def test_summary_from_metrics_needs_the_energies_and_limits() -> None:
     assert summary == ClusterSummary(1000.0, 2000.0, 5.0, 6.0, 3, 4)
     assert ClusterSummary.from_metrics({**metrics, "energy_below_ceiling_wh": None}) is None
     assert ClusterSummary.from_metrics({**metrics, "nodes_online": True}) is None
+
+
+def test_a_returning_cluster_is_ramped_in_at_the_head_s_ramp_limit() -> None:
+    params = dataclasses.replace(PARAMS, ramp_w_per_s=1000.0)
+    north = (pack("n1", 60.0, 10_000.0), pack("n2", 60.0, 10_000.0))
+    south = (pack("s1", 60.0, 20_000.0),)
+
+    def clusters(north_online: bool) -> FleetState:
+        summary = summarize(FleetState(north, 0.0), params) if north_online else None
+        south_node = cluster_node("south", summarize(FleetState(south, 0.0), params), params)
+        return FleetState((cluster_node("north", summary, params, error_code="E_NDEATH"), south_node), 0.0)
+
+    command = SiteCommand(request_w=4000.0)
+    memory = dispatch(clusters(True), command, params, None, 0.0).memory
+    gone = dispatch(clusters(False), command, params, memory, 0.1)
+    assert gone.node("north").setpoint_w == 0.0  # out at once: an offline node is not ramped down
+    memory, shares = gone.memory, []
+    for cycle in range(2, 40):
+        result = dispatch(clusters(True), command, params, memory, cycle * 0.1)
+        memory = result.memory
+        shares.append(result.node("north").setpoint_w)
+    steps = [later - earlier for earlier, later in zip([0.0, *shares], shares, strict=False)]
+    assert max(steps) <= 1000.0 * 0.1 + 1e-6  # ramp_w_per_s × the head's cycle
+    assert math.isclose(shares[-1], 2000.0)  # back to its full share
