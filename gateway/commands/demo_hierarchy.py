@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import uvloop
 
-from gateway.commands.demo import drive, running_broker, running_simulator, write_site_config
+from gateway.commands.demo import drive, running_broker, running_simulator, stop_process, write_site_config
 from gateway.commands.run import site_fieldbus
 from gateway.config import load_config
 from gateway.engine import Engine
@@ -73,12 +72,7 @@ def running_worker(config: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 15.0)
         log.close()
 
 

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -36,15 +35,6 @@ from tests.northbound.pki import Authority
 
 pytestmark = pytest.mark.wire
 ACL = REPO / "examples" / "hierarchy" / "mosquitto.acl"
-
-
-@pytest.fixture
-def network() -> Iterator[Network]:
-    net = Network()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 def errors(head: Controller) -> str:

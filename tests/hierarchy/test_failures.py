@@ -4,7 +4,6 @@ joined by a bridge), simulated packs behind each worker: the failure rules of do
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,6 @@ REQUEST_W = 3000.0
 HEAD_CYCLE_S = 0.1
 KEEPALIVE_S = 5  # the smallest an edge node takes: a cut-off worker's NDEATH within 7.5 s
 STATUS_POLL_SLACK_S = 0.3  # the test's own status polling and process wake-ups on a shared machine
-
-
-@pytest.fixture
-def network() -> Iterator[Network]:
-    net = Network()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 def near(value: float, target: float, tolerance: float = 0.05) -> bool:
