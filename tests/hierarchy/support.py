@@ -197,8 +197,11 @@ class NetBroker:
         self.process = None
 
 
-def start_fleet_in(network: Network, name: str, library: ProfileLibrary, packs: int) -> FleetThread:
+def start_fleet_in(
+    network: Network, name: str, library: ProfileLibrary, packs: int, speed: float = 1.0
+) -> FleetThread:
     """Simulated packs on the namespace's own loopback (where its worker polls them)."""
-    fleet = FleetThread(ephemeral_ports(uniform_fleet(packs, library.get(DEFAULT_PROFILE), base_port=0)))
+    scenario = uniform_fleet(packs, library.get(DEFAULT_PROFILE), base_port=0, speed=speed)
+    fleet = FleetThread(ephemeral_ports(scenario))
     network.run_in(name, fleet.start)
     return fleet

@@ -30,6 +30,7 @@ REQUEST_W = 3000.0
 HEAD_CYCLE_S = 0.1
 KEEPALIVE_S = 5  # the smallest an edge node takes: a cut-off worker's NDEATH within 7.5 s
 STATUS_POLL_SLACK_S = 0.3  # the test's own status polling and process wake-ups on a shared machine
+SPEED = 20.0  # simulated seconds per second: SOCs move enough in a test to see the spread shrink
 
 
 def near(value: float, target: float, tolerance: float = 0.05) -> bool:
@@ -39,6 +40,11 @@ def near(value: float, target: float, tolerance: float = 0.05) -> bool:
 def share_w(head: Controller, worker: str) -> float:
     """The share the head gives the worker's cluster now (its setpoint in the head's status)."""
     return float(cluster(head.status(), worker).get("setpoint_w") or 0.0)
+
+
+def spread(worker: Controller) -> float:
+    """The worker's own SOC spread (max − min over its packs), from its status."""
+    return float(((worker.status() or {}).get("fleet") or {}).get("soc_spread_pct") or 0.0)
 
 
 class Site:
@@ -53,7 +59,7 @@ class Site:
         self.workers: dict[str, Controller] = {}
         for name in names:
             network.add(name)
-            self.fleets[name] = start_fleet_in(network, name, library, 3)
+            self.fleets[name] = start_fleet_in(network, name, library, 3, SPEED)
             config = worker_config(tmp_path, name, self.fleets[name], addresses, keepalive_s=KEEPALIVE_S)
             self.workers[name] = Controller(config, wrap=network.wrapper(name))
         network.add("head")
@@ -84,7 +90,7 @@ def test_a_killed_or_cut_off_worker_s_share_moves_it_rejoins_and_workers_outlive
 ) -> None:
     broker = NetBroker(network, "broker", tmp_path)
     site = Site(tmp_path, network, profile_library, [broker])
-    north, head = site.workers["north"], site.head
+    north, south, head = site.workers["north"], site.workers["south"], site.head
     try:
         with running(site.controllers()):
             wait_until(site.settled, 60, "both clusters serving their shares")
@@ -115,9 +121,10 @@ def test_a_killed_or_cut_off_worker_s_share_moves_it_rejoins_and_workers_outlive
             wait_until(
                 lambda: near(served_w(site.fleets["south"]), last_share), 5, "south's packs at its share"
             )
+            spread_before = spread(south)
             head.kill()
-            time.sleep(WORKER_TIMEOUT_S / 2)
-            kept = served_w(site.fleets["south"])
+            time.sleep(WORKER_TIMEOUT_S * 0.8)
+            kept, spread_after = served_w(site.fleets["south"]), spread(south)
             reverted_s = wait_until(lambda: abs(served_w(site.fleets["south"])) < 50.0, WORKER_TIMEOUT_S + 5,
                                     "south back to its default request")  # fmt: skip
     finally:
@@ -125,7 +132,9 @@ def test_a_killed_or_cut_off_worker_s_share_moves_it_rejoins_and_workers_outlive
         broker.stop()
     print(f"\nkilled worker: share moved in {killed_s:.3f} s; cut-off worker (keepalive {KEEPALIVE_S} s): "
           f"{cut_s:.2f} s, back {rejoin_s:.1f} s after the link; head killed: south kept {kept:.0f} W "
-          f"(of {last_share:.0f}) and reverted {WORKER_TIMEOUT_S / 2 + reverted_s:.1f} s after")  # fmt: skip
+          f"(of {last_share:.0f}), its SOC spread {spread_before:.2f} -> {spread_after:.2f} %, and reverted "
+          f"{WORKER_TIMEOUT_S * 0.8 + reverted_s:.1f} s after")  # fmt: skip
     assert killed_s <= 2 * HEAD_CYCLE_S + STATUS_POLL_SLACK_S
     assert cut_s <= KEEPALIVE_S * 1.5 + 2 * HEAD_CYCLE_S + STATUS_POLL_SLACK_S
     assert near(kept, last_share, 0.1)
+    assert spread_after < spread_before  # still balancing its own packs on the last request
