@@ -47,6 +47,9 @@ NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 TRANSPORTS = ("tcp", "rtu-over-tcp", "serial")
 PARITIES = ("N", "E", "O")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# standalone: one controller for the whole site; worker: balances its own packs (a cluster) and takes its
+# share from a head over Sparkplug B; head: balances the workers' clusters (docs/hierarchy.md).
+ROLES = ("standalone", "worker", "head")
 
 
 class ConfigError(ProblemsError):
@@ -102,6 +105,10 @@ class SiteConfig:
     status_socket: Path
     northbound: Mapping[str, Any]  # sections owned by the northbound adapters, checked by them
     path: str = ""
+    role: str = "standalone"  # one of ROLES
+    hierarchy: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # a head's section, checked by gateway.hierarchy
 
 
 # --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
@@ -113,6 +120,12 @@ SITE_FIELDS = table(
             "The control cycle: poll, balance, write, publish.", 10, 10_000, unit="ms", nullable=True
         ),
         "profile_dirs": list_of("Extra profile folders, relative to this file; searched first.", text("")),
+        "role": choice(
+            "standalone (default): balances its own nodes; worker: balances its cluster and takes its "
+            "share from a head (needs northbound.mqtt); head: balances the workers' clusters (needs "
+            "`hierarchy`, no nodes).",
+            ROLES,
+        ),
     }
 )
 NODE_FIELDS = table(
@@ -210,6 +223,7 @@ CONFIG_FIELDS: Mapping[str, Field] = table(
         "logging": section("Logging and the balancing decisions log.", LOGGING_FIELDS),
         "status": section("The status socket.", STATUS_FIELDS),
         "northbound": mapping_of("Sections of the northbound adapters (dnp3, iec61850).", anything("")),
+        "hierarchy": anything("A head's brokers, Sparkplug group, host id and workers (docs/hierarchy.md)."),
     }
 )
 
@@ -430,6 +444,8 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
     if not isinstance(northbound, MarkedMap):
         checker.problem(root.value_mark("northbound"), "`northbound` must be a mapping (dnp3, iec61850)")
         northbound = MarkedMap(root.mark)
+    role = checker.value(site, "role", SITE_FIELDS["role"], "standalone")
+    hierarchy = _check_role(checker, root, site, role, nodes=nodes, northbound=northbound)
     if checker.problems:
         raise ConfigError(checker.problems)
     return SiteConfig(
@@ -442,4 +458,40 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
         status_socket=status_socket,
         northbound=northbound,
         path=file,
+        role=role,
+        hierarchy=hierarchy,
     )
+
+
+def _check_role(
+    checker: Checker, root: MarkedMap, site: MarkedMap, role: str, *, nodes: Sequence[NodeConfig],
+    northbound: MarkedMap,
+) -> MarkedMap:  # fmt: skip
+    """The `hierarchy` section (empty unless a head), after checking what each role needs."""
+    mark = site.value_mark("role") if "role" in site else site.mark
+    raw = root.get("hierarchy")
+    if role != "head":
+        if raw is not None:
+            checker.problem(
+                root.key_mark("hierarchy"),
+                f"`hierarchy` is a head's section; this site's role is {role}: set `site.role: head` "
+                "or remove it",
+            )
+        if role == "worker" and "mqtt" not in northbound:
+            checker.problem(
+                mark,
+                "a worker reports to its head over Sparkplug B: add a `northbound.mqtt` section (its "
+                "brokers, group and primary_host_id: the head's host id)",
+            )
+        return MarkedMap(root.mark)
+    if nodes:
+        checker.problem(
+            root.value_mark("nodes"),
+            "a head has no nodes of its own (its nodes are the workers' clusters, listed in "
+            "`hierarchy.workers`): write `nodes: []`",
+        )
+    if raw is None:
+        checker.problem(mark, "a head needs a `hierarchy` section (brokers, group_id, host_id, workers)")
+        return MarkedMap(root.mark)
+    section = checker.mapping(raw, root.value_mark("hierarchy"), "`hierarchy`")
+    return section if section is not None else MarkedMap(root.mark)

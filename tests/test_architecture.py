@@ -70,6 +70,9 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound"},
     # The adapter processes: generic, they reach a protocol package only through the registry.
     "gateway.northbound.process": ADAPTER_BASE | {"gateway.northbound"},
+    # The head's side of Sparkplug B: a fieldbus (southbound's protocol) over the MQTT package's payload
+    # schema and settings; nothing of its edge node's client.
+    "gateway.hierarchy": ADAPTER_BASE | {"gateway.southbound", "gateway.northbound"},
     "gateway.engine": CORE
     | {
         "gateway.config",
@@ -94,6 +97,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.northbound.web",
             "gateway.northbound.process",
             "gateway.engine",
+            "gateway.hierarchy",
         }
     ),
     "gateway.cli": frozenset({"gateway", "gateway.commands"}),

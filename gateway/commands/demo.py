@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from rich.console import Console
@@ -77,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also start a Mosquitto broker of its own on 127.0.0.1:PORT and publish Sparkplug B to it "
         "(default: off)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="run a hierarchy instead: K workers (each `--packs` simulated packs, default 4) under a head "
+        "that serves SCADA, over a Mosquitto of its own (--mqtt-port, default 1883)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="print one JSON status line per second instead")
     parser.set_defaults(handler=run)
 
@@ -122,12 +129,17 @@ def running_simulator(command: Sequence[str]) -> Iterator[list[Endpoint]]:
             raise RuntimeError(f"the simulator did not start within {SIMULATOR_START_TIMEOUT_S:.0f} s")
         yield endpoints
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10.0)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager
@@ -194,7 +206,7 @@ def write_site_config(directory: Path, endpoints: Sequence[Endpoint], args: argp
     return path
 
 
-async def drive(engine: Engine, args: argparse.Namespace) -> None:
+async def drive(engine: Engine, args: argparse.Namespace, expected_online: int = 1) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -203,7 +215,7 @@ async def drive(engine: Engine, args: argparse.Namespace) -> None:
         loop.call_later(args.duration, stop.set)
     gateway = asyncio.create_task(serve(engine, stop))
     try:
-        await _wait_first_cycle(engine, stop, gateway)
+        await _wait_online(engine, stop, gateway, expected_online)
         if args.web_port is not None and engine.last is not None:  # its process serves by now
             print(f"socgw demo: web view on http://127.0.0.1:{args.web_port}/", file=sys.stderr)
         if engine.last is not None:
@@ -220,9 +232,12 @@ async def drive(engine: Engine, args: argparse.Namespace) -> None:
         await gateway  # raises what made the gateway fail (a port in use, ...)
 
 
-async def _wait_first_cycle(engine: Engine, stop: asyncio.Event, gateway: asyncio.Task[None]) -> None:
+async def _wait_online(
+    engine: Engine, stop: asyncio.Event, gateway: asyncio.Task[None], expected: int
+) -> None:
     for _ in range(300):  # at most 30 s: connects run in the background and retry on their own
-        if (engine.last is not None and engine.last.fleet.online_nodes) or stop.is_set() or gateway.done():
+        online = 0 if engine.last is None else len(engine.last.fleet.online_nodes)
+        if online >= expected or stop.is_set() or gateway.done():
             return
         await asyncio.sleep(0.1)
 
@@ -250,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     configure_logging("warning")
     with tempfile.TemporaryDirectory(prefix="socgw-demo-") as temp:
+        if args.workers is not None:
+            return _run_hierarchy(args, Path(temp))
         try:
             with running_simulator(simulator_command(args)) as endpoints:
                 try:
@@ -265,4 +282,21 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
             print(f"socgw demo: {error}", file=sys.stderr)
             return EXIT_FAILED
+    return EXIT_OK
+
+
+def _run_hierarchy(args: argparse.Namespace, directory: Path) -> int:
+    from gateway.commands.demo_hierarchy import run_hierarchy  # it builds on this module's parts
+
+    if args.workers < 1 or args.scenario is not None:
+        print("socgw demo: --workers takes K >= 1 and --packs per worker, not --scenario", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        run_hierarchy(args, directory)
+    except ConfigError as error:
+        print(f"socgw demo: generated config rejected:\n{error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (RuntimeError, FileNotFoundError, ValueError, OSError, NorthboundError) as error:
+        print(f"socgw demo: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK

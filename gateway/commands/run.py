@@ -17,11 +17,14 @@ import uvloop
 from gateway.commands.view import status_table_text
 from gateway.config import ConfigError, NodeConfig, SiteConfig, load_config
 from gateway.engine import Engine
+from gateway.hierarchy.head import ClusterFieldbus
+from gateway.hierarchy.settings import parse_head
 from gateway.northbound.adapter import NorthboundError
 from gateway.northbound.process.supervisor import AdapterSupervisor
 from gateway.northbound.registry import check_sections, configured_sections
 from gateway.paths import default_status_socket
 from gateway.southbound.errors import Target
+from gateway.southbound.fieldbus import Fieldbus
 from gateway.southbound.line import LineMember, plan_lines
 from gateway.southbound.transport import Transport
 from gateway.status import InstanceLock, StatusServer, read_status
@@ -91,6 +94,8 @@ def load_or_report(path: Path, command: str) -> SiteConfig | None:
     try:
         config = load_config(path)
         check_sections(config)
+        if config.role == "head":
+            parse_head(config)
     except ConfigError as error:
         report_problems(error, command, path)
         return None
@@ -124,8 +129,15 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
         await adapters.stop()
 
 
+def site_fieldbus(config: SiteConfig) -> Fieldbus | None:
+    """A head's clusters behind its workers; None (the engine's own Modbus sessions) for the others."""
+    if config.role != "head":
+        return None
+    return ClusterFieldbus(parse_head(config), config.balancer)
+
+
 async def serve_until_signal(config: SiteConfig) -> None:
-    engine = Engine(config)
+    engine = Engine(config, fieldbus=site_fieldbus(config))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -146,7 +158,11 @@ def run(args: argparse.Namespace) -> int:
         config.cycle_ms,
         args.config,
     )
-    if not config.nodes:
+    if config.role == "head":
+        log.info(
+            "head of %d worker(s): %s", len(parse_head(config).workers), ", ".join(parse_head(config).workers)
+        )
+    elif not config.nodes:
         log.warning("no nodes configured: add them to `nodes:` in %s (see socgw discover)", args.config)
     try:
         # Before anything is bound or removed: a second gateway on this config must not touch the first's.
@@ -168,7 +184,9 @@ def validate(args: argparse.Namespace) -> int:
     config = load_or_report(args.config, "validate")
     if config is None:
         return EXIT_BAD_CONFIG
-    print(f"{args.config}: valid: site {config.name}, {len(config.nodes)} node(s)")
+    print(f"{args.config}: valid: site {config.name}, role {config.role}, {len(config.nodes)} node(s)")
+    if config.role == "head":
+        print(f"  clusters (workers): {', '.join(parse_head(config).workers)}")
     for node in config.nodes:
         print(f"  {node.node_id}: {node_target(node)}, profile {node.profile.key}")
     max_age_s = config.balancer.max_telemetry_age_s

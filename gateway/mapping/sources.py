@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.balancer import NodeMode
-from gateway.fleet import NodeState
+from gateway.fleet import FleetState, NodeState
 from gateway.snapshot import CycleSnapshot
 
 Value = float | bool | None
@@ -55,6 +55,17 @@ def _nameplate_energy_wh(snapshot: CycleSnapshot) -> float:
 
 def _effective_energy_wh(snapshot: CycleSnapshot) -> float:
     return sum(node.usable_energy_wh or 0.0 for node in snapshot.fleet.nodes)
+
+
+def energy_below_ceiling_wh(fleet: FleetState, ceiling_pct: float) -> float:
+    """Energy the online packs can take before every one reaches `ceiling_pct` (the charge twin of
+    `FleetState.energy_above_reserve_wh`; a worker's cluster summary carries both)."""
+    total = 0.0
+    for node in fleet.online_nodes:
+        energy = node.usable_energy_wh
+        if energy is not None and node.soc_pct is not None:
+            total += energy * max(0.0, ceiling_pct - node.soc_pct) / 100.0
+    return total
 
 
 def _usable_soc_pct(snapshot: CycleSnapshot) -> float | None:
@@ -135,6 +146,11 @@ FLEET_SOURCES: Mapping[str, FleetSource] = {
         "Wh",
         "energy the online packs can deliver before reaching reserve",
         lambda s: s.fleet.energy_above_reserve_wh(s.params.reserve_pct),
+    ),
+    "fleet.energy_below_ceiling_wh": FleetSource(
+        "Wh",
+        "energy the online packs can take before reaching the ceiling",
+        lambda s: energy_below_ceiling_wh(s.fleet, s.params.ceiling_pct),
     ),
     "fleet.stranded_energy_wh": FleetSource(
         "Wh",

@@ -30,6 +30,9 @@ from gateway.snapshot import CycleSnapshot
 log = logging.getLogger("socgw.mqtt")
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0
 STOP_TIMEOUT_S = 5.0
+# A QoS 0 publish is done once written to the socket; aiomqtt waits for that until its timeout even when
+# the connection is gone (a broker crash mid-publish), so a short one bounds the move to the next broker.
+PUBLISH_TIMEOUT_S = 1.0
 EXIT_ADAPTER_FAILED = 70  # EX_SOFTWARE: the supervisor logs the exit and restarts the child
 
 
@@ -126,8 +129,10 @@ class MqttAdapter:
                 await self._pause(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
             except _SessionOver:
-                log.warning("the primary host %s went offline: NDEATH sent, reconnecting",
-                            self._settings.primary_host_id)  # fmt: skip
+                # Sparkplug 3.0 chapter 8: the host gone from this broker, look for it on the next one
+                index = (index + 1) % len(brokers)
+                log.warning("the primary host %s went offline: NDEATH sent, trying %s",
+                            self._settings.primary_host_id, brokers[index].host)  # fmt: skip
             bd_seq = (bd_seq + 1) % 256
 
     def _client(self, broker: Broker, bd_seq: int) -> aiomqtt.Client:
@@ -183,7 +188,7 @@ class MqttAdapter:
                 else:
                     messages = self._edge.update(snapshot)
                 for topic, payload in messages:
-                    await client.publish(topic, payload, qos=0)
+                    await client.publish(topic, payload, qos=0, timeout=PUBLISH_TIMEOUT_S)
         finally:
             reader.cancel()
 

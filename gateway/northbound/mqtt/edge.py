@@ -232,5 +232,7 @@ def _node_value(spec: MetricSpec, snapshot: CycleSnapshot) -> float | bool | Non
         accounts = snapshot.accounts
         if source == "cycle.overruns":
             return float(accounts.overruns)
+        if source == "cycle.index":
+            return float(snapshot.index)
         return accounts.steps_ms.get(source[len("cycle.") : -len("_ms")])
     return read_fleet(source, snapshot)

@@ -23,6 +23,7 @@ from gateway.mapping.sources import FLEET_SOURCES, NODE_SOURCES
 REBIRTH = "Node Control/Rebirth"
 BD_SEQ = "bdSeq"
 STEPS = ("poll", "dispatch", "write")  # the engine's per-cycle steps (CycleAccounts.steps_ms)
+HEARTBEAT_CYCLES = 10  # `cycle/index` goes out every this many cycles
 
 
 class DataType(enum.IntEnum):
@@ -58,6 +59,7 @@ _NODE_QUANTITIES = (
     ("fleet.stored_energy_wh", None),
     ("fleet.energy_above_reserve_wh", None),
     ("fleet.usable_energy_wh", None),
+    ("fleet.energy_below_ceiling_wh", None),  # with energy_above_reserve_wh: the head's cluster summary
     ("fleet.available_charge_w", None),
     ("fleet.available_discharge_w", None),
     ("fleet.nodes_online", None),
@@ -146,6 +148,9 @@ def metric_table(deadbands: Mapping[str, float]) -> MetricTable:
     node += [MetricSpec(f"cycle/{step}_ms", f"cycle.{step}_ms", DataType.DOUBLE, "ms", deadband=1.0)
              for step in STEPS]  # fmt: skip
     node.append(MetricSpec("cycle/overruns", "cycle.overruns", DataType.INT64, ""))
+    # The cycle counter, reported every 10th cycle (its deadband): a heartbeat in NDATA even when nothing
+    # else moves, so a host sees a silent node long before its broker notices an expired keepalive.
+    node.append(MetricSpec("cycle/index", "cycle.index", DataType.INT64, "", deadband=HEARTBEAT_CYCLES - 1))
     device = [_spec(source, NODE_SOURCES[source].unit, control, deadbands)
               for source, control in _DEVICE_QUANTITIES]  # fmt: skip
     return MetricTable(tuple(node), tuple(device))

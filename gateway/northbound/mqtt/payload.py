@@ -88,16 +88,10 @@ def encode(
 
 def decode_command(data: bytes) -> list[tuple[str, Scalar]]:
     """The (name, value) of each metric of an NCMD/DCMD payload; PayloadError when it is not one."""
-    if len(data) > MAX_COMMAND_BYTES:
-        raise PayloadError(f"{len(data)} bytes (at most {MAX_COMMAND_BYTES} in a command)")
-    payload = pb.Payload()
-    try:
-        payload.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as error:
-        raise PayloadError(f"not a Sparkplug B payload ({error})") from None
-    if not payload.metrics:
+    _, metrics = decode_message(data, MAX_COMMAND_BYTES, "in a command")
+    if not metrics:
         raise PayloadError("no metrics")
-    return [(metric.name, _value(metric)) for metric in payload.metrics]
+    return metrics
 
 
 # Which value field each Sparkplug datatype travels in (specification 6.4.16): a metric whose value is
@@ -133,3 +127,19 @@ def _value(metric: pb.Payload.Metric) -> Scalar:
 
 def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def decode_message(
+    data: bytes, max_bytes: int, where: str = "in a message"
+) -> tuple[int | None, list[tuple[str, Scalar]]]:
+    """The seq (None when absent) and the (name, value) of each metric of any Sparkplug B payload (a
+    host reads births, data and deaths with it); PayloadError when it is not one or is over `max_bytes`."""
+    if len(data) > max_bytes:
+        raise PayloadError(f"{len(data)} bytes (at most {max_bytes} {where})")
+    payload = pb.Payload()
+    try:
+        payload.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as error:
+        raise PayloadError(f"not a Sparkplug B payload ({error})") from None
+    seq = payload.seq if payload.HasField("seq") else None
+    return seq, [(metric.name, _value(metric)) for metric in payload.metrics]

@@ -39,8 +39,8 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
-def broker_certificate(ca: Authority, directory: Path) -> Issued:
-    """The broker's certificate for 127.0.0.1 (the address the client checks), from the test CA."""
+def broker_certificate(ca: Authority, directory: Path, address: str = "127.0.0.1") -> Issued:
+    """The broker's certificate for `address` (the address the client checks), from the test CA."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
@@ -52,11 +52,11 @@ def broker_certificate(ca: Authority, directory: Path) -> Issued:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False
         )
         .sign(ca.key, hashes.SHA256())
     )
-    issued = Issued(directory / "broker.pem", directory / "broker.key")
+    issued = Issued(directory / f"broker-{address}.pem", directory / f"broker-{address}.key")
     issued.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     issued.key.write_bytes(
         key.private_bytes(

@@ -1,0 +1,100 @@
+"""The head's fieldbus: the workers' clusters as the nodes the engine polls and writes.
+
+`poll` returns one NodeState per configured worker (clusters.cluster_node: the cluster as one big pack,
+failed while the worker is out of the dispatch: never born, NDEATH, its broker lost, or refused for a
+duplicate pack id). `write` sends each worker in the dispatch its share as an NCMD of `request_w`, the
+same metric a SCADA master writes, so the worker checks it through the one control table and takes it
+as any master's request (it reverts after its `command.timeout_s` when the head stops sending). A share
+is sent when it moved by 1 W or more, and at least every `REFRESH_S` otherwise: the worker's timeout
+never fires while the head lives, and an unchanged share does not cost a command (and two log lines)
+every cycle at every worker.
+
+The MQTT connections run on the host application's thread (host.py); the decoded messages come to this
+loop with `call_soon_threadsafe`, and `write` only queues the NCMD: no step of the cycle waits on a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+
+from gateway.balancer import BalancerParams
+from gateway.fleet import NodeState
+from gateway.hierarchy.host import HostApplication, command_payload
+from gateway.hierarchy.settings import HeadSettings
+from gateway.hierarchy.tracker import ClusterTracker, Received
+from gateway.northbound.mqtt.metrics import REBIRTH, DataType
+from gateway.southbound.fieldbus import NodeArrived
+
+REFRESH_S = 1.0
+RESEND_STEP_W = 1.0
+
+
+class ClusterFieldbus:
+    def __init__(self, settings: HeadSettings, params: BalancerParams) -> None:
+        self.settings = settings
+        self.params = params  # the head's reserve and ceiling: how a cluster's energies become one pack
+        # Silent for keepalive × 1.5 (as an MQTT broker's rule for its clients): cut off, or on a broker
+        # the head lost and not reborn on another meanwhile.
+        self.tracker = ClusterTracker(settings.workers, settings.mqtt.keepalive_s * 1.5)
+        self.host = HostApplication(settings, self._deliver)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sent: dict[str, tuple[float, float]] = {}  # worker -> (share W, when sent)
+        self._writes = dict.fromkeys(settings.workers, 0)
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        return self.settings.workers
+
+    async def connect(self, now: float) -> Mapping[str, str]:
+        self._loop = asyncio.get_running_loop()
+        self.host.start()
+        return dict.fromkeys(self.settings.workers, "waiting for its NBIRTH")
+
+    async def poll(self, now: float, arrived: NodeArrived | None = None) -> tuple[NodeState, ...]:
+        states = self.tracker.states(self.params, time.monotonic())
+        if arrived is not None:
+            for state in states:
+                arrived(state)
+        return states
+
+    async def write(self, setpoints: Mapping[str, Mapping[str, float]], now: float) -> None:
+        for worker_id, values in setpoints.items():
+            worker = self.tracker.workers.get(worker_id)
+            share = values.get("setpoint_w")
+            if worker is None or share is None or not worker.in_dispatch:
+                continue
+            last = self._sent.get(worker_id)
+            if last is not None and abs(share - last[0]) < RESEND_STEP_W and now - last[1] < REFRESH_S:
+                continue
+            self._sent[worker_id] = (share, now)
+            self._writes[worker_id] += 1
+            self.host.send(
+                worker.broker, worker_id, command_payload((("request_w", DataType.DOUBLE, share),))
+            )
+
+    def writes_total(self) -> Mapping[str, int]:
+        return dict(self._writes)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.host.stop)
+
+    # --- from the host's thread -----------------------------------------------------------------------
+
+    def _deliver(self, message: Received) -> None:
+        self._on_loop(self._apply, message)
+
+    def _on_loop(self, handler: Callable[..., object], *args: object) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: stopping
+                loop.call_soon_threadsafe(handler, *args)
+
+    def _apply(self, message: Received) -> None:
+        rebirth = self.tracker.apply(message, time.monotonic())
+        if message.kind == "NBIRTH" or rebirth is not None:
+            self._sent.pop(message.worker, None)  # a new session: its share goes out at once
+        if rebirth is not None:
+            self.host.send(message.broker, rebirth, command_payload(((REBIRTH, DataType.BOOLEAN, True),)))
