@@ -102,6 +102,7 @@ class SiteConfig:
     status_socket: Path
     northbound: Mapping[str, Any]  # sections owned by the northbound adapters, checked by them
     path: str = ""
+    pollers: int = 1  # polling processes the nodes are split over (1: the sessions run in the core)
 
 
 # --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
@@ -113,6 +114,12 @@ SITE_FIELDS = table(
             "The control cycle: poll, balance, write, publish.", 10, 10_000, unit="ms", nullable=True
         ),
         "profile_dirs": list_of("Extra profile folders, relative to this file; searched first.", text("")),
+        "pollers": whole(
+            "Polling processes the nodes are split over, one balancer for the whole site (default 1: "
+            "the core polls them itself); the nodes of one RS-485 line stay in one process.",
+            1,
+            nullable=True,
+        ),
     }
 )
 NODE_FIELDS = table(
@@ -420,6 +427,23 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
     dirs = [config_dir / d for d in extra_dirs] + list(profile_dirs or default_profile_dirs())
     library = ProfileLibrary(dirs)
     nodes = _load_nodes(checker, root, library)
+    pollers = checker.value(site, "pollers", SITE_FIELDS["pollers"], 1)
+    # Units on one RS-485 line share its link: they poll in one process.
+    groups = len(
+        {
+            node.node_id
+            if node.transport == "tcp"
+            else (node.host, 0 if node.transport == "serial" else node.port)
+            for node in nodes
+        }
+    )
+    if pollers > max(1, groups):
+        checker.problem(
+            site.value_mark("pollers"),
+            f"`pollers` is {pollers}, more than the {groups} group(s) of nodes that can poll apart "
+            f"({len(nodes)} node(s); the nodes of one RS-485 line poll in one process): lower it to "
+            f"{max(1, groups)} or fewer",
+        )
     balancer = _load_balancer(checker, root)
     command = _load_command(checker, root)
     logging_config = _load_logging(checker, root, config_dir)
@@ -442,4 +466,5 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
         status_socket=status_socket,
         northbound=northbound,
         path=file,
+        pollers=pollers,
     )

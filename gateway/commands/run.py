@@ -23,6 +23,7 @@ from gateway.northbound.registry import check_sections, configured_sections
 from gateway.paths import default_status_socket
 from gateway.southbound.errors import Target
 from gateway.southbound.line import LineMember, plan_lines
+from gateway.southbound.pollers.fieldbus import PollerFieldbus
 from gateway.southbound.transport import Transport
 from gateway.status import InstanceLock, StatusServer, read_status
 
@@ -110,8 +111,11 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
     processes stopped."""
     config = engine.config
     adapters = AdapterSupervisor(config.path, configured_sections(config), engine.submit)
+    fieldbus = engine.fieldbus
+    pollers = fieldbus.status if isinstance(fieldbus, PollerFieldbus) else list
     status_server = StatusServer(
-        config.status_socket, lambda: {**engine.status(), "adapters": adapters.status()}
+        config.status_socket,
+        lambda: {**engine.status(), "adapters": adapters.status(), "pollers": pollers()},
     )
     try:
         await adapters.start()
@@ -125,7 +129,8 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
 
 
 async def serve_until_signal(config: SiteConfig) -> None:
-    engine = Engine(config)
+    # pollers: 1 polls in this process (the engine's LocalFieldbus); more split the nodes over processes
+    engine = Engine(config, fieldbus=PollerFieldbus(config) if config.pollers > 1 else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

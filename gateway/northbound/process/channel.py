@@ -26,7 +26,6 @@ from gateway.snapshot import CycleSnapshot
 
 FRAME_HEADER: Final = struct.Struct(">I")
 MAX_MESSAGE_BYTES: Final = 65536  # one packet of the message socket; log lines are cut to fit
-MAX_LOG_CHARS: Final = 16000
 
 
 class ChannelError(ValueError):

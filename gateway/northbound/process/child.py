@@ -30,7 +30,6 @@ from gateway.config import ConfigError, load_config
 from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
 from gateway.northbound.process.channel import (
     FRAME_HEADER,
-    MAX_LOG_CHARS,
     MAX_MESSAGE_BYTES,
     ChannelError,
     decode_message,
@@ -40,6 +39,7 @@ from gateway.northbound.process.channel import (
 )
 from gateway.northbound.registry import create_adapter
 from gateway.site_command import CommandUpdate
+from gateway.supervision import ForwardingHandler
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -123,23 +123,6 @@ class CoreLink:
                 answer.arrived.set()
 
 
-class ForwardingHandler(logging.Handler):
-    """Every log record to the core (dropped when the channel is full: never block a stack's thread)."""
-
-    def __init__(self, link: CoreLink) -> None:
-        super().__init__()
-        self._link = link
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = self.format(record)
-        except Exception:  # a bad format string in a record must not stop the adapter
-            self.handleError(record)
-            return
-        text = text[:MAX_LOG_CHARS]
-        self._link.send({"kind": "log", "level": record.levelno, "logger": record.name, "message": text})
-
-
 async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.socket, link: CoreLink) -> int:
     """Start the adapter, then publish every frame until the core closes the channel; stop it."""
     try:
@@ -187,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     link = CoreLink(socket.socket(fileno=args.messages_fd))
     link.start()
     root = logging.getLogger()
-    root.handlers = [ForwardingHandler(link)]
+    root.handlers = [ForwardingHandler(link.send)]
     root.setLevel(logging.INFO)
     try:
         site = load_config(args.config)

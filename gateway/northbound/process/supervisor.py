@@ -35,27 +35,21 @@ from gateway.northbound.process.channel import (
     update_from_json,
 )
 from gateway.snapshot import CycleSnapshot
+from gateway.supervision import (
+    HEALTHY_AFTER_S,
+    child_environment,
+    describe_exit,
+    exited,
+    restart_delay_s,
+    write_forwarded_log,
+)
 
 log = logging.getLogger(__name__)
 
 CHILD_MODULE: Final = "gateway.northbound.process.child"
 START_TIMEOUT_S: Final = 60.0  # a first start that takes longer fails `socgw run`
 STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
-FIRST_BACKOFF_S: Final = 0.1  # wait before restarting a child that ran well; doubles per quick failure
-BACKOFF_CAP_S: Final = 10.0
-HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff over
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
-# What a child must not inherit: it never talks to systemd (NotifyAccess=main).
-PRIVATE_ENVIRONMENT: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
 
 
 class SnapshotFeed:
@@ -172,7 +166,7 @@ class AdapterProcess:
     def _spawn(self) -> subprocess.Popen[bytes]:
         core_snapshots, child_snapshots = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         core_messages, child_messages = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        environment = {key: value for key, value in os.environ.items() if key not in PRIVATE_ENVIRONMENT}
+        environment = child_environment()
         environment[CORE_PID_VARIABLE] = str(os.getpid())
         try:
             process = subprocess.Popen(
@@ -218,7 +212,7 @@ class AdapterProcess:
         quick_failures = 0
         while True:
             started = time.monotonic()
-            reason = describe_exit(await _exited(process))
+            reason = describe_exit(await exited(process))
             if self._answering is not None:  # its last messages (logs, counts) are written first
                 await asyncio.to_thread(self._answering.join, ANSWERING_JOIN_S)
             if self._feed is not None:
@@ -235,7 +229,7 @@ class AdapterProcess:
             self._down_since = time.monotonic()
             while True:
                 quick_failures = 1 if time.monotonic() - started >= HEALTHY_AFTER_S else quick_failures + 1
-                delay = min(BACKOFF_CAP_S, FIRST_BACKOFF_S * 2 ** (quick_failures - 1))
+                delay = restart_delay_s(quick_failures)
                 self.restarts += 1
                 self.state = "restarting"
                 log.error(
@@ -287,10 +281,8 @@ class AdapterProcess:
         if kind == "submit":
             return {"kind": "answer", "id": message.get("id"), "refusal": self._decide(message)}
         if kind == "log":
-            level, name, text = message.get("level"), message.get("logger"), message.get("message")
-            if not (isinstance(level, int) and isinstance(name, str) and isinstance(text, str)):
+            if not write_forwarded_log(message):
                 raise ChannelError(f"malformed log record {message!r}")
-            logging.getLogger(name).log(level, "%s", text)
         elif kind == "suppressed":
             counts = message.get("counts")
             if not isinstance(counts, dict) or not all(
@@ -345,25 +337,6 @@ class AdapterProcess:
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
-
-
-async def _exited(process: subprocess.Popen[bytes]) -> int:
-    """Wait, on the loop, until the process ends (its pidfd turns readable); its return code."""
-    loop = asyncio.get_running_loop()
-    pidfd = os.pidfd_open(process.pid)
-    ended = loop.create_future()
-
-    def readable() -> None:
-        if not ended.done():
-            ended.set_result(None)
-
-    loop.add_reader(pidfd, readable)
-    try:
-        await ended
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    return process.wait()
 
 
 class AdapterSupervisor:

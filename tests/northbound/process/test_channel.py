@@ -26,9 +26,10 @@ from gateway.northbound.process.channel import (
     update_to_json,
 )
 from gateway.northbound.process.child import ANSWER_TIMEOUT_S, CoreLink
-from gateway.northbound.process.supervisor import SnapshotFeed, describe_exit
+from gateway.northbound.process.supervisor import SnapshotFeed
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
+from gateway.supervision import describe_exit
 
 
 def cycle(index: int, packs: int = 3) -> CycleSnapshot:
