@@ -1,8 +1,8 @@
 """Which nodes each polling process owns. Pure.
 
 The nodes of one RS-485 line share one link (the line registry of one process), so a line is never
-split: the groups (a Modbus TCP node alone, or a whole line) go largest first to the share with the
-fewest nodes, and each share keeps the config's order. Every process then polls about as many units.
+split. The groups (a Modbus TCP node alone, or a whole line) are cut in config order into shares of
+about as many units each: poller 1 takes the first nodes, poller 2 the next, and so on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ def split_nodes(nodes: Sequence[NodeConfig], count: int) -> list[tuple[NodeConfi
         groups.setdefault(line_of(node) or f"node {node.node_id}", []).append(index)
     if count < 1 or count > len(groups):
         raise ValueError(f"{count} share(s) of {len(groups)} group(s) of nodes")
-    shares: list[list[int]] = [[] for _ in range(count)]
-    for members in sorted(groups.values(), key=len, reverse=True):  # stable: config order among equals
-        min(shares, key=len).extend(members)
+    shares: list[list[int]] = [[]]
+    placed = 0
+    for position, members in enumerate(groups.values()):
+        unopened = count - len(shares)
+        boundary = len(nodes) * len(shares) / count  # where the current share should end
+        past_it = placed + len(members) / 2 > boundary
+        if shares[-1] and unopened and (past_it or len(groups) - position <= unopened):
+            shares.append([])
+        shares[-1].extend(members)
+        placed += len(members)
     return [tuple(nodes[index] for index in sorted(share)) for share in shares]

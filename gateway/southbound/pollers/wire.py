@@ -31,7 +31,8 @@ STATES_KIND: Final = b"S"
 DONE_KIND: Final = b"D"
 JSON_KIND: Final = b"{"
 
-# NodeState's numbers that may be unknown (None travels as NaN: the fleet model never holds a NaN).
+# NodeState's numbers that may be unknown, in its field order (None travels as NaN: the fleet model
+# never holds a NaN).
 OPTIONAL_NUMBERS: Final = (
     "soc_pct",
     "soh_pct",
@@ -146,18 +147,16 @@ def decode_states(packet: bytes, node_ids: Sequence[str]) -> tuple[int, list[tup
                 offset += length
             if math.isnan(age) or age < 0.0:
                 raise WireError(f"age {age} of node {index} is not a duration")
-            state = NodeState(
-                node_id=node_ids[index],
-                quality=QUALITIES[quality],
-                error_code=FAULT_CODES[fault],
-                age_s=age,
-                enabled=ENABLED[enabled],
-                state=STATES[label],
-                alarms=tuple(alarms),
-                **{
-                    name: number if math.isfinite(number) else None
-                    for name, number in zip(OPTIONAL_NUMBERS, numbers, strict=True)
-                },
+            state = NodeState(  # positional, in the dataclass's order (a test holds them together)
+                node_ids[index],
+                QUALITIES[quality],
+                FAULT_CODES[fault],
+                age,
+                # x - x is 0 for a finite number only (NaN and the infinities give NaN)
+                *[number if number - number == 0.0 else None for number in numbers],
+                ENABLED[enabled],
+                STATES[label],
+                tuple(alarms),
             )
             decoded.append((index, state))
     except (struct.error, IndexError, UnicodeDecodeError) as error:
