@@ -147,13 +147,27 @@ def decode_states(packet: bytes, node_ids: Sequence[str]) -> tuple[int, list[tup
                 offset += length
             if math.isnan(age) or age < 0.0:
                 raise WireError(f"age {age} of node {index} is not a duration")
+            # x - x is 0 for a finite number only (NaN and the infinities give NaN)
+            n = [number if number - number == 0.0 else None for number in numbers]
             state = NodeState(  # positional, in the dataclass's order (a test holds them together)
                 node_ids[index],
                 QUALITIES[quality],
                 FAULT_CODES[fault],
                 age,
-                # x - x is 0 for a finite number only (NaN and the infinities give NaN)
-                *[number if number - number == 0.0 else None for number in numbers],
+                n[0],
+                n[1],
+                n[2],
+                n[3],
+                n[4],
+                n[5],
+                n[6],
+                n[7],
+                n[8],
+                n[9],
+                n[10],
+                n[11],
+                n[12],
+                n[13],
                 ENABLED[enabled],
                 STATES[label],
                 tuple(alarms),
