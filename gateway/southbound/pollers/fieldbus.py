@@ -1,8 +1,11 @@
 """`PollerFieldbus`: the site's nodes polled by `site.pollers` processes, one fieldbus for the engine.
 
 Each cycle `poll` sends `poll` to every running poller and hands each node's state to `arrived` as its
-packet comes; it returns when every poller said `done`, or when the poll's budget is spent (most of
-the cycle, so the dispatch and the writes still fit): it never waits longer for a poller. A node whose
+packet comes; it returns when every poller said `done`, or when the poll's budget is spent: it never
+waits longer for a poller. The budget is most of the cycle (the dispatch and the writes still fit), or,
+while the pollers' polls need more (the median of each one's last polls, late ones included), that
+need: an overloaded site then stretches its cycle (the engine says so) instead of calling every answer
+late. A hung poller finishes no poll, so it cannot stretch the budget. A node whose
 state has not come by then, because its poller is late, hung, dead or restarting, keeps its last values
 as stale for `STALE_LIMIT_S`, then fails, with E_POLLER_DOWN; a state that comes late still counts
 as the node's latest values. The one balancer then decides for the whole site, and `write` sends each
@@ -13,9 +16,11 @@ that died); late and back are each logged once per episode.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import math
+import statistics
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -30,8 +35,11 @@ from gateway.southbound.pollers.wire import DONE_KIND, STATES_KIND, WireError, d
 
 log = logging.getLogger(__name__)
 
-POLL_BUDGET: Final = 0.85  # of the cycle: what the poll may take, leaving the rest to dispatch and write
+POLL_BUDGET: Final = 0.8  # of the cycle: what the poll may take, leaving the rest to dispatch and write
 STALE_LIMIT_S: Final = 2.0  # as a session's: last values are carried this long, then the node fails
+NEED_SAMPLES: Final = 9  # a poller's need: the median of its last polls' durations
+NEED_MARGIN_S: Final = 0.01  # the budget above that need
+MAX_BUDGET_CYCLES: Final = 5.0  # the most a poll waits, in cycles, whatever the need
 HUNG_AFTER_S: Final = 3.0  # a running poller that answered nothing this long is killed and restarted
 START_TIMEOUT_S: Final = 60.0  # how long `connect` waits for the pollers' first report
 RECENT_CYCLES: Final = 16  # a state this many cycles late is dropped (its `now` is forgotten)
@@ -43,7 +51,9 @@ class PollerFieldbus:
 
     def __init__(self, config: SiteConfig) -> None:
         self._node_ids = tuple(node.node_id for node in config.nodes)
-        self._budget_s = config.cycle_ms / 1000.0 * POLL_BUDGET
+        self._cycle_s = config.cycle_ms / 1000.0
+        self._budget_s = self._cycle_s * POLL_BUDGET
+        self._poll_budget_s = self._budget_s  # this cycle's (`_budget`)
         position = {node_id: index for index, node_id in enumerate(self._node_ids)}
         self.pollers: list[PollerProcess] = []
         self._positions: dict[int, tuple[int, ...]] = {}  # poller number -> its nodes' places
@@ -62,6 +72,9 @@ class PollerFieldbus:
         self._arrived: NodeArrived | None = None
         self._answered_at: dict[int, float] = {}
         self._late_since: dict[int, float] = {}
+        self._durations = {
+            poller.number: collections.deque[float](maxlen=NEED_SAMPLES) for poller in self.pollers
+        }
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -99,7 +112,8 @@ class PollerFieldbus:
         if self._waiting:
             loop = asyncio.get_running_loop()
             self._all_done = done = loop.create_future()
-            timer = loop.call_later(self._budget_s, _settle, done)
+            self._poll_budget_s = self._budget()
+            timer = loop.call_later(self._poll_budget_s, _settle, done)
             try:
                 await done
             finally:
@@ -147,6 +161,8 @@ class PollerFieldbus:
                         self._arrived(state)
         elif kind == DONE_KIND:
             cycle, writes = decode_done(packet, len(positions))
+            if cycle in self._cycle_now:
+                self._durations[poller.number].append(time.monotonic() - self._cycle_now[cycle])
             for node_id, count in zip(poller.node_ids, writes, strict=True):
                 self._writes[node_id] = count
             self._answered_at[poller.number] = time.monotonic()
@@ -156,6 +172,16 @@ class PollerFieldbus:
                     _settle(self._all_done)
         else:
             raise WireError(f"unknown packet kind {kind!r}")
+
+    def _budget(self) -> float:
+        """How long this poll may wait: most of the cycle, or what the running pollers need lately."""
+        needs = [
+            statistics.median(self._durations[poller.number])
+            for poller in self.pollers
+            if poller.running and self._durations[poller.number]
+        ]
+        need = max(needs, default=0.0) + NEED_MARGIN_S
+        return min(max(self._budget_s, need), self._cycle_s * MAX_BUDGET_CYCLES)
 
     def _account(self, poller: PollerProcess, now: float) -> None:
         """Count a late poll, say once when a poller turns late or answers again, kill a hung one."""
@@ -173,7 +199,7 @@ class PollerFieldbus:
         if number not in self._late_since:
             self._late_since[number] = now
             detail = (
-                f"did not finish its poll within {self._budget_s * 1000.0:.0f} ms (pid {poller.pid}, "
+                f"did not finish its poll within {self._poll_budget_s * 1000.0:.0f} ms (pid {poller.pid}, "
                 f"{len(poller.node_ids)} nodes: {poller.node_ids[0]}..{poller.node_ids[-1]})"
             )
             log.warning("%s", describe_fault(ErrorCode.POLLER_DOWN, detail, poller.name))
