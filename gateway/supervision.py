@@ -9,12 +9,14 @@ are written there under their own logger names, so the service has one journal s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol
 
 FIRST_BACKOFF_S: Final = 0.1  # wait before restarting a child that ran well; doubles per quick failure
 BACKOFF_CAP_S: Final = 10.0
@@ -22,6 +24,8 @@ HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff o
 MAX_LOG_CHARS: Final = 16000  # a forwarded log line is cut to this (one message packet holds it)
 # What a child must not inherit: it never talks to systemd (NotifyAccess=main).
 PRIVATE_ENVIRONMENT: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+log = logging.getLogger(__name__)
 
 
 def child_environment() -> dict[str, str]:
@@ -41,6 +45,81 @@ def describe_exit(returncode: int) -> str:
 def restart_delay_s(quick_failures: int) -> float:
     """The wait before the next start after `quick_failures` exits in a row (1: the first)."""
     return min(BACKOFF_CAP_S, FIRST_BACKOFF_S * 2.0 ** (quick_failures - 1))
+
+
+class Restartable(Protocol):
+    """What `socgw status` shows of a supervised child, as `supervise` keeps it."""
+
+    state: str  # starting, running, restarting, stopped
+    pid: int | None
+    restarts: int
+    last_exit: str | None
+
+
+def supervised_status(child: Restartable) -> dict[str, Any]:
+    """The part of a child's `socgw status` entry every kind of child has."""
+    return {"state": child.state, "pid": child.pid, "restarts": child.restarts, "last_exit": child.last_exit}
+
+
+def kill(child: Restartable) -> None:
+    if child.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+
+
+async def stop_within(
+    child: Restartable, supervising: asyncio.Task[None], timeout_s: float, name: str
+) -> None:
+    """Wait until the child (asked to stop) has ended and `supervising` with it; SIGKILL it after
+    `timeout_s`, said once naming it."""
+    try:
+        await asyncio.wait_for(asyncio.shield(supervising), timeout_s)
+    except TimeoutError:
+        log.warning("%s (pid %s) did not stop within %.0f s: killing it", name, child.pid, timeout_s)
+        kill(child)
+        await supervising
+
+
+async def supervise(
+    child: Restartable,
+    process: subprocess.Popen[bytes],
+    *,
+    stopping: asyncio.Event,
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    ended: Callable[[int, str], Awaitable[bool]],
+    say_restart: Callable[[int, float], None],
+) -> None:
+    """Watch `process` and each one started after it, until one ends for good. At each exit `ended`
+    gets its pid and how it ended, tidies up and says whether that is the end (a stop, or a child that
+    never served); otherwise, after the backoff (`say_restart` gets the pid and the delay, to log it
+    once), `spawn` starts the child again (`stopping` cancels the wait)."""
+    quick_failures = 0
+    while True:
+        started = time.monotonic()
+        reason = describe_exit(await exited(process))
+        if await ended(process.pid, reason):
+            child.state = "stopped"
+            return
+        child.last_exit = reason
+        ran_s = time.monotonic() - started
+        while True:
+            quick_failures = 1 if ran_s >= HEALTHY_AFTER_S else quick_failures + 1
+            delay = restart_delay_s(quick_failures)
+            child.restarts += 1
+            child.state = "restarting"
+            say_restart(process.pid, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                child.state = "stopped"
+                return
+            try:
+                process = spawn()
+            except OSError as error:
+                child.last_exit = f"could not be started again: {error}"
+                ran_s = 0.0
+                continue
+            break
 
 
 async def exited(process: subprocess.Popen[bytes]) -> int:

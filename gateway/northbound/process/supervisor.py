@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,11 +35,10 @@ from gateway.northbound.process.channel import (
 )
 from gateway.snapshot import CycleSnapshot
 from gateway.supervision import (
-    HEALTHY_AFTER_S,
     child_environment,
-    describe_exit,
-    exited,
-    restart_delay_s,
+    stop_within,
+    supervise,
+    supervised_status,
     write_forwarded_log,
 )
 
@@ -138,28 +136,10 @@ class AdapterProcess:
         task = self._supervising
         if task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "northbound %s (pid %s) did not stop within %.0f s: killing it",
-                self.section,
-                self.pid,
-                STOP_TIMEOUT_S,
-            )
-            if self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-            await task
+        await stop_within(self, task, STOP_TIMEOUT_S, f"northbound {self.section}")
 
     def status(self) -> dict[str, Any]:
-        return {
-            "section": self.section,
-            "state": self.state,
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-        }
+        return {"section": self.section, **supervised_status(self)}
 
     # --- supervision --------------------------------------------------------------------------------
 
@@ -209,49 +189,39 @@ class AdapterProcess:
         return process
 
     async def _supervise(self, process: subprocess.Popen[bytes]) -> None:
-        quick_failures = 0
-        while True:
-            started = time.monotonic()
-            reason = describe_exit(await exited(process))
-            if self._answering is not None:  # its last messages (logs, counts) are written first
-                await asyncio.to_thread(self._answering.join, ANSWERING_JOIN_S)
-            if self._feed is not None:
-                self._feed.close()
-                self._feed = None
-            if self._stopping.is_set() or not self._served:
-                first = self._first_start
-                if first is not None and not first.done():
-                    first.set_result(f"the {self.section} adapter process {reason} before it served")
-                self.state = "stopped"
-                log.info("northbound %s (pid %d) stopped: %s", self.section, process.pid, reason)
-                return
-            self.last_exit = reason
-            self._down_since = time.monotonic()
-            while True:
-                quick_failures = 1 if time.monotonic() - started >= HEALTHY_AFTER_S else quick_failures + 1
-                delay = restart_delay_s(quick_failures)
-                self.restarts += 1
-                self.state = "restarting"
-                log.error(
-                    "northbound %s (pid %d) %s; restarting it in %.1f s (restart %d)",
-                    self.section,
-                    process.pid,
-                    self.last_exit,
-                    delay,
-                    self.restarts,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                if self._stopping.is_set():
-                    self.state = "stopped"
-                    return
-                try:
-                    process = self._spawn()
-                except OSError as error:
-                    self.last_exit = f"could not be started again: {error}"
-                    started = time.monotonic()
-                    continue
-                break
+        await supervise(
+            self,
+            process,
+            stopping=self._stopping,
+            spawn=self._spawn,
+            ended=self._ended,
+            say_restart=self._say_restart,
+        )
+
+    async def _ended(self, pid: int, reason: str) -> bool:
+        if self._answering is not None:  # its last messages (logs, counts) are written first
+            await asyncio.to_thread(self._answering.join, ANSWERING_JOIN_S)
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
+        if self._stopping.is_set() or not self._served:
+            first = self._first_start
+            if first is not None and not first.done():
+                first.set_result(f"the {self.section} adapter process {reason} before it served")
+            log.info("northbound %s (pid %d) stopped: %s", self.section, pid, reason)
+            return True
+        self._down_since = time.monotonic()
+        return False
+
+    def _say_restart(self, pid: int, delay: float) -> None:
+        log.error(
+            "northbound %s (pid %d) %s; restarting it in %.1f s (restart %d)",
+            self.section,
+            pid,
+            self.last_exit,
+            delay,
+            self.restarts,
+        )
 
     # --- the child's messages (on the answering thread) ---------------------------------------------
 

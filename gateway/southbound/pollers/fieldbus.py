@@ -32,6 +32,7 @@ from gateway.southbound.fieldbus import NodeArrived
 from gateway.southbound.pollers.process import PollerProcess
 from gateway.southbound.pollers.shares import split_nodes
 from gateway.southbound.pollers.wire import DONE_KIND, STATES_KIND, WireError, decode_done, decode_states
+from gateway.supervision import kill
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class PollerFieldbus:
             log.error(
                 "%s (pid %s) answered nothing for %.1f s: killing it", poller.name, poller.pid, silent_s
             )
-            poller.kill()
+            kill(poller)
             self._answered_at[number] = time.monotonic()
 
     def _carried(self, place: int, now: float) -> NodeState:

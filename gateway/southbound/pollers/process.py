@@ -11,10 +11,7 @@ the fieldbus, which polls the other processes as before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,11 +28,10 @@ from gateway.southbound.pollers.wire import (
     encode_json,
 )
 from gateway.supervision import (
-    HEALTHY_AFTER_S,
     child_environment,
-    describe_exit,
-    exited,
-    restart_delay_s,
+    stop_within,
+    supervise,
+    supervised_status,
     write_forwarded_log,
 )
 
@@ -93,11 +89,6 @@ class PollerProcess:
             return False
         return True
 
-    def kill(self) -> None:
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-
     async def stop(self) -> None:
         """Ask the process to close its sessions and end (after the writes sent before); SIGKILL it after
         STOP_TIMEOUT_S."""
@@ -106,22 +97,12 @@ class PollerProcess:
         task = self._supervising
         if task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "%s (pid %s) did not stop within %.0f s: killing it", self.name, self.pid, STOP_TIMEOUT_S
-            )
-            self.kill()
-            await task
+        await stop_within(self, task, STOP_TIMEOUT_S, self.name)
 
     def status(self) -> dict[str, Any]:
         return {
             "poller": self.number,
-            "state": self.state,
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
+            **supervised_status(self),
             "nodes": len(self.node_ids),
             "missed_cycles": self.missed,
         }
@@ -167,47 +148,37 @@ class PollerProcess:
             self._sock = None
 
     async def _supervise(self, process: subprocess.Popen[bytes]) -> None:
-        quick_failures = 0
-        while True:
-            started = time.monotonic()
-            reason = describe_exit(await exited(process))
-            if self._sock is not None:
-                self._readable()  # its last packets (a log line with the cause) are handled first
-            self._close_channel()
-            self._settle(f"the polling process {reason} before its nodes were connected")
-            if self._stopping.is_set():
-                self.state = "stopped"
-                log.info("%s (pid %d) stopped: %s", self.name, process.pid, reason)
-                return
-            self.last_exit = reason
-            self._down_since = time.monotonic()
-            while True:
-                quick_failures = 1 if time.monotonic() - started >= HEALTHY_AFTER_S else quick_failures + 1
-                delay = restart_delay_s(quick_failures)
-                self.restarts += 1
-                self.state = "restarting"
-                log.error(
-                    "%s (pid %d, %d nodes) %s: its nodes are failed (E_POLLER_DOWN) until it is back; "
-                    "restarting it in %.1f s (restart %d)",
-                    self.name,
-                    process.pid,
-                    len(self.node_ids),
-                    reason,
-                    delay,
-                    self.restarts,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                if self._stopping.is_set():
-                    self.state = "stopped"
-                    return
-                try:
-                    process = self._spawn()
-                except OSError as error:
-                    reason = self.last_exit = f"could not be started again: {error}"
-                    started = time.monotonic()
-                    continue
-                break
+        await supervise(
+            self,
+            process,
+            stopping=self._stopping,
+            spawn=self._spawn,
+            ended=self._ended,
+            say_restart=self._say_restart,
+        )
+
+    async def _ended(self, pid: int, reason: str) -> bool:
+        if self._sock is not None:
+            self._readable()  # its last packets (a log line with the cause) are handled first
+        self._close_channel()
+        self._settle(f"the polling process {reason} before its nodes were connected")
+        if self._stopping.is_set():
+            log.info("%s (pid %d) stopped: %s", self.name, pid, reason)
+            return True
+        self._down_since = time.monotonic()
+        return False
+
+    def _say_restart(self, pid: int, delay: float) -> None:
+        log.error(
+            "%s (pid %d, %d nodes) %s: its nodes are failed (E_POLLER_DOWN) until it is back; "
+            "restarting it in %.1f s (restart %d)",
+            self.name,
+            pid,
+            len(self.node_ids),
+            self.last_exit,
+            delay,
+            self.restarts,
+        )
 
     def _settle(self, failure: str) -> None:
         """End the wait for `connected` (with every node failing for `failure` if it never came)."""
