@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -26,6 +27,26 @@ MAX_LOG_CHARS: Final = 16000  # a forwarded log line is cut to this (one message
 PRIVATE_ENVIRONMENT: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 log = logging.getLogger(__name__)
+
+
+class MessageError(ValueError):
+    """A message that is not what a child's channel carries (a bug, or a child that misbehaves)."""
+
+
+def encode_message(message: Mapping[str, Any]) -> bytes:
+    """One JSON message (a packet of a SOCK_SEQPACKET channel)."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode_message(packet: bytes) -> dict[str, Any]:
+    """A JSON object with a `kind`, else MessageError; the caller checks its other fields."""
+    try:
+        message = json.loads(packet)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MessageError(f"not a JSON message: {error}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
+        raise MessageError("a message must be a JSON object with a `kind`")
+    return message
 
 
 def child_environment() -> dict[str, str]:

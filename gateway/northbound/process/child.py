@@ -32,14 +32,12 @@ from gateway.northbound.process.channel import (
     FRAME_HEADER,
     MAX_MESSAGE_BYTES,
     ChannelError,
-    decode_message,
     decode_snapshot,
-    encode_message,
     update_to_json,
 )
 from gateway.northbound.registry import create_adapter
 from gateway.site_command import CommandUpdate
-from gateway.supervision import ForwardingHandler
+from gateway.supervision import ForwardingHandler, MessageError, decode_message, encode_message
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -114,7 +112,7 @@ class CoreLink:
                 ident, refusal = message["id"], message["refusal"]
                 if not isinstance(ident, int) or not (refusal is None or isinstance(refusal, str)):
                     raise ChannelError(f"malformed answer {message!r}")
-            except (ChannelError, KeyError) as error:
+            except (MessageError, KeyError) as error:
                 log.error("unexpected message from the gateway core: %s", error)
                 continue
             answer = self._waiting.get(ident)

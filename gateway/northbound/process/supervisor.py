@@ -28,14 +28,15 @@ from gateway.northbound.adapter import CORE_PID_VARIABLE, NorthboundError, Submi
 from gateway.northbound.process.channel import (
     MAX_MESSAGE_BYTES,
     ChannelError,
-    decode_message,
-    encode_message,
     encode_snapshot,
     update_from_json,
 )
 from gateway.snapshot import CycleSnapshot
 from gateway.supervision import (
+    MessageError,
     child_environment,
+    decode_message,
+    encode_message,
     stop_within,
     supervise,
     supervised_status,
@@ -237,7 +238,7 @@ class AdapterProcess:
                     return
                 try:
                     reply = self._handle(decode_message(packet), pid)
-                except ChannelError as error:
+                except MessageError as error:
                     log.warning("northbound %s (pid %d) sent a bad message: %s", self.section, pid, error)
                     continue
                 if reply is not None:

@@ -29,14 +29,11 @@ from gateway.logbook import sweep
 from gateway.southbound.fieldbus import LocalFieldbus
 from gateway.southbound.pollers.wire import (
     MAX_PACKET_BYTES,
-    WireError,
-    decode_json,
     encode_done,
-    encode_json,
     encode_state,
     encode_states,
 )
-from gateway.supervision import ForwardingHandler
+from gateway.supervision import ForwardingHandler, MessageError, decode_message, encode_message
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -72,8 +69,8 @@ class CoreChannel:
                 self._inbox.append({"kind": "close"})
                 break
             try:
-                self._inbox.append(decode_json(packet))
-            except WireError as error:
+                self._inbox.append(decode_message(packet))
+            except MessageError as error:
                 log.error("unexpected message from the gateway core: %s", error)
         self._arrived.set()
 
@@ -100,7 +97,7 @@ class CoreChannel:
         self._outbox.append(packet)
 
     def send_json(self, message: dict[str, Any]) -> None:
-        self.send(encode_json(message))
+        self.send(encode_message(message))
 
     def _writable(self) -> None:
         while self._outbox:
@@ -187,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def forward(message: dict[str, Any]) -> None:
         try:
-            sock.send(encode_json(message), socket.MSG_DONTWAIT)
+            sock.send(encode_message(message), socket.MSG_DONTWAIT)
         except OSError:  # full or closed: a log line is never worth blocking the poll
             return
 

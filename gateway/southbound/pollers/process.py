@@ -24,11 +24,12 @@ from gateway.southbound.pollers.wire import (
     JSON_KIND,
     MAX_PACKET_BYTES,
     WireError,
-    decode_json,
-    encode_json,
 )
 from gateway.supervision import (
+    MessageError,
     child_environment,
+    decode_message,
+    encode_message,
     stop_within,
     supervise,
     supervised_status,
@@ -84,7 +85,7 @@ class PollerProcess:
         if self._sock is None:
             return False
         try:
-            self._sock.send(encode_json(message))
+            self._sock.send(encode_message(message))
         except OSError:
             return False
         return True
@@ -201,10 +202,10 @@ class PollerProcess:
                 return
             try:
                 if packet[:1] == JSON_KIND:
-                    self._handle(decode_json(packet))
+                    self._handle(decode_message(packet))
                 else:
                     self._on_packet(self, packet)
-            except WireError as error:
+            except MessageError as error:
                 self._bad_packets.log(self.name, logging.WARNING, f"{self.name} sent a bad packet: {error}")
 
     def _handle(self, message: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 One SOCK_SEQPACKET socket pair per poller, one message per packet (each arrives whole):
 
-- core -> poller, JSON: `connect` (the poller's node ids, in its order), `poll` (cycle, now), `write`
-  (now, setpoints by node id), `close`. The core starts the poller: what it sends is trusted.
+- core -> poller, JSON (`supervision.encode_message`): `connect` (the poller's node ids, in its
+  order), `poll` (cycle, now), `write` (now, setpoints by node id), `close`. The core starts the
+  poller: what it sends is trusted.
 - poller -> core: `states` (binary: the cycle, then node states field by field with `struct`), `done`
   (binary: the cycle and each node's setpoint writes so far), and JSON `connected` (why each node that
   is not ready is not), `failed` and `log`. A poller is not trusted: nothing it sends is unpickled;
@@ -14,15 +15,15 @@ One SOCK_SEQPACKET socket pair per poller, one message per packet (each arrives 
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import struct
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from gateway.fleet import STATE_LABELS, NodeState, Quality
 from gateway.southbound.errors import ErrorCode
+from gateway.supervision import MessageError
 
 MAX_PACKET_BYTES: Final = 1 << 18  # a read buffer larger than any packet either side sends
 STATES_CHUNK_BYTES: Final = 32768  # a poller splits a batch of states beyond this into several packets
@@ -67,25 +68,8 @@ _numbers_of = operator.attrgetter(*OPTIONAL_NUMBERS)
 _NAN: Final = math.nan
 
 
-class WireError(ValueError):
+class WireError(MessageError):
     """A packet that is not what the channel carries (a bug, or a poller that misbehaves)."""
-
-
-# --- core -> poller ---------------------------------------------------------------------------------
-
-
-def encode_json(message: Mapping[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def decode_json(packet: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(packet)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WireError(f"not a JSON message: {error}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
-        raise WireError("a message must be a JSON object with a `kind`")
-    return message
 
 
 # --- poller -> core: node states ----------------------------------------------------------------------

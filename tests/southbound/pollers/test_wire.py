@@ -17,7 +17,6 @@ from gateway.southbound.pollers.wire import (
     STATES_CHUNK_BYTES,
     WireError,
     decode_done,
-    decode_json,
     decode_states,
     encode_done,
     encode_state,
@@ -123,13 +122,6 @@ def test_done_carries_each_nodes_writes_and_must_match_the_share() -> None:
     assert decode_done(packet, 3) == (9, (4, 0, 70000))
     with pytest.raises(WireError, match="3 nodes"):
         decode_done(packet + b"\0", 3)
-
-
-def test_a_json_message_must_be_an_object_with_a_kind() -> None:
-    assert decode_json(b'{"kind":"log"}') == {"kind": "log"}
-    for packet in (b"[1]", b'{"level":1}', b"\xff{"):
-        with pytest.raises(WireError):
-            decode_json(packet)
 
 
 def test_cost_per_node_state() -> None:
