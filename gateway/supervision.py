@@ -19,6 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
+from gateway.logbook import add_suppressed, counters
+
 FIRST_BACKOFF_S: Final = 0.1  # wait before restarting a child that ran well; doubles per quick failure
 BACKOFF_CAP_S: Final = 10.0
 HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff over
@@ -178,6 +180,32 @@ class ForwardingHandler(logging.Handler):
             return
         text = text[:MAX_LOG_CHARS]
         self._send({"kind": "log", "level": record.levelno, "logger": record.name, "message": text})
+
+
+class SuppressedReport:
+    """A child's rate-limited log lines (`logbook`): what it suppressed since its last report goes to the
+    core, which counts them with its own, so `socgw status` counts the whole service's."""
+
+    def __init__(self) -> None:
+        self._reported: dict[str, int] = {}  # already counted by the core
+
+    def send(self, send: Callable[[dict[str, Any]], bool]) -> None:
+        counts = counters()["suppressed_by_key"]
+        new = {key: count - self._reported.get(key, 0) for key, count in counts.items()}
+        new = {key: count for key, count in new.items() if count > 0}
+        if new and send({"kind": "suppressed", "counts": new}):
+            self._reported = counts
+
+
+def count_forwarded_suppressed(message: Mapping[str, Any]) -> bool:
+    """Add a child's `suppressed` message to the core's counts; False when it is malformed."""
+    counts = message.get("counts")
+    if not isinstance(counts, dict) or not all(
+        isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
+    ):
+        return False
+    add_suppressed(counts)
+    return True
 
 
 def write_forwarded_log(message: Mapping[str, Any]) -> bool:

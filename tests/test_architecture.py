@@ -58,7 +58,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     ),
     "gateway.paths": frozenset(),
     "gateway.logbook": frozenset(),
-    "gateway.supervision": frozenset(),
+    "gateway.supervision": frozenset({"gateway.logbook"}),
     "gateway.status": frozenset({"gateway"} | UTILITIES),
     "gateway.balancing_log": frozenset(),
     "gateway.sdnotify": frozenset(),

@@ -37,7 +37,13 @@ from gateway.northbound.process.channel import (
 )
 from gateway.northbound.registry import create_adapter
 from gateway.site_command import CommandUpdate
-from gateway.supervision import ForwardingHandler, MessageError, decode_message, encode_message
+from gateway.supervision import (
+    ForwardingHandler,
+    MessageError,
+    SuppressedReport,
+    decode_message,
+    encode_message,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,7 +66,7 @@ class CoreLink:
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Answer] = {}
-        self._reported: dict[str, int] = {}  # suppressed log lines already counted by the core
+        self._suppressed = SuppressedReport()
         self._reader = threading.Thread(target=self._read_answers, name="core-answers", daemon=True)
 
     def start(self) -> None:
@@ -93,11 +99,7 @@ class CoreLink:
 
     def report_suppressed(self) -> None:
         """Send the log lines this process suppressed since the last report (the core counts them)."""
-        counts = logbook.counters()["suppressed_by_key"]
-        new = {key: count - self._reported.get(key, 0) for key, count in counts.items()}
-        new = {key: count for key, count in new.items() if count > 0}
-        if new and self.send({"kind": "suppressed", "counts": new}):
-            self._reported = counts
+        self._suppressed.send(self.send)
 
     def _read_answers(self) -> None:
         while True:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from gateway import logbook
 from gateway.northbound.adapter import CORE_PID_VARIABLE, NorthboundError, Submit
 from gateway.northbound.process.channel import (
     MAX_MESSAGE_BYTES,
@@ -35,6 +34,7 @@ from gateway.snapshot import CycleSnapshot
 from gateway.supervision import (
     MessageError,
     child_environment,
+    count_forwarded_suppressed,
     decode_message,
     encode_message,
     stop_within,
@@ -255,12 +255,8 @@ class AdapterProcess:
             if not write_forwarded_log(message):
                 raise ChannelError(f"malformed log record {message!r}")
         elif kind == "suppressed":
-            counts = message.get("counts")
-            if not isinstance(counts, dict) or not all(
-                isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
-            ):
+            if not count_forwarded_suppressed(message):
                 raise ChannelError(f"malformed suppressed-lines report {message!r}")
-            logbook.add_suppressed(counts)
         elif kind in ("ready", "failed"):
             failure = message.get("message") if kind == "failed" else None
             if kind == "failed" and not isinstance(failure, str):

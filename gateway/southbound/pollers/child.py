@@ -33,7 +33,13 @@ from gateway.southbound.pollers.wire import (
     encode_state,
     encode_states,
 )
-from gateway.supervision import ForwardingHandler, MessageError, decode_message, encode_message
+from gateway.supervision import (
+    ForwardingHandler,
+    MessageError,
+    SuppressedReport,
+    decode_message,
+    encode_message,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,8 +102,9 @@ class CoreChannel:
                 return  # the core is gone: `next_message` says close
         self._outbox.append(packet)
 
-    def send_json(self, message: dict[str, Any]) -> None:
+    def send_json(self, message: dict[str, Any]) -> bool:
         self.send(encode_message(message))
+        return True  # queued behind the packets before it when the socket is full
 
     def _writable(self) -> None:
         while self._outbox:
@@ -157,6 +164,7 @@ async def serve(config_path: str, sock: socket.socket) -> int:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     channel.send_json({"kind": "connected", "failures": dict(failures)})
+    suppressed = SuppressedReport()
     try:
         while True:
             message = await channel.next_message()
@@ -164,6 +172,7 @@ async def serve(config_path: str, sock: socket.socket) -> int:
             if kind == "poll":
                 await poll_once(fieldbus, channel, int(message["cycle"]), float(message["now"]))
                 sweep()  # what the engine does each cycle for its own rate-limited lines
+                suppressed.send(channel.send_json)
             elif kind == "write":
                 await fieldbus.write(message["setpoints"], float(message["now"]))
             elif kind == "close":

@@ -36,7 +36,7 @@ from gateway.supervision import kill
 
 log = logging.getLogger(__name__)
 
-POLL_BUDGET: Final = 0.8  # of the cycle: what the poll may take, leaving the rest to dispatch and write
+POLL_BUDGET: Final = 0.5  # of the cycle: a healthy poller answers in 5-15 ms; a slower one lifts it (need)
 STALE_LIMIT_S: Final = 2.0  # as a session's: last values are carried this long, then the node fails
 NEED_SAMPLES: Final = 9  # a poller's need: the median of its last polls' durations
 NEED_MARGIN_S: Final = 0.01  # the budget above that need

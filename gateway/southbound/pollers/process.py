@@ -28,6 +28,7 @@ from gateway.southbound.pollers.wire import (
 from gateway.supervision import (
     MessageError,
     child_environment,
+    count_forwarded_suppressed,
     decode_message,
     encode_message,
     stop_within,
@@ -213,6 +214,9 @@ class PollerProcess:
         if kind == "log":
             if not write_forwarded_log(message):
                 raise WireError(f"malformed log record {message!r}")
+        elif kind == "suppressed":
+            if not count_forwarded_suppressed(message):
+                raise WireError(f"malformed suppressed-lines report {message!r}")
         elif kind == "connected":
             failures = message.get("failures")
             if not isinstance(failures, dict) or not all(
