@@ -114,6 +114,15 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "1 problem(s)" in err
 
 
+def test_validate_shows_which_nodes_each_poller_owns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = RTU_NODES + "  - { id: d, host: 10.0.0.7, profile: microstore/mp2000 }\nsite:\n  pollers: 2\n"
+    assert main(["validate", "-c", str(write(tmp_path, text))]) == 0
+    out = capsys.readouterr().out
+    assert "  poller 1: 2 node(s): a, b\n  poller 2: 2 node(s): c, d\n" in out
+
+
 RTU_NODES = """\
 nodes:
   - { id: a, transport: serial, device: /dev/ttyUSB0, baud: 19200, parity: E, unit: 1,

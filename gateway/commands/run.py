@@ -24,6 +24,7 @@ from gateway.paths import default_status_socket
 from gateway.southbound.errors import Target
 from gateway.southbound.line import LineMember, plan_lines
 from gateway.southbound.pollers.fieldbus import PollerFieldbus
+from gateway.southbound.pollers.shares import split_nodes
 from gateway.southbound.transport import Transport
 from gateway.status import InstanceLock, StatusServer, read_status
 
@@ -176,6 +177,10 @@ def validate(args: argparse.Namespace) -> int:
     print(f"{args.config}: valid: site {config.name}, {len(config.nodes)} node(s)")
     for node in config.nodes:
         print(f"  {node.node_id}: {node_target(node)}, profile {node.profile.key}")
+    if config.pollers > 1:
+        for number, share in enumerate(split_nodes(config.nodes, config.pollers), start=1):
+            ids = ", ".join(node.node_id for node in share)
+            print(f"  poller {number}: {len(share)} node(s): {ids}")
     max_age_s = config.balancer.max_telemetry_age_s
     for plan in plan_lines(
         [LineMember(n.node_id, node_target(n), n.profile) for n in config.nodes], config.cycle_ms / 1000
