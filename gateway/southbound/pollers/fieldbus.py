@@ -105,12 +105,10 @@ class PollerFieldbus:
         self._cycle_now.pop(cycle - RECENT_CYCLES, None)
         self._fresh = [False] * len(self._node_ids)
         self._arrived = arrived
-        self._waiting = {
-            poller.number
-            for poller in self.pollers
-            if poller.running and poller.send({"kind": "poll", "cycle": cycle, "now": now})
-        }
-        if self._waiting:
+        running = [poller for poller in self.pollers if poller.running]
+        self._waiting = {poller.number for poller in running}  # one whose channel is full is late too
+        asked = [poller.send({"kind": "poll", "cycle": cycle, "now": now}) for poller in running]
+        if any(asked):
             loop = asyncio.get_running_loop()
             self._all_done = done = loop.create_future()
             self._poll_budget_s = self._budget()
