@@ -3,8 +3,8 @@
 Each cycle `poll` sends `poll` to every running poller and hands each node's state to `arrived` as its
 packet comes; it returns when every poller said `done`, or when the poll's budget is spent: it never
 waits longer for a poller. The budget is most of the cycle (the dispatch and the writes still fit), or,
-while the pollers' polls need more (the median of each one's last polls, late ones included), that
-need: an overloaded site then stretches its cycle (the engine says so) instead of calling every answer
+while the pollers' polls need more (the longest of each one's last 20 polls, late ones included),
+that need: an overloaded site then stretches its cycle (the engine says so) instead of calling every answer
 late. A hung poller finishes no poll, so it cannot stretch the budget. A node whose
 state has not come by then, because its poller is late, hung, dead or restarting, keeps its last values
 as stale for `STALE_LIMIT_S`, then fails, with E_POLLER_DOWN; a state that comes late still counts
@@ -20,7 +20,6 @@ import collections
 import dataclasses
 import logging
 import math
-import statistics
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_BUDGET: Final = 0.5  # of the cycle: a healthy poller answers in 5-15 ms; a slower one lifts it (need)
 STALE_LIMIT_S: Final = 2.0  # as a session's: last values are carried this long, then the node fails
-NEED_SAMPLES: Final = 9  # a poller's need: the median of its last polls' durations
+NEED_SAMPLES: Final = 20  # a poller's need: the longest of its last polls (2 s at 100 ms)
 NEED_MARGIN_S: Final = 0.01  # the budget above that need
 MAX_BUDGET_CYCLES: Final = 5.0  # the most a poll waits, in cycles, whatever the need
 HUNG_AFTER_S: Final = 3.0  # a running poller that answered nothing this long is killed and restarted
@@ -175,7 +174,7 @@ class PollerFieldbus:
     def _budget(self) -> float:
         """How long this poll may wait: most of the cycle, or what the running pollers need lately."""
         needs = [
-            statistics.median(self._durations[poller.number])
+            max(self._durations[poller.number])
             for poller in self.pollers
             if poller.running and self._durations[poller.number]
         ]
