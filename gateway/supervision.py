@@ -208,6 +208,16 @@ def count_forwarded_suppressed(message: Mapping[str, Any]) -> bool:
     return True
 
 
+def start_as_child(send: Callable[[dict[str, Any]], object]) -> None:
+    """What a child does first: ignore SIGINT and SIGTERM (Ctrl-C and systemd's stop reach the whole
+    process group; the core decides when its children stop) and send its log records to the core."""
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, signal.SIG_IGN)
+    root = logging.getLogger()
+    root.handlers = [ForwardingHandler(send)]
+    root.setLevel(logging.INFO)
+
+
 def write_forwarded_log(message: Mapping[str, Any]) -> bool:
     """Write a child's `log` message with the core's handlers; False when it is malformed."""
     level, name, text = message.get("level"), message.get("logger"), message.get("message")

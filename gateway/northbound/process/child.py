@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import itertools
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -38,11 +37,11 @@ from gateway.northbound.process.channel import (
 from gateway.northbound.registry import create_adapter
 from gateway.site_command import CommandUpdate
 from gateway.supervision import (
-    ForwardingHandler,
     MessageError,
     SuppressedReport,
     decode_message,
     encode_message,
+    start_as_child,
 )
 
 EXIT_OK = 0
@@ -164,14 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshots-fd", type=int, required=True)
     parser.add_argument("--messages-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, signal.SIG_IGN)
     snapshots = socket.socket(fileno=args.snapshots_fd)
     link = CoreLink(socket.socket(fileno=args.messages_fd))
     link.start()
-    root = logging.getLogger()
-    root.handlers = [ForwardingHandler(link.send)]
-    root.setLevel(logging.INFO)
+    start_as_child(link.send)
     try:
         site = load_config(args.config)
         adapter = create_adapter(site, args.section, link.submit)
@@ -181,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if adapter is None:
         link.send({"kind": "failed", "message": f"northbound.{args.section} is no longer configured"})
         return EXIT_FAILED
-    root.setLevel(site.logging.level.upper())
+    logging.getLogger().setLevel(site.logging.level.upper())
     return uvloop.run(publish_until_closed(adapter, snapshots, link))
 
 

@@ -16,7 +16,6 @@ import asyncio
 import collections
 import gc
 import logging
-import signal
 import socket
 import sys
 from typing import Any
@@ -34,11 +33,11 @@ from gateway.southbound.pollers.wire import (
     encode_states,
 )
 from gateway.supervision import (
-    ForwardingHandler,
     MessageError,
     SuppressedReport,
     decode_message,
     encode_message,
+    start_as_child,
 )
 
 EXIT_OK = 0
@@ -187,8 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the site config file")
     parser.add_argument("--channel-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, signal.SIG_IGN)
     sock = socket.socket(fileno=args.channel_fd)
 
     def forward(message: dict[str, Any]) -> None:
@@ -197,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:  # full or closed: a log line is never worth blocking the poll
             return
 
-    root = logging.getLogger()
-    root.handlers = [ForwardingHandler(forward)]
-    root.setLevel(logging.INFO)
+    start_as_child(forward)
     return uvloop.run(serve(args.config, sock))
 
 
