@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-import time
 
 import pytest
 
@@ -122,19 +121,3 @@ def test_done_carries_each_nodes_writes_and_must_match_the_share() -> None:
     assert decode_done(packet, 3) == (9, (4, 0, 70000))
     with pytest.raises(WireError, match="3 nodes"):
         decode_done(packet + b"\0", 3)
-
-
-def test_cost_per_node_state() -> None:
-    """Not a timed assertion: prints the encode and decode cost per node (quoted in the docs)."""
-    count = 2000
-    started = time.perf_counter()
-    encoded = [encode_state(index % 3, FULL) for index in range(count)]
-    packets = encode_states(1, encoded)
-    encoded_at = time.perf_counter()
-    for packet in packets:
-        decode_states(packet, IDS)
-    decoded_at = time.perf_counter()
-    print(
-        f"per node state: encode {(encoded_at - started) / count * 1e6:.1f} µs, "
-        f"decode {(decoded_at - encoded_at) / count * 1e6:.1f} µs, {len(encoded[0])} bytes"
-    )
