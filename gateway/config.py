@@ -109,6 +109,7 @@ class SiteConfig:
     hierarchy: Mapping[str, Any] = field(
         default_factory=dict
     )  # a head's section, checked by gateway.hierarchy
+    pollers: int = 1  # polling processes the nodes are split over (1: the sessions run in the core)
 
 
 # --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
@@ -125,6 +126,12 @@ SITE_FIELDS = table(
             "share from a head (needs northbound.mqtt); head: balances the workers' clusters (needs "
             "`hierarchy`, no nodes).",
             ROLES,
+        ),
+        "pollers": whole(
+            "Polling processes the nodes are split over, one balancer for the whole site (default 1: "
+            "the core polls them itself); the nodes of one RS-485 line stay in one process.",
+            1,
+            nullable=True,
         ),
     }
 )
@@ -434,6 +441,23 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
     dirs = [config_dir / d for d in extra_dirs] + list(profile_dirs or default_profile_dirs())
     library = ProfileLibrary(dirs)
     nodes = _load_nodes(checker, root, library)
+    pollers = checker.value(site, "pollers", SITE_FIELDS["pollers"], 1)
+    # Units on one RS-485 line share its link: they poll in one process.
+    groups = len(
+        {
+            node.node_id
+            if node.transport == "tcp"
+            else (node.host, 0 if node.transport == "serial" else node.port)
+            for node in nodes
+        }
+    )
+    if pollers > max(1, groups):
+        checker.problem(
+            site.value_mark("pollers"),
+            f"`pollers` is {pollers}, more than the {groups} group(s) of nodes that can poll apart "
+            f"({len(nodes)} node(s); the nodes of one RS-485 line poll in one process): lower it to "
+            f"{max(1, groups)} or fewer",
+        )
     balancer = _load_balancer(checker, root)
     command = _load_command(checker, root)
     logging_config = _load_logging(checker, root, config_dir)
@@ -460,6 +484,7 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
         path=file,
         role=role,
         hierarchy=hierarchy,
+        pollers=pollers,
     )
 
 

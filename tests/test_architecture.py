@@ -27,8 +27,9 @@ CORE = frozenset(
     }
 )
 
-# Utilities any layer above the core may use: rate-limited logging, default file locations.
-UTILITIES = frozenset({"gateway.logbook", "gateway.paths"})
+# Utilities any layer above the core may use: rate-limited logging, default file locations, what the
+# supervisors of child processes share.
+UTILITIES = frozenset({"gateway.logbook", "gateway.paths", "gateway.supervision"})
 
 # Adapters read the fleet, never the register maps: what they show comes through `gateway.mapping`.
 ADAPTER_BASE = (CORE - {"gateway.profiles"}) | {"gateway.config", "gateway.mapping"} | UTILITIES
@@ -57,11 +58,17 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     ),
     "gateway.paths": frozenset(),
     "gateway.logbook": frozenset(),
+    "gateway.supervision": frozenset({"gateway.logbook"}),
     "gateway.status": frozenset({"gateway"} | UTILITIES),
     "gateway.balancing_log": frozenset(),
     "gateway.sdnotify": frozenset(),
     "gateway.southbound": frozenset(
         {"gateway.diagnostics", "gateway.profiles", "gateway.fleet", "gateway.config"} | UTILITIES
+    ),
+    # The polling processes: a fieldbus over children that each run the southbound's own.
+    "gateway.southbound.pollers": frozenset(
+        {"gateway.diagnostics", "gateway.profiles", "gateway.fleet", "gateway.config", "gateway.southbound"}
+        | UTILITIES
     ),
     "gateway.sim": frozenset({"gateway.diagnostics", "gateway.profiles"}),
     "gateway.northbound": ADAPTER_BASE,
@@ -90,6 +97,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
             "gateway.status",
             *UTILITIES,
             "gateway.southbound",
+            "gateway.southbound.pollers",
             "gateway.sim",
             "gateway.northbound",
             "gateway.northbound.dnp3",

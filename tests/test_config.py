@@ -114,6 +114,15 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "1 problem(s)" in err
 
 
+def test_validate_shows_which_nodes_each_poller_owns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = RTU_NODES + "  - { id: d, host: 10.0.0.7, profile: microstore/mp2000 }\nsite:\n  pollers: 2\n"
+    assert main(["validate", "-c", str(write(tmp_path, text))]) == 0
+    out = capsys.readouterr().out
+    assert "  poller 1: 2 node(s): a, b\n  poller 2: 2 node(s): c, d\n" in out
+
+
 RTU_NODES = """\
 nodes:
   - { id: a, transport: serial, device: /dev/ttyUSB0, baud: 19200, parity: E, unit: 1,
@@ -157,3 +166,32 @@ def test_nodes_on_one_line_must_share_its_settings(tmp_path: Path) -> None:
     text = RTU_NODES.replace("baud: 19200, parity: E, unit: 2", "baud: 9600, parity: E, unit: 2")
     problems = problems_of(write(tmp_path, text))
     assert any(":4:5:" in p and "shares its line with `a`" in p for p in problems), problems
+
+
+def test_pollers_default_to_one_and_split_at_most_into_the_groups_that_can_poll_apart(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD_NODES), PROFILE_DIRS).pollers == 1
+    assert load_config(write(tmp_path, GOOD_NODES + "site:\n  pollers: 2\n"), PROFILE_DIRS).pollers == 2
+    assert load_config(write(tmp_path, "nodes: []\n"), PROFILE_DIRS).pollers == 1  # commissioning
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD_NODES + "site:\n  pollers: 0\n", "`pollers` must be a whole number >= 1, not 0"),
+        (GOOD_NODES + "site:\n  pollers: -1\n", "`pollers` must be a whole number >= 1, not -1"),
+        (GOOD_NODES + "site:\n  pollers: two\n", "`pollers` must be a whole number >= 1, not 'two'"),
+        (GOOD_NODES + "site:\n  pollers: 3\n", "`pollers` is 3, more than the 2 group(s) of nodes"),
+        # the two serial nodes share their line: with the converter's node, two groups, not three
+        (
+            RTU_NODES + "site:\n  pollers: 3\n",
+            "more than the 2 group(s) of nodes that can poll apart (3 node(s)",
+        ),
+        ("nodes: []\nsite:\n  pollers: 2\n", "more than the 0 group(s)"),
+    ],
+    ids=["zero", "negative", "text", "more-than-nodes", "more-than-lines", "no-nodes"],
+)
+def test_a_wrong_pollers_count_is_reported_at_its_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    line = text.splitlines().index(next(row for row in text.splitlines() if "pollers" in row)) + 1
+    problems = problems_of(path)
+    assert any(p.startswith(f"{path}:{line}:12:") and message in p for p in problems), problems

@@ -26,6 +26,8 @@ from gateway.paths import default_status_socket
 from gateway.southbound.errors import Target
 from gateway.southbound.fieldbus import Fieldbus
 from gateway.southbound.line import LineMember, plan_lines
+from gateway.southbound.pollers.fieldbus import PollerFieldbus
+from gateway.southbound.pollers.shares import split_nodes
 from gateway.southbound.transport import Transport
 from gateway.status import InstanceLock, StatusServer, read_status
 
@@ -115,8 +117,11 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
     processes stopped."""
     config = engine.config
     adapters = AdapterSupervisor(config.path, configured_sections(config), engine.submit)
+    fieldbus = engine.fieldbus
+    pollers = fieldbus.status if isinstance(fieldbus, PollerFieldbus) else list
     status_server = StatusServer(
-        config.status_socket, lambda: {**engine.status(), "adapters": adapters.status()}
+        config.status_socket,
+        lambda: {**engine.status(), "adapters": adapters.status(), "pollers": pollers()},
     )
     try:
         await adapters.start()
@@ -130,10 +135,13 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
 
 
 def site_fieldbus(config: SiteConfig) -> Fieldbus | None:
-    """A head's clusters behind its workers; None (the engine's own Modbus sessions) for the others."""
-    if config.role != "head":
-        return None
-    return ClusterFieldbus(parse_head(config), config.balancer)
+    """A head's clusters behind its workers; with `site.pollers` above 1 the nodes split over polling
+    processes; else None: the engine's own Modbus sessions in this process."""
+    if config.role == "head":
+        return ClusterFieldbus(parse_head(config), config.balancer)
+    if config.pollers > 1:
+        return PollerFieldbus(config)
+    return None
 
 
 async def serve_until_signal(config: SiteConfig) -> None:
@@ -189,6 +197,10 @@ def validate(args: argparse.Namespace) -> int:
         print(f"  clusters (workers): {', '.join(parse_head(config).workers)}")
     for node in config.nodes:
         print(f"  {node.node_id}: {node_target(node)}, profile {node.profile.key}")
+    if config.pollers > 1:
+        for number, share in enumerate(split_nodes(config.nodes, config.pollers), start=1):
+            ids = ", ".join(node.node_id for node in share)
+            print(f"  poller {number}: {len(share)} node(s): {ids}")
     max_age_s = config.balancer.max_telemetry_age_s
     for plan in plan_lines(
         [LineMember(n.node_id, node_target(n), n.profile) for n in config.nodes], config.cycle_ms / 1000

@@ -130,6 +130,11 @@ def status_renderable(document: Mapping[str, Any], width: int = WIDE_COLUMNS) ->
         summary.append("\n")
         summary.append("adapters ", style="bold")
         summary.append("   ".join(_adapter_text(adapter) for adapter in adapters))
+    pollers = document.get("pollers")
+    if pollers:
+        summary.append("\n")
+        summary.append("pollers ", style="bold")
+        summary.append("   ".join(_poller_text(poller) for poller in pollers))
     return Group(table, *notes, summary)
 
 
@@ -140,6 +145,20 @@ def _adapter_text(adapter: Mapping[str, Any]) -> str:
     if adapter.get("last_exit"):
         details.append(f"last: {adapter['last_exit']}")
     return f"{adapter.get('section', '?')} {adapter.get('state', '?')} ({', '.join(details)})"
+
+
+def _poller_text(poller: Mapping[str, Any]) -> str:
+    """`poller 2 running (pid 4243, 250 nodes, 1 restart, 3 missed cycles, last: killed by SIGKILL)`."""
+    restarts, missed = poller.get("restarts", 0), poller.get("missed_cycles", 0)
+    details = [
+        f"pid {poller.get('pid') or '-'}",
+        f"{poller.get('nodes', 0)} nodes",
+        f"{restarts} restart{'' if restarts == 1 else 's'}",
+        f"{missed} missed cycle{'' if missed == 1 else 's'}",
+    ]
+    if poller.get("last_exit"):
+        details.append(f"last: {poller['last_exit']}")
+    return f"poller {poller.get('poller', '?')} {poller.get('state', '?')} ({', '.join(details)})"
 
 
 def status_table_text(document: Mapping[str, Any], width: int = 140) -> str:

@@ -47,6 +47,8 @@ class ErrorCode(enum.StrEnum):
     WRITE_REJECTED = "E_WRITE_REJECTED"  # refused before sending (bounds, not writable, does not encode)
     WRITE_DISABLED = "E_WRITE_DISABLED"  # the device refused this point before (exception 01)
     WRITE_NOT_APPLIED = "E_WRITE_NOT_APPLIED"  # read-back differs from what was written
+    # The polling process that owns the node (site.pollers > 1) did not answer in the cycle
+    POLLER_DOWN = "E_POLLER_DOWN"
     # Anything unforeseen while handling one node (a bug): contained to that node
     INTERNAL = "E_SB_INTERNAL"
 
@@ -236,6 +238,11 @@ def render(facts: Facts, context: NodeContext) -> str:
     return f"{where}: {facts.code}: {what}; {_remedy(facts, context)}"
 
 
+def describe_fault(code: ErrorCode, detail: str, where: str) -> str:
+    """A fault of no one device (a polling process that owns several): `where: code: detail; remedy`."""
+    return f"{where}: {code}: {detail}; {_remedy(Facts(code, detail, Target('', 0, 0)), NodeContext())}"
+
+
 def _node_field(context: NodeContext, name: str) -> str:
     return f"`{name}` of node {context.node_id}" if context.node_id else f"the {name}"
 
@@ -402,5 +409,12 @@ def _remedy(facts: Facts, context: NodeContext) -> str:
         return (
             "the device acknowledged the write but kept another value: check that it is in remote/EMS "
             "control mode and that the point is the right one for this firmware"
+        )
+    if code is ErrorCode.POLLER_DOWN:
+        return (
+            "its nodes keep their last values (stale) for 2 s, then fail, and the balancer plans without "
+            "them; the core restarts a polling process that exits, and kills and restarts one that stays "
+            "silent: if this repeats, read the process's exit status in the log and keep site.pollers at "
+            "or below the CPU cores the gateway may use (another process hogging the CPU delays it too)"
         )
     return "this is a bug in socgw: please report it with the log lines around this message"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copyreg
 import io
-import json
 import pickle
 import struct
 from collections.abc import Callable, Mapping
@@ -23,13 +22,13 @@ from typing import Any, Final
 from gateway.balancer import BalancerMemory, ChargeSource
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
+from gateway.supervision import MessageError
 
 FRAME_HEADER: Final = struct.Struct(">I")
 MAX_MESSAGE_BYTES: Final = 65536  # one packet of the message socket; log lines are cut to fit
-MAX_LOG_CHARS: Final = 16000
 
 
-class ChannelError(ValueError):
+class ChannelError(MessageError):
     """A message that is not what the channel carries (a bug, or a child that misbehaves)."""
 
 
@@ -57,20 +56,6 @@ def decode_snapshot(body: bytes) -> CycleSnapshot:
     if not isinstance(snapshot, CycleSnapshot):
         raise ChannelError(f"expected a CycleSnapshot frame, got {type(snapshot).__name__}")
     return snapshot
-
-
-def encode_message(message: Mapping[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def decode_message(packet: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(packet)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ChannelError(f"not a JSON message: {error}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
-        raise ChannelError("a message must be a JSON object with a `kind`")
-    return message
 
 
 # --- commands: CommandUpdate <-> JSON, checked field by field on the way in --------------------------

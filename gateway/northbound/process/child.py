@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import itertools
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -30,16 +29,20 @@ from gateway.config import ConfigError, load_config
 from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
 from gateway.northbound.process.channel import (
     FRAME_HEADER,
-    MAX_LOG_CHARS,
     MAX_MESSAGE_BYTES,
     ChannelError,
-    decode_message,
     decode_snapshot,
-    encode_message,
     update_to_json,
 )
 from gateway.northbound.registry import create_adapter
 from gateway.site_command import CommandUpdate
+from gateway.supervision import (
+    MessageError,
+    SuppressedReport,
+    decode_message,
+    encode_message,
+    start_as_child,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -62,7 +65,7 @@ class CoreLink:
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Answer] = {}
-        self._reported: dict[str, int] = {}  # suppressed log lines already counted by the core
+        self._suppressed = SuppressedReport()
         self._reader = threading.Thread(target=self._read_answers, name="core-answers", daemon=True)
 
     def start(self) -> None:
@@ -95,11 +98,7 @@ class CoreLink:
 
     def report_suppressed(self) -> None:
         """Send the log lines this process suppressed since the last report (the core counts them)."""
-        counts = logbook.counters()["suppressed_by_key"]
-        new = {key: count - self._reported.get(key, 0) for key, count in counts.items()}
-        new = {key: count for key, count in new.items() if count > 0}
-        if new and self.send({"kind": "suppressed", "counts": new}):
-            self._reported = counts
+        self._suppressed.send(self.send)
 
     def _read_answers(self) -> None:
         while True:
@@ -114,30 +113,13 @@ class CoreLink:
                 ident, refusal = message["id"], message["refusal"]
                 if not isinstance(ident, int) or not (refusal is None or isinstance(refusal, str)):
                     raise ChannelError(f"malformed answer {message!r}")
-            except (ChannelError, KeyError) as error:
+            except (MessageError, KeyError) as error:
                 log.error("unexpected message from the gateway core: %s", error)
                 continue
             answer = self._waiting.get(ident)
             if answer is not None:  # else it came after the timeout: the stack already had its reply
                 answer.refusal = refusal
                 answer.arrived.set()
-
-
-class ForwardingHandler(logging.Handler):
-    """Every log record to the core (dropped when the channel is full: never block a stack's thread)."""
-
-    def __init__(self, link: CoreLink) -> None:
-        super().__init__()
-        self._link = link
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = self.format(record)
-        except Exception:  # a bad format string in a record must not stop the adapter
-            self.handleError(record)
-            return
-        text = text[:MAX_LOG_CHARS]
-        self._link.send({"kind": "log", "level": record.levelno, "logger": record.name, "message": text})
 
 
 async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.socket, link: CoreLink) -> int:
@@ -181,14 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshots-fd", type=int, required=True)
     parser.add_argument("--messages-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, signal.SIG_IGN)
     snapshots = socket.socket(fileno=args.snapshots_fd)
     link = CoreLink(socket.socket(fileno=args.messages_fd))
     link.start()
-    root = logging.getLogger()
-    root.handlers = [ForwardingHandler(link)]
-    root.setLevel(logging.INFO)
+    start_as_child(link.send)
     try:
         site = load_config(args.config)
         adapter = create_adapter(site, args.section, link.submit)
@@ -198,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if adapter is None:
         link.send({"kind": "failed", "message": f"northbound.{args.section} is no longer configured"})
         return EXIT_FAILED
-    root.setLevel(site.logging.level.upper())
+    logging.getLogger().setLevel(site.logging.level.upper())
     return uvloop.run(publish_until_closed(adapter, snapshots, link))
 
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,38 +23,32 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from gateway import logbook
 from gateway.northbound.adapter import CORE_PID_VARIABLE, NorthboundError, Submit
 from gateway.northbound.process.channel import (
     MAX_MESSAGE_BYTES,
     ChannelError,
-    decode_message,
-    encode_message,
     encode_snapshot,
     update_from_json,
 )
 from gateway.snapshot import CycleSnapshot
+from gateway.supervision import (
+    MessageError,
+    child_environment,
+    count_forwarded_suppressed,
+    decode_message,
+    encode_message,
+    stop_within,
+    supervise,
+    supervised_status,
+    write_forwarded_log,
+)
 
 log = logging.getLogger(__name__)
 
 CHILD_MODULE: Final = "gateway.northbound.process.child"
 START_TIMEOUT_S: Final = 60.0  # a first start that takes longer fails `socgw run`
 STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
-FIRST_BACKOFF_S: Final = 0.1  # wait before restarting a child that ran well; doubles per quick failure
-BACKOFF_CAP_S: Final = 10.0
-HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff over
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
-# What a child must not inherit: it never talks to systemd (NotifyAccess=main).
-PRIVATE_ENVIRONMENT: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
 
 
 class SnapshotFeed:
@@ -144,35 +137,17 @@ class AdapterProcess:
         task = self._supervising
         if task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "northbound %s (pid %s) did not stop within %.0f s: killing it",
-                self.section,
-                self.pid,
-                STOP_TIMEOUT_S,
-            )
-            if self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-            await task
+        await stop_within(self, task, STOP_TIMEOUT_S, f"northbound {self.section}")
 
     def status(self) -> dict[str, Any]:
-        return {
-            "section": self.section,
-            "state": self.state,
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-        }
+        return {"section": self.section, **supervised_status(self)}
 
     # --- supervision --------------------------------------------------------------------------------
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         core_snapshots, child_snapshots = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         core_messages, child_messages = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        environment = {key: value for key, value in os.environ.items() if key not in PRIVATE_ENVIRONMENT}
+        environment = child_environment()
         environment[CORE_PID_VARIABLE] = str(os.getpid())
         try:
             process = subprocess.Popen(
@@ -215,49 +190,39 @@ class AdapterProcess:
         return process
 
     async def _supervise(self, process: subprocess.Popen[bytes]) -> None:
-        quick_failures = 0
-        while True:
-            started = time.monotonic()
-            reason = describe_exit(await _exited(process))
-            if self._answering is not None:  # its last messages (logs, counts) are written first
-                await asyncio.to_thread(self._answering.join, ANSWERING_JOIN_S)
-            if self._feed is not None:
-                self._feed.close()
-                self._feed = None
-            if self._stopping.is_set() or not self._served:
-                first = self._first_start
-                if first is not None and not first.done():
-                    first.set_result(f"the {self.section} adapter process {reason} before it served")
-                self.state = "stopped"
-                log.info("northbound %s (pid %d) stopped: %s", self.section, process.pid, reason)
-                return
-            self.last_exit = reason
-            self._down_since = time.monotonic()
-            while True:
-                quick_failures = 1 if time.monotonic() - started >= HEALTHY_AFTER_S else quick_failures + 1
-                delay = min(BACKOFF_CAP_S, FIRST_BACKOFF_S * 2 ** (quick_failures - 1))
-                self.restarts += 1
-                self.state = "restarting"
-                log.error(
-                    "northbound %s (pid %d) %s; restarting it in %.1f s (restart %d)",
-                    self.section,
-                    process.pid,
-                    self.last_exit,
-                    delay,
-                    self.restarts,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                if self._stopping.is_set():
-                    self.state = "stopped"
-                    return
-                try:
-                    process = self._spawn()
-                except OSError as error:
-                    self.last_exit = f"could not be started again: {error}"
-                    started = time.monotonic()
-                    continue
-                break
+        await supervise(
+            self,
+            process,
+            stopping=self._stopping,
+            spawn=self._spawn,
+            ended=self._ended,
+            say_restart=self._say_restart,
+        )
+
+    async def _ended(self, pid: int, reason: str) -> bool:
+        if self._answering is not None:  # its last messages (logs, counts) are written first
+            await asyncio.to_thread(self._answering.join, ANSWERING_JOIN_S)
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
+        if self._stopping.is_set() or not self._served:
+            first = self._first_start
+            if first is not None and not first.done():
+                first.set_result(f"the {self.section} adapter process {reason} before it served")
+            log.info("northbound %s (pid %d) stopped: %s", self.section, pid, reason)
+            return True
+        self._down_since = time.monotonic()
+        return False
+
+    def _say_restart(self, pid: int, delay: float) -> None:
+        log.error(
+            "northbound %s (pid %d) %s; restarting it in %.1f s (restart %d)",
+            self.section,
+            pid,
+            self.last_exit,
+            delay,
+            self.restarts,
+        )
 
     # --- the child's messages (on the answering thread) ---------------------------------------------
 
@@ -273,7 +238,7 @@ class AdapterProcess:
                     return
                 try:
                     reply = self._handle(decode_message(packet), pid)
-                except ChannelError as error:
+                except MessageError as error:
                     log.warning("northbound %s (pid %d) sent a bad message: %s", self.section, pid, error)
                     continue
                 if reply is not None:
@@ -287,17 +252,11 @@ class AdapterProcess:
         if kind == "submit":
             return {"kind": "answer", "id": message.get("id"), "refusal": self._decide(message)}
         if kind == "log":
-            level, name, text = message.get("level"), message.get("logger"), message.get("message")
-            if not (isinstance(level, int) and isinstance(name, str) and isinstance(text, str)):
+            if not write_forwarded_log(message):
                 raise ChannelError(f"malformed log record {message!r}")
-            logging.getLogger(name).log(level, "%s", text)
         elif kind == "suppressed":
-            counts = message.get("counts")
-            if not isinstance(counts, dict) or not all(
-                isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
-            ):
+            if not count_forwarded_suppressed(message):
                 raise ChannelError(f"malformed suppressed-lines report {message!r}")
-            logbook.add_suppressed(counts)
         elif kind in ("ready", "failed"):
             failure = message.get("message") if kind == "failed" else None
             if kind == "failed" and not isinstance(failure, str):
@@ -345,25 +304,6 @@ class AdapterProcess:
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
-
-
-async def _exited(process: subprocess.Popen[bytes]) -> int:
-    """Wait, on the loop, until the process ends (its pidfd turns readable); its return code."""
-    loop = asyncio.get_running_loop()
-    pidfd = os.pidfd_open(process.pid)
-    ended = loop.create_future()
-
-    def readable() -> None:
-        if not ended.done():
-            ended.set_result(None)
-
-    loop.add_reader(pidfd, readable)
-    try:
-        await ended
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    return process.wait()
 
 
 class AdapterSupervisor:
