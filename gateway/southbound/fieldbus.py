@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from gateway.config import NodeConfig, SiteConfig
 from gateway.fleet import NodeState
@@ -91,7 +91,7 @@ class LocalFieldbus:
         self._node_ids = tuple(session.node_id for session in self.sessions)
 
     @classmethod
-    def from_config(cls, config: SiteConfig, nodes: Sequence[NodeConfig] | None = None) -> LocalFieldbus:
+    def from_config(cls, config: SiteConfig, nodes: Sequence[NodeConfig] | None = None) -> Self:
         chosen = config.nodes if nodes is None else nodes
         return cls(build_sessions(config, chosen), {node.node_id: node for node in chosen})
 

@@ -345,7 +345,8 @@ class ModbusLink:
     async def _execute_alone(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
     ) -> ModbusPDU:
-        self._asking = replace(self.target, unit=unit)
+        if unit != self._asking.unit:
+            self._asking = replace(self.target, unit=unit)
         client = self._client
         if client is None or not client.connected:
             raise self._error(

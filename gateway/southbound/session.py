@@ -53,7 +53,7 @@ from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import PointRead, Reading
 from gateway.southbound.schedule import PollSchedule, poll_plan
 from gateway.southbound.transport import TCP, Transport
-from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
+from gateway.southbound.writer import WriteOutcome, WritePlan, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ class ModbusSession:
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
+        self._encoded: dict[str, tuple[float, int | None, list[int]]] = {}  # per point: the last encode
         self._changes_log = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute
         self._not_connected = FieldError(
             Facts(ErrorCode.NOT_CONNECTED, "not connected yet", self.target), self.context
@@ -546,25 +547,56 @@ class ModbusSession:
         Never raises: each point's outcome says what happened. A value outside the point's bounds is
         refused before anything is sent.
         """
-        outcomes = []
+        return await self.send_writes(self.plan_writes(setpoints, now), now)
+
+    def plan_writes(self, setpoints: Mapping[str, float], now: float) -> WritePlan:
+        """What `write_setpoints` decides before it sends anything (never raises): most cycles nothing is
+        due, and a fleet's write step then needs no coroutine for this unit (`plan.idle`)."""
+        plan = WritePlan()
         for name, value in setpoints.items():
             try:
-                outcome = await self._write_point(name, value, now)
+                decided = self._decide_write(name, value, now)
             except Exception as error:  # contained to this node
                 log.exception("node %s: unexpected error while writing %s", self.node_id, name)
-                outcome = WriteOutcome(name, value, WriteStatus.FAILED, self._internal(error))
-            outcomes.append(outcome)
-        heartbeat = await self._heartbeat(now)
+                decided = WriteOutcome(name, value, WriteStatus.FAILED, self._internal(error))
+            if isinstance(decided, WriteOutcome):
+                plan.outcomes.append(decided)
+            else:
+                plan.sends.append((len(plan.outcomes), decided[0], value, decided[1]))
+                plan.outcomes.append(None)
+        planned, self._heartbeat_planned = self._heartbeat_planned, None
+        due = self._heartbeat_due(now)
+        # Due only after this cycle's poll: the next poll plans it into the node's share of the cycle.
+        plan.heartbeat = None if planned is False else due
+        return plan
+
+    async def send_writes(self, plan: WritePlan, now: float) -> list[WriteOutcome]:
+        """Send what `plan_writes` found due; every outcome, in the order of the setpoints, then the
+        heartbeat's."""
+        outcomes = list(plan.outcomes)
+        for slot, point, value, words in plan.sends:
+            try:
+                outcomes[slot] = await self._send_point(point, value, words, now)
+            except Exception as error:  # contained to this node
+                log.exception("node %s: unexpected error while writing %s", self.node_id, point.name)
+                outcomes[slot] = WriteOutcome(point.name, value, WriteStatus.FAILED, self._internal(error))
+        heartbeat = plan.heartbeat
+        if heartbeat is not None and plan.sends:
+            heartbeat = self._heartbeat_due(now)  # a write that failed just now may have ended it
+        done = [outcome for outcome in outcomes if outcome is not None]
         if heartbeat is not None:
-            outcomes.append(heartbeat)
-        return outcomes
+            done.append(await self._send_heartbeat(*heartbeat, now))
+        return done
 
     def _write_refusal(self, code: ErrorCode, detail: str, point: str, **extra: str) -> FieldError:
         return FieldError(
             Facts(code, detail, self.target, points=(point,), writing=True, extra=extra), self.context
         )
 
-    async def _write_point(self, name: str, value: float, now: float) -> WriteOutcome:
+    def _decide_write(self, name: str, value: float, now: float) -> WriteOutcome | tuple[Point, list[int]]:
+        """The outcome of writing `value` to point `name` when it needs no request, else the point and the
+        words to send."""
+
         def failed(error: FieldError) -> WriteOutcome:
             self._log_write_error(name, error)
             return WriteOutcome(name, value, WriteStatus.FAILED, error)
@@ -586,12 +618,28 @@ class ModbusSession:
             return failed(self.writes.disabled[name])
         try:
             check_write(point, value)
-            words = encode(point, value, self._scale_factor(point))
+            words = self._encode_setpoint(point, value)
         except CodecError as error:
             return failed(self._write_refusal(ErrorCode.WRITE_REJECTED, str(error), name))
         skip = self.writes.decide(point, value, words, now)
         if skip is not None:
             return WriteOutcome(name, value, skip)
+        return point, words
+
+    def _encode_setpoint(self, point: Point, value: float) -> list[int]:
+        """`encode`, remembered for the last value of each point: the balancer holds a setpoint for many
+        cycles (its deadband), so most cycles ask for the words of the value before."""
+        scale_factor = self._scale_factor(point)
+        last = self._encoded.get(point.name)
+        # Not for 0: -0.0 == 0.0, but a float register tells them apart.
+        if last is not None and value and last[0] == value and last[1] == scale_factor:
+            return last[2]
+        words = encode(point, value, scale_factor)
+        self._encoded[point.name] = (value, scale_factor, words)
+        return words
+
+    async def _send_point(self, point: Point, value: float, words: list[int], now: float) -> WriteOutcome:
+        name = point.name
         try:
             await self._send_write(point, words)
         except FieldError as error:
@@ -600,7 +648,8 @@ class ModbusSession:
                 self.writes.disabled[name] = error
             if error.code.is_connection_fault:
                 self._request_failed(error, now)
-            return failed(error)
+            self._log_write_error(name, error)
+            return WriteOutcome(name, value, WriteStatus.FAILED, error)
         self.writes.written(point, value, words, now)
         if name in self._good_values:
             # The device acknowledged it: show it now rather than after the next slow poll reads it back.
@@ -649,12 +698,7 @@ class ModbusSession:
         counter = self.writes.next_heartbeat(point, now)
         return None if counter is None else (point, counter)
 
-    async def _heartbeat(self, now: float) -> WriteOutcome | None:
-        planned, self._heartbeat_planned = self._heartbeat_planned, None
-        due = self._heartbeat_due(now)
-        if due is None or planned is False:  # became due after this cycle's poll: the next one plans it
-            return None
-        point, counter = due
+    async def _send_heartbeat(self, point: Point, counter: int, now: float) -> WriteOutcome:
         try:
             await self._send_write(point, encode(point, counter))
         except (FieldError, CodecError) as error:

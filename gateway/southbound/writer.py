@@ -43,6 +43,22 @@ class WriteOutcome:
     error: FieldError | None = None
 
 
+@dataclass
+class WritePlan:
+    """One cycle's writes of one session, decided before any is sent: the outcomes known without a
+    request (None where a send will tell), the sends (outcome slot, point, value, words) and the
+    heartbeat (point, counter) when due."""
+
+    outcomes: list[WriteOutcome | None] = field(default_factory=list)
+    sends: list[tuple[int, Point, float, list[int]]] = field(default_factory=list)
+    heartbeat: tuple[Point, int] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send."""
+        return not self.sends and self.heartbeat is None
+
+
 @dataclass(frozen=True)
 class Confirmed:
     value: float
