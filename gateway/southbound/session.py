@@ -28,11 +28,11 @@ from gateway.fleet import Quality, node_from_values
 from gateway.logbook import RateLimitedLog, emit_to
 from gateway.profiles.codec import (
     CodecError,
+    PointsDecoder,
     Value,
     active_labels,
     check_write,
     decode,
-    decode_points,
     decode_scale_factor,
     encode,
 )
@@ -188,6 +188,9 @@ class ModbusSession:
             {},
         )
         self._good_at_s: float | None = None
+        self._decoder: PointsDecoder | None = None
+        # Per block of the plan in use (by id, with the block to tell a reused id): its last words, split.
+        self._splits: dict[int, tuple[ReadBlock, list[int], dict[str, list[int]]]] = {}
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
@@ -318,6 +321,7 @@ class ModbusSession:
         self._identity = values
         plan = poll_plan(self.profile, self.points)
         self._cyclic = dict(plan.cyclic)
+        self._splits.clear()
         self._full_plan, self._fast_plan = list(plan.full), list(plan.fast)
         self._schedule = PollSchedule(
             self._fast_plan,
@@ -382,12 +386,18 @@ class ModbusSession:
     async def _read_blocks(self, plan: Sequence[ReadBlock]) -> dict[str, list[int]]:
         raw: dict[str, list[int]] = {}
         unit = self.target.unit
+        splits = self._splits
         for block in plan:
             try:
                 words = await self.link.read(block.table, block.start, block.count, unit)
             except FieldError as error:
                 raise error.in_context(self.context, tuple(p.name for p in block.points)) from None
-            raw.update(split_block(block, words))
+            # A block whose words did not change gives the same words per point as before (the decode
+            # then finds them unchanged at once).
+            split = splits.get(id(block))
+            if split is None or split[0] is not block or split[1] != words:
+                split = splits[id(block)] = (block, words, split_block(block, words))
+            raw.update(split[2])
         return raw
 
     def _decode(
@@ -395,8 +405,17 @@ class ModbusSession:
     ) -> dict[str, Value | None]:
         # The last decode of the same map: its unchanged registers are not decoded again.
         before = self._last_decode[1:] if self._last_decode[0] is points else None
+        if before is not None and len(before[0]) == len(raw):
+            # The same words as last time (the very lists `_read_blocks` keeps for an unchanged block):
+            # the same values, without looking at each point.
+            earlier = before[0]
+            if all(earlier.get(name) is words for name, words in raw.items()):
+                return dict(before[1])
+        decoder = self._decoder
+        if decoder is None or decoder.points is not points:
+            decoder = self._decoder = PointsDecoder(points)
         try:
-            values = decode_points(points, raw, before)
+            values = decoder(raw, before)
         except CodecError as error:
             raise FieldError(Facts(ErrorCode.DECODE, str(error), self.target), self.context) from None
         self._last_decode = (points, dict(raw), values)  # a copy: an acknowledged write edits the good raw
