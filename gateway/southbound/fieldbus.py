@@ -51,6 +51,8 @@ class Fieldbus(Protocol):
 
 def apply_node_config(state: NodeState, node: NodeConfig) -> NodeState:
     """The site's own knowledge on top of the device's: capacity override and power caps."""
+    if node.capacity_wh is None and node.charge_limit_w is None and node.discharge_limit_w is None:
+        return state  # the common case, for every node every cycle
     changes: dict[str, Any] = {}
     if node.capacity_wh is not None:
         changes["capacity_wh"] = node.capacity_wh

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import select
 import socket
@@ -68,6 +69,8 @@ _SERIAL_OPEN_ERRORS = {
     errno.EBUSY: "the serial device is in use by another program",
 }
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+# A unit's requests cover the same few regions every cycle: one Region each, not one per request.
+_region = functools.lru_cache(maxsize=4096)(Region)
 
 
 def silence_pymodbus_logging() -> None:
@@ -287,7 +290,7 @@ class ModbusLink:
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> list[int]:
         """Words of `count` registers (or 0/1 per bit for coil/discrete tables) starting at `address`."""
-        region = Region(table, address, count)
+        region = _region(table, address, count)
         function_code = _READ_FUNCTION[table]
         response = await self._execute(region, function_code, False, unit, ())
         if table.is_bit_table:
@@ -308,7 +311,7 @@ class ModbusLink:
         """Write registers (function 06 for one, 16 for several) or coils (05 / 15)."""
         if not table.is_writable:
             raise ValueError(f"the {table.value} table is read-only in Modbus")
-        region = Region(table, address, len(words))
+        region = _region(table, address, len(words))
         if table is Table.COIL:
             function_code = 0x05 if len(words) == 1 else 0x0F
         else:
