@@ -75,13 +75,10 @@ class WriteState:
     disabled: dict[str, FieldError] = field(default_factory=dict)  # the device refused (exception 01)
     retry_at_s: dict[str, float] = field(default_factory=dict)
     writes_by_point: dict[str, int] = field(default_factory=dict)  # acknowledged writes (flash wear)
+    writes_total: int = 0  # their sum (read every cycle for the snapshot's accounts)
     heartbeat_counter: int | None = None
     heartbeat_due_s: float = float("-inf")
     heartbeats: int = 0  # heartbeat writes, counted apart: devices keep that register in RAM
-
-    @property
-    def writes_total(self) -> int:
-        return sum(self.writes_by_point.values())
 
     def forget_device(self) -> None:
         """A new connection: what the device holds is unknown until the next good poll."""
@@ -122,6 +119,7 @@ class WriteState:
         self.confirmed[point.name] = Confirmed(value, tuple(words), now_s)
         self.retry_at_s.pop(point.name, None)
         self.writes_by_point[point.name] = self.writes_by_point.get(point.name, 0) + 1
+        self.writes_total += 1
 
     def failed(self, point: Point, now_s: float) -> None:
         self.confirmed.pop(point.name, None)  # what the device holds now is unknown
