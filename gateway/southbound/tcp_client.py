@@ -31,14 +31,15 @@ _LAST_TRANSACTION_ID = 0xFFFF
 
 @dataclass
 class Answer:
-    """A device's answer: the words read (or 0/1 per bit), or its exception code."""
+    """A device's answer: the words read (or 0/1 per bit), or its exception code (`exception`)."""
 
     registers: list[int] = field(default_factory=list)
     bits: list[bool] = field(default_factory=list)
+    exception: bool = False
     exception_code: int = 0
 
     def isError(self) -> bool:  # pymodbus's name: the link reads both clients' answers alike
-        return self.exception_code != 0
+        return self.exception
 
 
 class LeanTcpClient(asyncio.Protocol):
@@ -159,7 +160,7 @@ def frame(asked: tuple[int, int, int], address: int, count: int, words: Sequence
 def _answer(buffer: bytes, at: int, function_code: int, asked_function: int) -> Answer:
     """The answer in the frame at `at` (the inspector checked its shape against the request)."""
     if function_code & 0x80:
-        return Answer(exception_code=buffer[at + 8])
+        return Answer(exception=True, exception_code=buffer[at + 8])
     if asked_function in (0x03, 0x04):
         byte_count = buffer[at + 8]
         return Answer(registers=list(struct.unpack_from(f">{byte_count // 2}H", buffer, at + 9)))
