@@ -442,12 +442,13 @@ class PointsDecoder:
         """The values of the points in `raw`, as `decode_points` gives them."""
         before_raw, before_values = before if before is not None else ({}, {})
         result: dict[str, Value | None] = {}
+        known = self._compiled
         for name, words in raw.items():
-            point, compiled = self._entry(name)
+            point, compiled = known.get(name) or self._entry(name)
             register = point.scale_register
             if (
                 name in before_values
-                and before_raw.get(name) == words
+                and ((earlier := before_raw.get(name)) is words or earlier == words)
                 and (register is None or before_raw.get(register) == raw.get(register))
             ):
                 result[name] = before_values[name]

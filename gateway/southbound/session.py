@@ -193,6 +193,7 @@ class ModbusSession:
         self._splits: dict[int, tuple[ReadBlock, list[int], dict[str, list[int]]]] = {}
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
+        self._alarms_of: tuple[Point, int] | None = None  # the alarms point and raw bits of `_alarms`
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
         self._encoded: dict[str, tuple[float, int | None, list[int]]] = {}  # per point: the last encode
         self._changes_log = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute
@@ -481,11 +482,11 @@ class ModbusSession:
             if state_point is not None and isinstance(state_raw, int | float)
             else None
         )
-        self._alarms = (
-            active_labels(alarm_point, int(alarms_raw))
-            if alarm_point is not None and isinstance(alarms_raw, int | float)
-            else ()
-        )
+        if alarm_point is None or not isinstance(alarms_raw, int | float):
+            self._alarms, self._alarms_of = (), None
+        elif (alarm_point, int(alarms_raw)) != self._alarms_of:  # the labels change with the bits only
+            self._alarms_of = (alarm_point, int(alarms_raw))
+            self._alarms = active_labels(alarm_point, int(alarms_raw))
         self._good_values, self._good_raw, self._good_at_s = values, raw, now
         if self._fresh_connection:
             self._fresh_connection = False
