@@ -1,4 +1,5 @@
-"""Checks every Modbus TCP or RTU frame a device sends back, before pymodbus sees it.
+"""Checks every Modbus TCP or RTU frame a device sends back, before the client (socgw's own for Modbus
+TCP, `tcp_client.py`; pymodbus for RTU) sees it.
 
 pymodbus 3.16 silently drops a response that carries another unit id or transaction id and lets the
 request time out; it takes an answer with transaction id 0 as the answer to whatever request is

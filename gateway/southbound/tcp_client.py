@@ -1,13 +1,13 @@
 """A lean Modbus TCP client on an asyncio protocol: the link's client for plain Modbus TCP.
 
 Why not pymodbus here: per request pymodbus builds a PDU object, takes its own lock (the link holds one
-already), awaits its answer through one more coroutine and `wait_for`, dumps the frame to its logger
-even with logging off and decodes the answer into another object; that was half of the client's CPU at
-hundreds of units. This client frames the request with one struct call and answers with the words, and
-leaves everything else to what the link already does for pymodbus: the frame inspector (`frames.py`)
-sees every outgoing frame and the whole receive buffer first (`trace_packet`, as pymodbus's hook), the
-link's own timer ends a request without an answer, and the link classifies every failure. RTU (over TCP
-or a serial port) stays on pymodbus.
+already), awaits its answer through one more coroutine and `wait_for`, dumps the frame to its logger even
+with logging off and decodes the answer into another object; side by side at 200 packs the core needed
+117 µs per pack-cycle on this client against 153 on pymodbus 3.16. This client frames the request with
+one struct call and answers with the words, and leaves everything else to what the link already does for
+pymodbus: the frame inspector (`frames.py`) sees every outgoing frame and the whole receive buffer first
+(`trace_packet`, as pymodbus's hook), the link's own timer ends a request without an answer, and the link
+classifies every failure. RTU (over TCP or a serial port) stays on pymodbus.
 
 The surface is the part of pymodbus's client the link uses (`ctx.call_create`, `ctx.transport`,
 `ctx.response_future`, `connected`, `close`), so both clients run through the same link code.
