@@ -283,13 +283,13 @@ def water_fill(amount_w: float, weights: Sequence[float], caps_w: Sequence[float
     return allocation
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     """Working record of one node during one call."""
 
     state: NodeState
     mode: NodeMode
-    alarms: list[str]
+    alarms: tuple[str, ...]
     soc_pct: float = 0.0  # clamped to [0, 100]
     energy_wh: float = 0.0
     charge_cap_w: float = 0.0
@@ -298,14 +298,15 @@ class _Node:
 
     @property
     def balanced(self) -> bool:
-        return self.mode in (NodeMode.ACTIVE, NodeMode.AT_RESERVE)
+        return self.mode is NodeMode.ACTIVE or self.mode is NodeMode.AT_RESERVE
 
     @property
     def allowed_w(self) -> tuple[float, float]:
         """The setpoint range this node may have now (charge as negative)."""
-        if self.mode in (NodeMode.ACTIVE, NodeMode.CALIBRATING):
+        mode = self.mode
+        if mode is NodeMode.ACTIVE or mode is NodeMode.CALIBRATING:
             return -self.charge_cap_w, self.discharge_cap_w
-        if self.mode is NodeMode.AT_RESERVE:
+        if mode is NodeMode.AT_RESERVE:
             return -self.charge_cap_w, 0.0
         return 0.0, 0.0
 
@@ -332,23 +333,9 @@ def dispatch(
     named = command.maintenance | command.calibrate
     fleet_alarms = {E_UNKNOWN_NODE} if any(node_id not in fleet for node_id in named) else set()
 
-    mean_temp_c = _mean_temperature(fleet.nodes, params)
-    at_reserve: set[str] = set()
-    thermal: set[str] = set()
-    phases: dict[str, CalibrationPhase] = {}
-    nodes = [
-        _assess(
-            state,
-            command=command,
-            params=params,
-            previous=previous,
-            mean_temp_c=mean_temp_c,
-            at_reserve=at_reserve,
-            thermal=thermal,
-            phases=phases,
-        )
-        for state in fleet.nodes
-    ]
+    cycle = _Assessment(command, params, previous, _mean_temperature(fleet.nodes, params))
+    nodes = [_assess(state, cycle) for state in fleet.nodes]
+    at_reserve, thermal, phases = cycle.at_reserve, cycle.thermal, cycle.phases
 
     calibrating = [node for node in nodes if node.mode is NodeMode.CALIBRATING]
     balanced = [node for node in nodes if node.balanced]
@@ -369,7 +356,7 @@ def dispatch(
     served_w = sum(setpoints)
 
     results = tuple(
-        NodeDispatch(node.state.node_id, setpoint, node.mode, tuple(node.alarms))
+        NodeDispatch(node.state.node_id, setpoint, node.mode, node.alarms)
         for node, setpoint in zip(nodes, setpoints, strict=True)
     )
     for node in nodes:
@@ -390,16 +377,16 @@ def dispatch(
     )
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _reachable(state: NodeState, params: BalancerParams) -> bool:
-    return state.quality is not Quality.FAILED and state.age_s <= params.max_telemetry_age_s
-
-
 def _mean_temperature(states: Iterable[NodeState], params: BalancerParams) -> float | None:
-    temps = [t for s in states if _reachable(s, params) and (t := _finite(s.hottest_c)) is not None]
+    max_age_s, failed, isfinite = params.max_telemetry_age_s, Quality.FAILED, math.isfinite
+    temps = [
+        t
+        for s in states
+        if s.quality is not failed
+        and s.age_s <= max_age_s
+        and (t := s.temp_max_c if s.temp_max_c is not None else s.temp_c) is not None
+        and isfinite(t)
+    ]
     return sum(temps) / len(temps) if temps else None
 
 
@@ -411,35 +398,42 @@ def _thermal_derate(temp_c: float, mean_temp_c: float, params: BalancerParams) -
     return min(1.0, max(0.0, margin_c / params.thermal_derate_c))
 
 
-def _limit(reported_w: float | None, default_w: float) -> float:
-    if reported_w is None or math.isnan(reported_w):
-        return default_w
-    return abs(reported_w)
+@dataclass(slots=True)
+class _Assessment:
+    """What `_assess` reads for every node of one call, and the latches and phases it fills in."""
+
+    command: SiteCommand
+    params: BalancerParams
+    previous: BalancerMemory
+    mean_temp_c: float | None
+    at_reserve: set[str] = field(default_factory=set)
+    thermal: set[str] = field(default_factory=set)
+    phases: dict[str, CalibrationPhase] = field(default_factory=dict)
 
 
-def _assess(
-    state: NodeState,
-    *,
-    command: SiteCommand,
-    params: BalancerParams,
-    previous: BalancerMemory,
-    mean_temp_c: float | None,
-    at_reserve: set[str],
-    thermal: set[str],
-    phases: dict[str, CalibrationPhase],
-) -> _Node:
-    """Update this node's latches and phase (into the three collections) and decide its mode."""
+def _assess(state: NodeState, cycle: _Assessment) -> _Node:
+    """Update this node's latches and phase (into `cycle`'s collections) and decide its mode.
+
+    Runs for every node every cycle: written with inline tests rather than helper calls."""
+    command, params, previous, mean_temp_c = cycle.command, cycle.params, cycle.previous, cycle.mean_temp_c
+    at_reserve, thermal, phases = cycle.at_reserve, cycle.thermal, cycle.phases
     node_id = state.node_id
-    reachable = _reachable(state, params)
-    soc = _finite(state.soc_pct) if reachable else None
+    isfinite, isnan = math.isfinite, math.isnan
+    reachable = state.quality is not Quality.FAILED and state.age_s <= params.max_telemetry_age_s
+    soc = state.soc_pct if reachable else None
+    if soc is not None and not isfinite(soc):
+        soc = None
     capacity = state.capacity_wh if state.capacity_wh is not None else params.default_capacity_wh
-    capacity = _finite(capacity)
-    soh = _finite(state.soh_pct)
-    energy = (
-        None if capacity is None else max(0.0, capacity) * max(0.0, 100.0 if soh is None else soh) / 100.0
-    )
-    charge_cap = _limit(state.charge_limit_w, params.default_charge_limit_w)
-    discharge_cap = _limit(state.discharge_limit_w, params.default_discharge_limit_w)
+    energy: float | None = None
+    if capacity is not None and isfinite(capacity):
+        soh = state.soh_pct
+        if soh is None or not isfinite(soh):
+            soh = 100.0
+        energy = (capacity if capacity > 0.0 else 0.0) * (soh if soh > 0.0 else 0.0) / 100.0
+    reported = state.charge_limit_w
+    charge_cap = params.default_charge_limit_w if reported is None or isnan(reported) else abs(reported)
+    reported = state.discharge_limit_w
+    discharge_cap = params.default_discharge_limit_w if reported is None or isnan(reported) else abs(reported)
 
     # Latches carry over unchanged while the facts that would change them are unknown.
     latched = node_id in previous.at_reserve
@@ -453,16 +447,16 @@ def _assess(
         at_reserve.add(node_id)
 
     hot = node_id in previous.thermal_bypass
-    temp = _finite(state.hottest_c) if reachable else None
-    if temp is not None and mean_temp_c is not None:
+    temp = (state.temp_max_c if state.temp_max_c is not None else state.temp_c) if reachable else None
+    if temp is not None and isfinite(temp) and mean_temp_c is not None:
         limit_c = mean_temp_c + params.thermal_delta_c
         hot = temp > limit_c - params.thermal_hysteresis_c if hot else temp > limit_c
+        if not hot:
+            derate = _thermal_derate(temp, mean_temp_c, params)
+            charge_cap *= derate
+            discharge_cap *= derate
     if hot:
         thermal.add(node_id)
-    elif temp is not None and mean_temp_c is not None:
-        derate = _thermal_derate(temp, mean_temp_c, params)
-        charge_cap *= derate
-        discharge_cap *= derate
 
     phase: CalibrationPhase | None = None
     if node_id in command.calibrate:
@@ -471,32 +465,26 @@ def _assess(
             phase = _next_phase(phase, soc, state, params)
         phases[node_id] = phase
 
-    def made(mode: NodeMode, *alarms: str) -> _Node:
-        return _Node(
-            state=state,
-            mode=mode,
-            alarms=list(alarms),
-            soc_pct=min(100.0, max(0.0, soc or 0.0)),
-            energy_wh=energy or 0.0,
-            charge_cap_w=charge_cap,
-            discharge_cap_w=discharge_cap,
-        )
-
+    alarms: tuple[str, ...] = ()
     if node_id in command.maintenance or state.state == "maintenance":
-        return made(NodeMode.MAINTENANCE)
-    if not reachable:
-        return made(NodeMode.OFFLINE, E_NODE_OFFLINE)
-    if state.state == "fault":
-        return made(NodeMode.OFFLINE, E_NODE_FAULT)
-    if soc is None or energy is None:
-        return made(NodeMode.OFFLINE, E_MISSING_TELEMETRY)
-    if hot:
-        return made(NodeMode.BYPASSED_THERMAL, E_THERMAL_EXCURSION)
-    if phase in (CalibrationPhase.DISCHARGING, CalibrationPhase.CHARGING):
-        return made(NodeMode.CALIBRATING)
-    if latched:
-        return made(NodeMode.AT_RESERVE, E_AT_RESERVE)
-    return made(NodeMode.ACTIVE)
+        mode = NodeMode.MAINTENANCE
+    elif not reachable:
+        mode, alarms = NodeMode.OFFLINE, (E_NODE_OFFLINE,)
+    elif state.state == "fault":
+        mode, alarms = NodeMode.OFFLINE, (E_NODE_FAULT,)
+    elif soc is None or energy is None:
+        mode, alarms = NodeMode.OFFLINE, (E_MISSING_TELEMETRY,)
+    elif hot:
+        mode, alarms = NodeMode.BYPASSED_THERMAL, (E_THERMAL_EXCURSION,)
+    elif phase is CalibrationPhase.DISCHARGING or phase is CalibrationPhase.CHARGING:
+        mode = NodeMode.CALIBRATING
+    elif latched:
+        mode, alarms = NodeMode.AT_RESERVE, (E_AT_RESERVE,)
+    else:
+        mode = NodeMode.ACTIVE
+    clamped = soc or 0.0
+    clamped = 100.0 if clamped >= 100.0 else (clamped if clamped > 0.0 else 0.0)
+    return _Node(state, mode, alarms, clamped, energy or 0.0, charge_cap, discharge_cap)
 
 
 def _next_phase(
@@ -580,43 +568,46 @@ def _smooth(
     nodes: list[_Node], previous: BalancerMemory | None, params: BalancerParams, now_s: float
 ) -> list[float]:
     """Apply the deadband, then the ramp limit, then each node's allowed range."""
+    isfinite = math.isfinite
+    before = previous.setpoints_w if previous is not None else {}
     prior: list[float | None] = []
     for node in nodes:
-        p = previous.setpoints_w.get(node.state.node_id) if previous is not None else None
-        prior.append(p if p is not None else _finite(node.state.setpoint_w))
-    result = [node.target_w for node in nodes]
+        p = before.get(node.state.node_id)
+        if p is None and (read_back := node.state.setpoint_w) is not None and isfinite(read_back):
+            p = read_back
+        prior.append(p)
+    targets = [node.target_w for node in nodes]
+    allowed = [node.allowed_w for node in nodes]
+    result = list(targets)
 
     fraction = params.setpoint_deadband_pct / 100.0
+    fixed_w = params.setpoint_deadband_w
     held: list[int] = []
-    for i, (node, p) in enumerate(zip(nodes, prior, strict=True)):
-        t = node.target_w
-        lo, hi = node.allowed_w
-        deadband_w = max(params.setpoint_deadband_w, fraction * (hi if t > 0.0 else -lo))
-        if (
-            p is not None
-            and t != 0.0
-            and p != 0.0  # starting or stopping is never held back
-            and (p > 0.0) == (t > 0.0)
-            and abs(t - p) < deadband_w
-            and lo <= p <= hi
-        ):
+    for i, p in enumerate(prior):
+        t = targets[i]
+        if p is None or t == 0.0 or p == 0.0 or (p > 0.0) != (t > 0.0):
+            continue  # starting or stopping is never held back
+        lo, hi = allowed[i]
+        relative_w = fraction * (hi if t > 0.0 else -lo)
+        deadband_w = relative_w if relative_w > fixed_w else fixed_w
+        if abs(t - p) < deadband_w and lo <= p <= hi:
             result[i] = p
             held.append(i)
-    target_total_w = sum(node.target_w for node in nodes)
-    deadband = max(params.setpoint_deadband_w, fraction * abs(target_total_w))
+    target_total_w = sum(targets)
+    deadband = max(fixed_w, fraction * abs(target_total_w))
     error = sum(result) - target_total_w
     if held and abs(error) >= deadband:
         # Release the holds that push the total the wrong way, furthest first; each release moves the
         # error towards 0 by less than the deadband, so this stops before it overshoots.
         same_way = sorted(
-            (i for i in held if (result[i] - nodes[i].target_w) * error > 0.0),
-            key=lambda i: -abs(result[i] - nodes[i].target_w),
+            (i for i in held if (result[i] - targets[i]) * error > 0.0),
+            key=lambda i: -abs(result[i] - targets[i]),
         )
         for i in same_way:
             if abs(error) < deadband:
                 break
-            error -= result[i] - nodes[i].target_w
-            result[i] = nodes[i].target_w
+            error -= result[i] - targets[i]
+            result[i] = targets[i]
 
     dt_s = now_s - previous.timestamp_s if previous is not None else None
     step_w = (
@@ -624,9 +615,11 @@ def _smooth(
         if dt_s is not None and math.isfinite(params.ramp_w_per_s)
         else None
     )
-    for i, (node, p) in enumerate(zip(nodes, prior, strict=True)):
+    for i, p in enumerate(prior):
+        value = result[i]
         if step_w is not None and p is not None:
-            result[i] = p + min(step_w, max(-step_w, result[i] - p))
-        lo, hi = node.allowed_w
-        result[i] = min(hi, max(lo, result[i])) + 0.0  # + 0.0 turns -0.0 into 0.0
+            value = p + min(step_w, max(-step_w, value - p))
+        lo, hi = allowed[i]
+        value = value if value > lo else lo
+        result[i] = (value if value < hi else hi) + 0.0  # + 0.0 turns -0.0 into 0.0
     return result

@@ -197,3 +197,20 @@ def test_every_numeric_feed_reaches_its_field() -> None:
     assert {FLEET_FEEDS[point]: getattr(node, FLEET_FEEDS[point]) for point in numeric} == {
         FLEET_FEEDS[point]: value for point, value in values.items()
     }
+
+
+def test_a_node_from_values_is_a_whole_frozen_node_state() -> None:
+    node = node_from_values("p", {"soc_pct": 50.0, "enable": 1}, alarms=["a"], state="charging")
+    made = NodeState("p", soc_pct=50.0, enabled=True, state="charging", alarms=("a",))
+    assert node == made
+    assert vars(node) == vars(made)  # every field set on the instance, as __init__ sets them
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        node.soc_pct = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="non-empty node_id"):
+        node_from_values("", {})
+
+
+def test_the_state_argument_replaces_the_state_value() -> None:
+    assert node_from_values("p", {"state": "fault"}, state="charging").state == "charging"
+    assert node_from_values("p", {"state": "fault"}, state=None).state is None
+    assert node_from_values("p", {"state": "fault"}).state == "fault"

@@ -1,12 +1,11 @@
 """Graceful overload: work that needs 1.5 cycles of the loop's time, every cycle.
 
-Each cycle's publish hands the loop 150 ms of CPU work, done in an I/O callback (where a loop serving
-hundreds of packs spends its time: decoding what the sockets brought) just after the cycle's setpoint
-and heartbeat writes went out, while the engine balances four packs served by a real simulator in its
-own process. The loop runs its expired timers before it reads the sockets again, so the writes' timers
-fire when their answers have been waiting in the socket buffer for most of the work: that is not a
-timeout. The cycle stretches (said once, with the need) and no pack that answers is timed out, dropped
-or reconnected; the setpoint writes keep their pace.
+Each cycle's poll hands the loop 150 ms of CPU work, done in an I/O callback (where a loop serving hundreds
+of packs spends its time: decoding what the sockets brought) just after the poll's requests went out, while
+the engine balances four packs served by a real simulator in its own process. The loop runs its expired
+timers before it reads the sockets again, so the requests' timers fire when their answers have been waiting
+in the socket buffer for most of the work: that is not a timeout. The cycle stretches (said once, with the
+need) and no pack that answers is timed out, dropped or reconnected; the setpoint writes keep their pace.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from gateway.engine import Engine
-from gateway.fleet import Quality
+from gateway.fleet import NodeState, Quality
 from gateway.snapshot import CycleSnapshot
-from gateway.southbound.fieldbus import LocalFieldbus
+from gateway.southbound.fieldbus import LocalFieldbus, NodeArrived
 from tests.conftest import StartProcess
 from tests.test_engine import run_async, site_config
 
@@ -34,9 +33,9 @@ LOADED_S = 8.0
 WRITES_PER_NODE_PER_MINUTE = 6  # the steady-state budget
 
 
-class BurningPublisher:
-    """Records each snapshot and has the loop do `BURN_S` of CPU work in an I/O callback once the
-    cycle's writes are out."""
+class Burner:
+    """Has the loop do `BURN_S` of CPU work in an I/O callback, woken in the same turn of the loop as the
+    poll's requests are sent: the work starts before the answers can come back. Records each snapshot."""
 
     def __init__(self) -> None:
         self.snapshots: list[CycleSnapshot] = []
@@ -54,9 +53,9 @@ class BurningPublisher:
 
     def publish(self, snapshot: CycleSnapshot) -> None:
         self.snapshots.append(snapshot)
+
+    def wake(self) -> None:
         if self.burning:
-            # Woken in the same turn of the loop as the write tasks the engine creates next send their
-            # requests: the work starts before the answers can come back.
             asyncio.get_running_loop().call_soon(self._wake.send, b"!")
 
     def _burn(self) -> None:
@@ -66,14 +65,24 @@ class BurningPublisher:
             pass
 
 
+class BurningFieldbus(LocalFieldbus):
+    """The packs' sessions, with the burn woken at each poll."""
+
+    burner = Burner()
+
+    async def poll(self, now: float, arrived: NodeArrived | None = None) -> tuple[NodeState, ...]:
+        self.burner.wake()
+        return await super().poll(now, arrived)
+
+
 def test_an_overloaded_loop_stretches_its_cycle_and_times_out_no_answer_that_arrived(
     tmp_path: Path, start_sim_process: StartProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     sim = start_sim_process("--packs", "4", "--base-port", "0")
     config = site_config(tmp_path, sim.endpoints, "command:\n  default_request_w: 1500\n")
-    bus = LocalFieldbus.from_config(config)
+    bus = BurningFieldbus.from_config(config)
+    recorder = bus.burner = Burner()
     engine = Engine(config, fieldbus=bus)
-    recorder = BurningPublisher()
     engine.publishers.append(recorder)
     caplog.set_level(logging.INFO, logger="gateway.engine")
 

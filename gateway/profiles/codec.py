@@ -27,6 +27,7 @@ __all__ = [
     "INTEGER_RANGE",
     "REGISTER_WIDTH",
     "CodecError",
+    "PointsDecoder",
     "Value",
     "active_labels",
     "check_write",
@@ -301,7 +302,12 @@ def decode(point: Point, words: Sequence[int], scale_factor: int | None = None) 
     Numeric types give `raw * scale * 10**scale_factor + offset` as a float (NaN reads as None),
     enum and bits give the raw integer, str gives the text up to the first NUL.
     """
-    compiled = _compiled(point)
+    return _decode(point, _compiled(point), words, scale_factor)
+
+
+def _decode(
+    point: Point, compiled: _Compiled, words: Sequence[int], scale_factor: int | None
+) -> Value | None:
     try:
         raw = compiled.unpack(words)
     except (struct.error, TypeError) as exc:
@@ -406,30 +412,56 @@ def decode_points(
     A point whose scale factor was not read (or reads as its sentinel) decodes to None. With `before`
     (the raw words and values of an earlier call), a point whose words and scale words are unchanged
     keeps its earlier value without being decoded again: most registers of a pack do not move each poll.
+    For many calls with one map, `PointsDecoder` compiles it once.
     """
-    before_raw, before_values = before if before is not None else ({}, {})
-    result: dict[str, Value | None] = {}
-    for name, words in raw.items():
-        point = points.get(name)
-        if point is None:
-            raise CodecError(f"raw words for {name!r}, which is not a point of this profile variant")
-        register = point.scale_register
-        if (
-            name in before_values
-            and before_raw.get(name) == words
-            and (register is None or before_raw.get(register) == raw.get(register))
-        ):
-            result[name] = before_values[name]
-            continue
-        if register is None:
-            result[name] = decode(point, words)
-            continue
-        sf_point, sf_words = points.get(register), raw.get(register)
-        scale_factor = (
-            None if sf_point is None or sf_words is None else decode_scale_factor(sf_point, sf_words)
-        )
-        result[name] = None if scale_factor is None else decode(point, words, scale_factor)
-    return result
+    return PointsDecoder(points)(raw, before)
+
+
+class PointsDecoder:
+    """`decode_points` for one map of points (a session's map in use), with each point's compiled form
+    looked up once rather than on every call."""
+
+    def __init__(self, points: Mapping[str, Point]) -> None:
+        self.points = points
+        self._compiled: dict[str, tuple[Point, _Compiled]] = {}
+
+    def _entry(self, name: str) -> tuple[Point, _Compiled]:
+        entry = self._compiled.get(name)
+        if entry is None:
+            point = self.points.get(name)
+            if point is None:
+                raise CodecError(f"raw words for {name!r}, which is not a point of this profile variant")
+            entry = self._compiled[name] = (point, _compiled(point))
+        return entry
+
+    def __call__(
+        self,
+        raw: Mapping[str, Sequence[int]],
+        before: tuple[Mapping[str, Sequence[int]], Mapping[str, Value | None]] | None = None,
+    ) -> dict[str, Value | None]:
+        """The values of the points in `raw`, as `decode_points` gives them."""
+        before_raw, before_values = before if before is not None else ({}, {})
+        result: dict[str, Value | None] = {}
+        known = self._compiled
+        for name, words in raw.items():
+            point, compiled = known.get(name) or self._entry(name)
+            register = point.scale_register
+            if (
+                name in before_values
+                and ((earlier := before_raw.get(name)) is words or earlier == words)
+                and (register is None or before_raw.get(register) == raw.get(register))
+            ):
+                result[name] = before_values[name]
+                continue
+            if register is None:
+                result[name] = _decode(point, compiled, words, None)
+                continue
+            sf_point, sf_words = self.points.get(register), raw.get(register)
+            scale_factor = (
+                None if sf_point is None or sf_words is None else decode_scale_factor(sf_point, sf_words)
+            )
+            result[name] = None if scale_factor is None else _decode(point, compiled, words, scale_factor)
+        return result
 
 
 def label_of(point: Point, raw: int) -> str | None:

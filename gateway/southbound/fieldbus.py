@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from gateway.config import NodeConfig, SiteConfig
 from gateway.fleet import NodeState
@@ -51,6 +51,8 @@ class Fieldbus(Protocol):
 
 def apply_node_config(state: NodeState, node: NodeConfig) -> NodeState:
     """The site's own knowledge on top of the device's: capacity override and power caps."""
+    if node.capacity_wh is None and node.charge_limit_w is None and node.discharge_limit_w is None:
+        return state  # the common case, for every node every cycle
     changes: dict[str, Any] = {}
     if node.capacity_wh is not None:
         changes["capacity_wh"] = node.capacity_wh
@@ -91,7 +93,7 @@ class LocalFieldbus:
         self._node_ids = tuple(session.node_id for session in self.sessions)
 
     @classmethod
-    def from_config(cls, config: SiteConfig, nodes: Sequence[NodeConfig] | None = None) -> LocalFieldbus:
+    def from_config(cls, config: SiteConfig, nodes: Sequence[NodeConfig] | None = None) -> Self:
         chosen = config.nodes if nodes is None else nodes
         return cls(build_sessions(config, chosen), {node.node_id: node for node in chosen})
 

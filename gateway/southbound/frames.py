@@ -1,4 +1,5 @@
-"""Checks every Modbus TCP or RTU frame a device sends back, before pymodbus sees it.
+"""Checks every Modbus TCP or RTU frame a device sends back, before the client (socgw's own for Modbus
+TCP, `tcp_client.py`; pymodbus for RTU) sees it.
 
 pymodbus 3.16 silently drops a response that carries another unit id or transaction id and lets the
 request time out; it takes an answer with transaction id 0 as the answer to whatever request is
@@ -24,13 +25,17 @@ Pure: bytes in, bytes out; no I/O.
 from __future__ import annotations
 
 import enum
+import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _READ_REGISTERS = frozenset({0x03, 0x04})
 _READ_BITS = frozenset({0x01, 0x02})
 _WRITES = frozenset({0x05, 0x06, 0x0F, 0x10})
+_READS = _READ_REGISTERS | _READ_BITS
 _MBAP = 7  # transaction id (2), protocol id (2), length (2), unit id (1)
+_MBAP_AND_FUNCTION = struct.Struct(">HHHBB")
 _RECENT_REQUESTS = 32  # transaction ids remembered to tell a late answer from a foreign one
 
 
@@ -52,8 +57,7 @@ class Observation:
     transaction_id: int | None = None  # the transaction id the device answered with (WRONG_TID)
 
 
-@dataclass(frozen=True)
-class Expectation:
+class Expectation(NamedTuple):  # one per request: a tuple is made faster than a frozen dataclass
     transaction_id: int
     unit: int
     function_code: int
@@ -144,9 +148,9 @@ class FrameInspector(Inspector):
         expected = self._expected
         position = 0
         while len(data) - position >= _MBAP + 1:
-            transaction_id = int.from_bytes(data[position : position + 2], "big")
-            protocol_id = int.from_bytes(data[position + 2 : position + 4], "big")
-            length = int.from_bytes(data[position + 4 : position + 6], "big")
+            transaction_id, protocol_id, length, unit, function_code = _MBAP_AND_FUNCTION.unpack_from(
+                data, position
+            )
             if protocol_id != 0 or not 2 <= length <= 254:
                 return self._swallow(
                     Observation(
@@ -158,9 +162,7 @@ class FrameInspector(Inspector):
             end = position + 6 + length
             if end > len(data):
                 break
-            unit = data[position + 6]
-            function_code = data[position + 7]
-            body = data[end - length + 2 : end]
+            byte_count = data[position + 8] if length > 2 else None  # the PDU's first byte after the fc
             position = end
             if expected is None or not self._outstanding:
                 self.late_answers += 1
@@ -169,7 +171,7 @@ class FrameInspector(Inspector):
                 if transaction_id in self._sent:
                     self.late_answers += 1  # an earlier request's answer: pymodbus skips it
                     continue
-                problem = _shape_problem(expected, function_code, length, body)
+                problem = _shape_problem(expected, function_code, length, byte_count)
                 if problem:
                     return self._swallow(
                         Observation(Anomaly.MALFORMED, f"{problem} (transaction id {transaction_id})")
@@ -188,29 +190,31 @@ class FrameInspector(Inspector):
                     )
                 )
                 continue
-            problem = _shape_problem(expected, function_code, length, body)
+            problem = _shape_problem(expected, function_code, length, byte_count)
             if problem:
                 return self._swallow(Observation(Anomaly.MALFORMED, problem))
         self.pending_bytes = len(data) - position
         return data
 
 
-def _shape_problem(expected: Expectation, function_code: int, length: int, body: bytes) -> str | None:
-    """Why a response to `expected` (PDU after the function code in `body`) is not well formed."""
+def _shape_problem(
+    expected: Expectation, function_code: int, length: int, byte_count: int | None
+) -> str | None:
+    """Why a response to `expected` is not well formed (`byte_count`: the PDU's byte after the function
+    code, None when the frame has none)."""
     if function_code == expected.function_code | 0x80:
         return None if length == 3 else f"exception response of length {length}, expected 3"
     if function_code != expected.function_code:
         return f"function code {function_code:#04x} in the answer to a {expected.function_code:#04x} request"
     if expected.response_length is not None and length != expected.response_length:
-        if expected.function_code in _READ_REGISTERS | _READ_BITS:
-            byte_count = body[0] if body else 0
+        if expected.function_code in _READS:
             return (
-                f"{byte_count} data bytes where the request asked for "
+                f"{byte_count or 0} data bytes where the request asked for "
                 f"{expected.response_length - 3} (frame length {length})"
             )
         return f"frame length {length}, expected {expected.response_length}"
-    if expected.function_code in _READ_REGISTERS | _READ_BITS and body and body[0] != length - 3:
-        return f"byte count {body[0]} disagrees with the frame length {length}"
+    if expected.function_code in _READS and byte_count is not None and byte_count != length - 3:
+        return f"byte count {byte_count} disagrees with the frame length {length}"
     return None
 
 
@@ -254,7 +258,7 @@ def _rtu_frame_length(data: bytes, position: int) -> int | None:
     function_code = data[position + 1]
     if function_code & 0x80:
         return _RTU_EXCEPTION_FRAME
-    if function_code in _READ_REGISTERS | _READ_BITS:
+    if function_code in _READS:
         return 5 + data[position + 2]
     if function_code in _WRITES:
         return 8

@@ -1,10 +1,10 @@
 """One Modbus connection (TCP, RTU over TCP, or RTU on a serial port), with every failure classified.
 
-Built on pymodbus's `AsyncModbusTcpClient` (3.16; with its RTU framer for RTU over TCP) or
-`AsyncModbusSerialClient`, configured for a 100 ms control loop: no retries, a
-short per-request timeout, pymodbus's own reconnect switched off (the session owns reconnects, with
-jitter, and knows why each attempt failed), pymodbus's "close after N silent requests" switched off
-(same reason), TCP_NODELAY on the socket.
+Modbus TCP runs on socgw's own lean client (`tcp_client.py`); RTU over TCP on pymodbus's
+`AsyncModbusTcpClient` (3.16, with its RTU framer) and RTU on a serial port on `AsyncModbusSerialClient`,
+configured for a 100 ms control loop: no retries, a short per-request timeout, pymodbus's own reconnect
+switched off (the session owns reconnects, with jitter, and knows why each attempt failed), pymodbus's
+"close after N silent requests" switched off (same reason), TCP_NODELAY on the socket.
 
 The request timeout is the link's own timer, not pymodbus's: when it fires, an answer already waiting in
 the socket's receive buffer is not a timeout. On an overloaded loop (a cycle needing more than its time)
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import select
 import socket
@@ -43,6 +44,7 @@ from gateway.southbound.errors import (
     Target,
 )
 from gateway.southbound.frames import Anomaly, FrameInspector, Inspector, RtuInspector
+from gateway.southbound.tcp_client import Answer, LeanTcpClient
 from gateway.southbound.transport import TransportKind
 
 _READ_FUNCTION = {Table.COIL: 0x01, Table.DISCRETE: 0x02, Table.HOLDING: 0x03, Table.INPUT: 0x04}
@@ -67,7 +69,9 @@ _SERIAL_OPEN_ERRORS = {
     errno.EACCES: "permission denied (the service user needs the dialout group)",
     errno.EBUSY: "the serial device is in use by another program",
 }
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient | LeanTcpClient
+# A unit's requests cover the same few regions every cycle: one Region each, not one per request.
+_region = functools.lru_cache(maxsize=4096)(Region)
 
 
 def silence_pymodbus_logging() -> None:
@@ -223,10 +227,17 @@ class ModbusLink:
                 trace_packet=self._trace_packet,
                 trace_connect=self._on_connection_change,
             )
+        if not target.transport.is_rtu:
+            return LeanTcpClient(
+                target.host,
+                target.port,
+                trace_packet=self._trace_packet,
+                trace_connect=self._on_connection_change,
+            )
         return AsyncModbusTcpClient(
             target.host,
             port=target.port,
-            framer=FramerType.RTU if target.transport.is_rtu else FramerType.SOCKET,
+            framer=FramerType.RTU,
             timeout=_NO_PYMODBUS_TIMEOUT,
             retries=0,
             reconnect_delay=0,
@@ -287,7 +298,7 @@ class ModbusLink:
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> list[int]:
         """Words of `count` registers (or 0/1 per bit for coil/discrete tables) starting at `address`."""
-        region = Region(table, address, count)
+        region = _region(table, address, count)
         function_code = _READ_FUNCTION[table]
         response = await self._execute(region, function_code, False, unit, ())
         if table.is_bit_table:
@@ -308,7 +319,7 @@ class ModbusLink:
         """Write registers (function 06 for one, 16 for several) or coils (05 / 15)."""
         if not table.is_writable:
             raise ValueError(f"the {table.value} table is read-only in Modbus")
-        region = Region(table, address, len(words))
+        region = _region(table, address, len(words))
         if table is Table.COIL:
             function_code = 0x05 if len(words) == 1 else 0x0F
         else:
@@ -318,8 +329,10 @@ class ModbusLink:
     @staticmethod
     def _send(
         client: Client, function_code: int, region: Region, unit: int, words: Sequence[int]
-    ) -> Awaitable[ModbusPDU]:
+    ) -> Awaitable[ModbusPDU | Answer]:
         address, count = region.address, region.count
+        if isinstance(client, LeanTcpClient):
+            return client.request(function_code, address, count, words, unit)
         if function_code == 0x01:
             return client.read_coils(address, count=count, device_id=unit)
         if function_code == 0x02:
@@ -338,14 +351,15 @@ class ModbusLink:
 
     async def _execute(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
-    ) -> ModbusPDU:
+    ) -> ModbusPDU | Answer:
         async with self._request_lock:
             return await self._execute_alone(region, function_code, writing, unit, words)
 
     async def _execute_alone(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
-    ) -> ModbusPDU:
-        self._asking = replace(self.target, unit=unit)
+    ) -> ModbusPDU | Answer:
+        if unit != self._asking.unit:
+            self._asking = replace(self.target, unit=unit)
         client = self._client
         if client is None or not client.connected:
             raise self._error(

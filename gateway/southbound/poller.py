@@ -45,11 +45,19 @@ async def poll_all(sessions: Sequence[ModbusSession], now: float) -> list[Readin
 async def write_all(
     sessions: Sequence[ModbusSession], setpoints: Mapping[str, Mapping[str, float]], now: float
 ) -> dict[str, list[WriteOutcome]]:
-    """Write each unit's setpoints (by node id; units without an entry still get their heartbeat)."""
-    results = await asyncio.gather(
-        *(session.write_setpoints(setpoints.get(session.node_id, {}), now) for session in sessions)
-    )
-    return {session.node_id: outcomes for session, outcomes in zip(sessions, results, strict=True)}
+    """Write each unit's setpoints (by node id; units without an entry still get their heartbeat).
+
+    Each unit's writes are decided first, without a request; only the units with something to send get
+    a coroutine (most cycles a setpoint stays within its deadband and no heartbeat is due)."""
+    plans = [session.plan_writes(setpoints.get(session.node_id, {}), now) for session in sessions]
+    sending = [(session, plan) for session, plan in zip(sessions, plans, strict=True) if not plan.idle]
+    sent = await asyncio.gather(*(session.send_writes(plan, now) for session, plan in sending))
+    outcomes = {
+        session.node_id: [outcome for outcome in plan.outcomes if outcome is not None]
+        for session, plan in zip(sessions, plans, strict=True)
+    }
+    outcomes.update((session.node_id, done) for (session, _), done in zip(sending, sent, strict=True))
+    return outcomes
 
 
 async def close_all(sessions: Sequence[ModbusSession]) -> None:

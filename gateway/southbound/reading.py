@@ -40,16 +40,16 @@ class Reading:
 
     def to_node_state(self) -> NodeState:
         """The fleet model's view of this reading (a value the model rejects makes the node failed)."""
-        values = {**self.values, "state": self.state}
         code = None if self.error_code is None else str(self.error_code)
         try:
             return node_from_values(
                 self.node_id,
-                values,
+                self.values,
                 quality=self.quality,
                 age_s=self.age_s,
                 error_code=code,
                 alarms=self.alarms,
+                state=self.state,
             )
         except ValueError:
             # A point of the wrong kind (text where a number belongs) is a profile error; the session logs

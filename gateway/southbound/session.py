@@ -28,11 +28,11 @@ from gateway.fleet import Quality, node_from_values
 from gateway.logbook import RateLimitedLog, emit_to
 from gateway.profiles.codec import (
     CodecError,
+    PointsDecoder,
     Value,
     active_labels,
     check_write,
     decode,
-    decode_points,
     decode_scale_factor,
     encode,
 )
@@ -53,7 +53,7 @@ from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import PointRead, Reading
 from gateway.southbound.schedule import PollSchedule, poll_plan
 from gateway.southbound.transport import TCP, Transport
-from gateway.southbound.writer import WriteOutcome, WritePolicy, WriteState, WriteStatus
+from gateway.southbound.writer import WriteOutcome, WritePlan, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,14 @@ class ModbusSession:
             {},
         )
         self._good_at_s: float | None = None
+        self._decoder: PointsDecoder | None = None
+        # Per block of the plan in use (by id, with the block to tell a reused id): its last words, split.
+        self._splits: dict[int, tuple[ReadBlock, list[int], dict[str, list[int]]]] = {}
         self._state_label: str | None = None
         self._alarms: tuple[str, ...] = ()
+        self._alarms_of: tuple[Point, int] | None = None  # the alarms point and raw bits of `_alarms`
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
+        self._encoded: dict[str, tuple[float, int | None, list[int]]] = {}  # per point: the last encode
         self._changes_log = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute
         self._not_connected = FieldError(
             Facts(ErrorCode.NOT_CONNECTED, "not connected yet", self.target), self.context
@@ -317,6 +322,7 @@ class ModbusSession:
         self._identity = values
         plan = poll_plan(self.profile, self.points)
         self._cyclic = dict(plan.cyclic)
+        self._splits.clear()
         self._full_plan, self._fast_plan = list(plan.full), list(plan.fast)
         self._schedule = PollSchedule(
             self._fast_plan,
@@ -381,12 +387,18 @@ class ModbusSession:
     async def _read_blocks(self, plan: Sequence[ReadBlock]) -> dict[str, list[int]]:
         raw: dict[str, list[int]] = {}
         unit = self.target.unit
+        splits = self._splits
         for block in plan:
             try:
                 words = await self.link.read(block.table, block.start, block.count, unit)
             except FieldError as error:
                 raise error.in_context(self.context, tuple(p.name for p in block.points)) from None
-            raw.update(split_block(block, words))
+            # A block whose words did not change gives the same words per point as before (the decode
+            # then finds them unchanged at once).
+            split = splits.get(id(block))
+            if split is None or split[0] is not block or split[1] != words:
+                split = splits[id(block)] = (block, words, split_block(block, words))
+            raw.update(split[2])
         return raw
 
     def _decode(
@@ -394,8 +406,17 @@ class ModbusSession:
     ) -> dict[str, Value | None]:
         # The last decode of the same map: its unchanged registers are not decoded again.
         before = self._last_decode[1:] if self._last_decode[0] is points else None
+        if before is not None and len(before[0]) == len(raw):
+            # The same words as last time (the very lists `_read_blocks` keeps for an unchanged block):
+            # the same values, without looking at each point.
+            earlier = before[0]
+            if all(earlier.get(name) is words for name, words in raw.items()):
+                return dict(before[1])
+        decoder = self._decoder
+        if decoder is None or decoder.points is not points:
+            decoder = self._decoder = PointsDecoder(points)
         try:
-            values = decode_points(points, raw, before)
+            values = decoder(raw, before)
         except CodecError as error:
             raise FieldError(Facts(ErrorCode.DECODE, str(error), self.target), self.context) from None
         self._last_decode = (points, dict(raw), values)  # a copy: an acknowledged write edits the good raw
@@ -461,11 +482,11 @@ class ModbusSession:
             if state_point is not None and isinstance(state_raw, int | float)
             else None
         )
-        self._alarms = (
-            active_labels(alarm_point, int(alarms_raw))
-            if alarm_point is not None and isinstance(alarms_raw, int | float)
-            else ()
-        )
+        if alarm_point is None or not isinstance(alarms_raw, int | float):
+            self._alarms, self._alarms_of = (), None
+        elif (alarm_point, int(alarms_raw)) != self._alarms_of:  # the labels change with the bits only
+            self._alarms_of = (alarm_point, int(alarms_raw))
+            self._alarms = active_labels(alarm_point, int(alarms_raw))
         self._good_values, self._good_raw, self._good_at_s = values, raw, now
         if self._fresh_connection:
             self._fresh_connection = False
@@ -546,25 +567,56 @@ class ModbusSession:
         Never raises: each point's outcome says what happened. A value outside the point's bounds is
         refused before anything is sent.
         """
-        outcomes = []
+        return await self.send_writes(self.plan_writes(setpoints, now), now)
+
+    def plan_writes(self, setpoints: Mapping[str, float], now: float) -> WritePlan:
+        """What `write_setpoints` decides before it sends anything (never raises): most cycles nothing is
+        due, and a fleet's write step then needs no coroutine for this unit (`plan.idle`)."""
+        plan = WritePlan()
         for name, value in setpoints.items():
             try:
-                outcome = await self._write_point(name, value, now)
+                decided = self._decide_write(name, value, now)
             except Exception as error:  # contained to this node
                 log.exception("node %s: unexpected error while writing %s", self.node_id, name)
-                outcome = WriteOutcome(name, value, WriteStatus.FAILED, self._internal(error))
-            outcomes.append(outcome)
-        heartbeat = await self._heartbeat(now)
+                decided = WriteOutcome(name, value, WriteStatus.FAILED, self._internal(error))
+            if isinstance(decided, WriteOutcome):
+                plan.outcomes.append(decided)
+            else:
+                plan.sends.append((len(plan.outcomes), decided[0], value, decided[1]))
+                plan.outcomes.append(None)
+        planned, self._heartbeat_planned = self._heartbeat_planned, None
+        due = self._heartbeat_due(now)
+        # Due only after this cycle's poll: the next poll plans it into the node's share of the cycle.
+        plan.heartbeat = None if planned is False else due
+        return plan
+
+    async def send_writes(self, plan: WritePlan, now: float) -> list[WriteOutcome]:
+        """Send what `plan_writes` found due; every outcome, in the order of the setpoints, then the
+        heartbeat's."""
+        outcomes = list(plan.outcomes)
+        for slot, point, value, words in plan.sends:
+            try:
+                outcomes[slot] = await self._send_point(point, value, words, now)
+            except Exception as error:  # contained to this node
+                log.exception("node %s: unexpected error while writing %s", self.node_id, point.name)
+                outcomes[slot] = WriteOutcome(point.name, value, WriteStatus.FAILED, self._internal(error))
+        heartbeat = plan.heartbeat
+        if heartbeat is not None and plan.sends:
+            heartbeat = self._heartbeat_due(now)  # a write that failed just now may have ended it
+        done = [outcome for outcome in outcomes if outcome is not None]
         if heartbeat is not None:
-            outcomes.append(heartbeat)
-        return outcomes
+            done.append(await self._send_heartbeat(*heartbeat, now))
+        return done
 
     def _write_refusal(self, code: ErrorCode, detail: str, point: str, **extra: str) -> FieldError:
         return FieldError(
             Facts(code, detail, self.target, points=(point,), writing=True, extra=extra), self.context
         )
 
-    async def _write_point(self, name: str, value: float, now: float) -> WriteOutcome:
+    def _decide_write(self, name: str, value: float, now: float) -> WriteOutcome | tuple[Point, list[int]]:
+        """The outcome of writing `value` to point `name` when it needs no request, else the point and the
+        words to send."""
+
         def failed(error: FieldError) -> WriteOutcome:
             self._log_write_error(name, error)
             return WriteOutcome(name, value, WriteStatus.FAILED, error)
@@ -586,12 +638,28 @@ class ModbusSession:
             return failed(self.writes.disabled[name])
         try:
             check_write(point, value)
-            words = encode(point, value, self._scale_factor(point))
+            words = self._encode_setpoint(point, value)
         except CodecError as error:
             return failed(self._write_refusal(ErrorCode.WRITE_REJECTED, str(error), name))
         skip = self.writes.decide(point, value, words, now)
         if skip is not None:
             return WriteOutcome(name, value, skip)
+        return point, words
+
+    def _encode_setpoint(self, point: Point, value: float) -> list[int]:
+        """`encode`, remembered for the last value of each point: the balancer holds a setpoint for many
+        cycles (its deadband), so most cycles ask for the words of the value before."""
+        scale_factor = self._scale_factor(point)
+        last = self._encoded.get(point.name)
+        # Not for 0: -0.0 == 0.0, but a float register tells them apart.
+        if last is not None and value and last[0] == value and last[1] == scale_factor:
+            return last[2]
+        words = encode(point, value, scale_factor)
+        self._encoded[point.name] = (value, scale_factor, words)
+        return words
+
+    async def _send_point(self, point: Point, value: float, words: list[int], now: float) -> WriteOutcome:
+        name = point.name
         try:
             await self._send_write(point, words)
         except FieldError as error:
@@ -600,7 +668,8 @@ class ModbusSession:
                 self.writes.disabled[name] = error
             if error.code.is_connection_fault:
                 self._request_failed(error, now)
-            return failed(error)
+            self._log_write_error(name, error)
+            return WriteOutcome(name, value, WriteStatus.FAILED, error)
         self.writes.written(point, value, words, now)
         if name in self._good_values:
             # The device acknowledged it: show it now rather than after the next slow poll reads it back.
@@ -649,12 +718,7 @@ class ModbusSession:
         counter = self.writes.next_heartbeat(point, now)
         return None if counter is None else (point, counter)
 
-    async def _heartbeat(self, now: float) -> WriteOutcome | None:
-        planned, self._heartbeat_planned = self._heartbeat_planned, None
-        due = self._heartbeat_due(now)
-        if due is None or planned is False:  # became due after this cycle's poll: the next one plans it
-            return None
-        point, counter = due
+    async def _send_heartbeat(self, point: Point, counter: int, now: float) -> WriteOutcome:
         try:
             await self._send_write(point, encode(point, counter))
         except (FieldError, CodecError) as error:

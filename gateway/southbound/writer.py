@@ -43,6 +43,22 @@ class WriteOutcome:
     error: FieldError | None = None
 
 
+@dataclass
+class WritePlan:
+    """One cycle's writes of one session, decided before any is sent: the outcomes known without a
+    request (None where a send will tell), the sends (outcome slot, point, value, words) and the
+    heartbeat (point, counter) when due."""
+
+    outcomes: list[WriteOutcome | None] = field(default_factory=list)
+    sends: list[tuple[int, Point, float, list[int]]] = field(default_factory=list)
+    heartbeat: tuple[Point, int] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send."""
+        return not self.sends and self.heartbeat is None
+
+
 @dataclass(frozen=True)
 class Confirmed:
     value: float
@@ -59,13 +75,10 @@ class WriteState:
     disabled: dict[str, FieldError] = field(default_factory=dict)  # the device refused (exception 01)
     retry_at_s: dict[str, float] = field(default_factory=dict)
     writes_by_point: dict[str, int] = field(default_factory=dict)  # acknowledged writes (flash wear)
+    writes_total: int = 0  # their sum (read every cycle for the snapshot's accounts)
     heartbeat_counter: int | None = None
     heartbeat_due_s: float = float("-inf")
     heartbeats: int = 0  # heartbeat writes, counted apart: devices keep that register in RAM
-
-    @property
-    def writes_total(self) -> int:
-        return sum(self.writes_by_point.values())
 
     def forget_device(self) -> None:
         """A new connection: what the device holds is unknown until the next good poll."""
@@ -106,6 +119,7 @@ class WriteState:
         self.confirmed[point.name] = Confirmed(value, tuple(words), now_s)
         self.retry_at_s.pop(point.name, None)
         self.writes_by_point[point.name] = self.writes_by_point.get(point.name, 0) + 1
+        self.writes_total += 1
 
     def failed(self, point: Point, now_s: float) -> None:
         self.confirmed.pop(point.name, None)  # what the device holds now is unknown

@@ -15,6 +15,7 @@ from gateway.profiles.codec import (
     INTEGER_RANGE,
     REGISTER_WIDTH,
     CodecError,
+    PointsDecoder,
     active_labels,
     check_write,
     decode,
@@ -205,6 +206,22 @@ def test_decode_points_keeps_the_values_of_unchanged_words_and_decodes_the_rest(
     rescaled = decode_points(points, {**raw, "w_sf": [0xFFFE]}, before)  # same words, new scale factor
     assert rescaled == {"w_sf": -2.0, "power_w": 12.34, "soc_pct": 2.5}
     assert decode_points(points, {"soc_pct": [555]}, ({}, {})) == {"soc_pct": 55.5}
+
+
+def test_one_decoder_serves_many_calls_with_its_map_and_names_a_stranger() -> None:
+    points = {
+        "w_sf": Point("w_sf", Table.HOLDING, 5, DataType.I16, 1, sentinel=0x8000),
+        "power_w": Point("power_w", Table.HOLDING, 0, DataType.I16, 1, scale_register="w_sf"),
+    }
+    decoder = PointsDecoder(points)
+    first = decoder({"w_sf": [0xFFFF], "power_w": [1234]})
+    assert first == {"w_sf": -1.0, "power_w": 123.4}
+    assert decoder({"w_sf": [0x0001], "power_w": [1234]}, ({"w_sf": [0xFFFF], "power_w": [1234]}, first)) == {
+        "w_sf": 1.0,
+        "power_w": 12340.0,
+    }
+    with pytest.raises(CodecError, match="'soc_pct', which is not a point of this profile variant"):
+        decoder({"soc_pct": [1]})
 
 
 def test_firmware_formats() -> None:

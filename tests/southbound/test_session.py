@@ -60,7 +60,9 @@ def test_the_socket_has_nodelay_and_reads_are_decoded_through_the_profile(
         await session.connect(time.monotonic())
         client = session.link._client
         assert client is not None
-        sock = client.ctx.transport.get_extra_info("socket")
+        transport = client.ctx.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
         nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         reading = await session.poll(time.monotonic())
         await session.close()
