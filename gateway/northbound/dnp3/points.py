@@ -2,11 +2,13 @@
 
 Pure: no stack, no I/O. `PointTable.changes(snapshot, ...)` returns only the points whose value or
 flags changed since the previous cycle, each marked as an event or not, so the adapter hands the stack
-one small update per cycle. The yadnp3 binding has no per-point deadband or class (notes/dnp3.md), so
-both live here, in the change tracker every protocol shares (`gateway/mapping/changes.py`): a point
-with class 0 never makes an event; a point makes one when its count moved by more than its deadband
-since its last event, or when its quality flags changed. The first cycle only sets the static values (a
-master that connects reads them with an integrity poll), so a start-up does not flood the event buffers.
+one small update per cycle; `PointTable.node_changes(nodes, ...)` does the same for the points of nodes
+whose poll answered before the cycle's snapshot, read with the latest snapshot's dispatch and
+parameters. The yadnp3 binding has no per-point deadband or class (notes/dnp3.md), so both live here,
+in the change tracker every protocol shares (`gateway/mapping/changes.py`): a point with class 0 never
+makes an event; a point makes one when its count moved by more than its deadband since its last event,
+or when its quality flags changed. The first cycle only sets the static values (a master that connects
+reads them with an integrity poll), so a start-up does not flood the event buffers.
 
 Quality (`gateway/mapping/quality.py`, docs/quality.md) becomes the flags of `FLAGS`: a stale pack's
 values keep ONLINE and gain COMM_LOST (the last value read before its poll failed); an offline pack's
@@ -122,14 +124,33 @@ class PointTable:
         for slot in self._adapter:
             raw = adapter_values.get(slot.source)
             readings.append((slot, raw, ValueQuality.GOOD if raw is not None else ValueQuality.MISSING))
+        context = (snapshot.params, snapshot.command, rated_power_w)
+        same_context, self._context = context == self._context, context
+        self._read_nodes(snapshot, fleet.nodes, same_context, readings)
+        return self._encode(readings, rated_power_w, first)
+
+    def node_changes(
+        self, snapshot: CycleSnapshot, nodes: Sequence[NodeState], rated_power_w: float | None
+    ) -> list[Change]:
+        """The points of `nodes` that changed, read with `snapshot`, the latest one `changes` was given
+        (its dispatch and parameters stay in force until the next)."""
+        readings: list[tuple[_Slot, Value, ValueQuality]] = []
+        self._read_nodes(snapshot, nodes, True, readings)
+        return self._encode(readings, rated_power_w, False)
+
+    def _read_nodes(
+        self,
+        snapshot: CycleSnapshot,
+        nodes: Sequence[NodeState],
+        same_context: bool,
+        readings: list[tuple[_Slot, Value, ValueQuality]],
+    ) -> None:
         # A node quantity is a function of the node, its dispatch decision and the site's parameters
         # and command (tests/northbound/dnp3/test_points.py holds every NODE_SOURCES entry to that):
         # a node whose inputs equal last cycle's has the same values, and its points are not read
         # again. At rest that is most nodes, most cycles.
-        context = (snapshot.params, snapshot.command, rated_power_w)
-        same_context, self._context = context == self._context, context
         good = ValueQuality.GOOD
-        for node in fleet.nodes:
+        for node in nodes:
             slots = self._nodes.get(node.node_id)
             if not slots:
                 continue
@@ -151,7 +172,6 @@ class PointTable:
                 for slot, _ in slots:
                     raw = read_node(slot.source, snapshot, node)
                     readings.append((slot, raw, unknown if raw is None else good if slot.loss else known))
-        return self._encode(readings, rated_power_w, first)
 
     def _encode(
         self,

@@ -4,6 +4,8 @@
                and one DBIRTH per online pack
     update     NDATA / DDATA of what moved beyond its deadband (report by exception), DDEATH for a pack
                gone offline, DBIRTH for one back
+    update_nodes  the same for the packs whose poll answered before their cycle's snapshot (DDATA,
+               DDEATH, DBIRTH; read with the latest snapshot's dispatch and parameters)
     command    NCMD / DCMD: Rebirth, or a control checked by `mapping.controls.decide` and handed to
                `submit`; anything else is refused, logged, and changes nothing
 
@@ -105,7 +107,21 @@ class EdgeNode:
         readings = self._node_readings(snapshot, births=False)
         if readings:
             messages.append((self.topics.node("NDATA"), encode(readings, stamp, self._next_seq())))
-        for node in snapshot.fleet.nodes:
+        self._device_updates(snapshot, snapshot.fleet.nodes, stamp, messages)
+        return messages
+
+    def update_nodes(self, nodes: Sequence[NodeState], stamp: int) -> list[Message]:
+        """What changed in these packs, polled before their cycle's snapshot, read with the latest
+        snapshot (nothing before the first: the births carry them)."""
+        messages: list[Message] = []
+        if self.latest is not None:
+            self._device_updates(self.latest, nodes, stamp, messages)
+        return messages
+
+    def _device_updates(
+        self, snapshot: CycleSnapshot, nodes: Sequence[NodeState], stamp: int, messages: list[Message]
+    ) -> None:
+        for node in nodes:
             index = self._index.get(node.node_id)
             if index is None:
                 continue
@@ -122,7 +138,6 @@ class EdgeNode:
                 if changed:
                     payload = encode(changed, stamp, self._next_seq())
                     messages.append((self.topics.device("DDATA", node.node_id), payload))
-        return messages
 
     def _device_birth(self, snapshot: CycleSnapshot, node: NodeState, index: int, stamp: int) -> Message:
         readings = self._device_readings(snapshot, node, index, births=True)

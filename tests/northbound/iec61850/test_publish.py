@@ -88,7 +88,7 @@ def test_the_slot_keeps_only_the_latest_snapshot() -> None:
     slot.put(snapshot(1))
     slot.put(snapshot(2))
     taken = slot.take()
-    assert taken is not None and taken.index == 2
+    assert taken is not None and taken[0] is not None and taken[0].index == 2
     closer = threading.Timer(0.05, slot.close)
     closer.start()
     assert slot.take() is None  # a waiting updater wakes up when the slot closes
