@@ -15,6 +15,7 @@ Two socket pairs per child:
 from __future__ import annotations
 
 import copyreg
+import dataclasses
 import io
 import json
 import pickle
@@ -44,25 +45,47 @@ def _memory_without_state(memory: BalancerMemory) -> tuple[type[BalancerMemory],
     return BalancerMemory, (memory.timestamp_s,)
 
 
-_DISPATCH_TABLE: Final = {**copyreg.dispatch_table, BalancerMemory: _memory_without_state}
+_NODE_FIELDS: Final = tuple(field.name for field in dataclasses.fields(NodeState))
 
 
-def encode_snapshot(snapshot: CycleSnapshot) -> bytes:
-    """One SNAPSHOT frame: the snapshot pickled (without the balancer's memory)."""
+def _node_fields(state: NodeState) -> tuple[Callable[[tuple[object, ...]], NodeState], tuple[object]]:
+    # A node's values as one tuple, not its attribute dict: a quarter less work on each side, and every
+    # node of the fleet goes through here twice a cycle (its NODES frame, the snapshot).
+    return _node_state, (tuple(state.__dict__.values()),)
+
+
+def _node_state(values: tuple[object, ...]) -> NodeState:
+    state = object.__new__(NodeState)
+    state.__dict__.update(zip(_NODE_FIELDS, values, strict=True))  # as pickle restores a dataclass
+    return state
+
+
+_DISPATCH_TABLE: Final[dict[type, Any]] = {
+    **copyreg.dispatch_table,
+    BalancerMemory: _memory_without_state,
+    NodeState: _node_fields,
+}
+
+
+def _frame(content: object, kind: int) -> bytes:
     buffer = io.BytesIO()
     buffer.write(b"\0" * FRAME_HEADER.size)
     pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = _DISPATCH_TABLE
-    pickler.dump(snapshot)
+    pickler.dump(content)
     frame = buffer.getbuffer()
-    FRAME_HEADER.pack_into(frame, 0, len(frame) - FRAME_HEADER.size, SNAPSHOT)
+    FRAME_HEADER.pack_into(frame, 0, len(frame) - FRAME_HEADER.size, kind)
     return bytes(frame)
+
+
+def encode_snapshot(snapshot: CycleSnapshot) -> bytes:
+    """One SNAPSHOT frame: the snapshot pickled (without the balancer's memory)."""
+    return _frame(snapshot, SNAPSHOT)
 
 
 def encode_nodes(states: Sequence[NodeState], wall_time_s: float) -> bytes:
     """One NODES frame: these nodes' states, polled by `wall_time_s` (seconds since the epoch)."""
-    body = pickle.dumps((wall_time_s, tuple(states)), protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME_HEADER.pack(len(body), NODES) + body
+    return _frame((wall_time_s, tuple(states)), NODES)
 
 
 def decode_snapshot(body: bytes) -> CycleSnapshot:

@@ -54,7 +54,7 @@ BACKOFF_CAP_S: Final = 10.0
 HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff over
 # Node states that arrive within this long go to the children in one frame: SCADA gets them a few ms
 # after their poll, and the core sends a few frames a cycle, not one per node.
-NODE_BATCH_S: Final = 0.002
+NODE_BATCH_S: Final = 0.005
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
 # What a child must not inherit: it never talks to systemd (NotifyAccess=main).
 PRIVATE_ENVIRONMENT: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
