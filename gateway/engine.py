@@ -225,12 +225,16 @@ class Engine:
         if not listeners:
             return None
 
+        failed: set[int] = set()  # said once a cycle per publisher, not once per node
+
         def arrived(state: NodeState) -> None:
             for listener in listeners:
                 try:
                     listener.node_arrived(state)
                 except Exception:  # a broken publisher must not stop the poll
-                    log.exception("publisher %s failed", type(listener).__name__)
+                    if id(listener) not in failed:
+                        failed.add(id(listener))
+                        log.exception("publisher %s failed (node %s)", type(listener).__name__, state.node_id)
 
         return arrived
 
