@@ -4,6 +4,7 @@ newest-frame-wins feed, commands as JSON checked field by field, and a command t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import threading
@@ -174,10 +175,13 @@ def test_node_frames_follow_their_snapshot_and_a_newer_snapshot_drops_those_stil
 
 
 def test_the_states_that_arrive_together_go_out_as_one_frame_and_the_snapshot_takes_the_rest() -> None:
+    """One frame per batch; the snapshot takes the states still waiting; a state equal to the last
+    snapshot's is not sent again."""
     core, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     child.settimeout(5.0)
     states = cycle(1, packs=4).fleet.nodes
     snapshot = cycle(2, packs=4)
+    moved = dataclasses.replace(snapshot.fleet.nodes[1], soc_pct=80.0)
 
     async def arrive() -> None:
         supervisor = AdapterSupervisor("gateway.yaml", [], lambda update, *, apply=True: None)
@@ -190,18 +194,22 @@ def test_the_states_that_arrive_together_go_out_as_one_frame_and_the_snapshot_ta
         supervisor.node_arrived(states[2])  # arrives, then its cycle's snapshot before its batch
         supervisor.publish(snapshot)
         await asyncio.sleep(10 * NODE_BATCH_S)
+        supervisor.node_arrived(dataclasses.replace(snapshot.fleet.nodes[0]))  # the same values
+        supervisor.node_arrived(moved)
+        await asyncio.sleep(10 * NODE_BATCH_S)
 
     uvloop.run(asyncio.wait_for(arrive(), timeout=30))
     frames = []
-    for _ in range(2):
+    for _ in range(3):
         length, kind = FRAME_HEADER.unpack(read_until(child, FRAME_HEADER.size))
         frames.append(decode_frame(kind, read_until(child, length)))
     child.settimeout(0.2)
     with pytest.raises(TimeoutError):
         child.recv(1)  # nothing more: the third state went with the snapshot
-    nodes, full = frames
+    nodes, full, after = frames
     assert isinstance(nodes, NodeUpdate) and nodes.nodes == states[:2]
     assert isinstance(full, CycleSnapshot) and full.fleet == snapshot.fleet
+    assert isinstance(after, NodeUpdate) and after.nodes == (moved,)
     core.close()
     child.close()
 
