@@ -20,10 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway.balancer import NodeDispatch
 from gateway.fleet import NodeState
 from gateway.mapping.changes import Change as Seen
-from gateway.mapping.changes import ChangeTracker
+from gateway.mapping.changes import ChangeTracker, NodeInputs
 from gateway.mapping.dnp3 import DNP3_SOURCES, INT32_MAX, INT32_MIN, PointType, ResolvedPoint
 from gateway.mapping.quality import ValueQuality, describes_loss, fleet_value_quality, node_qualities
 from gateway.mapping.sources import NODE_SOURCES, Value, read_fleet, read_node
@@ -101,8 +100,7 @@ class PointTable:
                 self._fleet.append(slot)
         self._tracker = ChangeTracker([point.spec.deadband for point in points])
         self._first = True
-        self._context: tuple[object, ...] = ()
-        self._inputs: dict[str, tuple[NodeState, NodeDispatch | None]] = {}
+        self._inputs = NodeInputs()
 
     def changes(
         self,
@@ -124,9 +122,8 @@ class PointTable:
         for slot in self._adapter:
             raw = adapter_values.get(slot.source)
             readings.append((slot, raw, ValueQuality.GOOD if raw is not None else ValueQuality.MISSING))
-        context = (snapshot.params, snapshot.command, rated_power_w)
-        same_context, self._context = context == self._context, context
-        self._read_nodes(snapshot, fleet.nodes, same_context, readings)
+        self._inputs.context((snapshot.params, snapshot.command, rated_power_w))
+        self._read_nodes(snapshot, fleet.nodes, readings)
         return self._encode(readings, rated_power_w, first)
 
     def node_changes(
@@ -135,29 +132,27 @@ class PointTable:
         """The points of `nodes` that changed, read with `snapshot`, the latest one `changes` was given
         (its dispatch and parameters stay in force until the next)."""
         readings: list[tuple[_Slot, Value, ValueQuality]] = []
-        self._read_nodes(snapshot, nodes, True, readings)
+        self._read_nodes(snapshot, nodes, readings)
         return self._encode(readings, rated_power_w, False)
 
     def _read_nodes(
         self,
         snapshot: CycleSnapshot,
         nodes: Sequence[NodeState],
-        same_context: bool,
         readings: list[tuple[_Slot, Value, ValueQuality]],
     ) -> None:
-        # A node quantity is a function of the node, its dispatch decision and the site's parameters
-        # and command (tests/northbound/dnp3/test_points.py holds every NODE_SOURCES entry to that):
-        # a node whose inputs equal last cycle's has the same values, and its points are not read
-        # again. At rest that is most nodes, most cycles.
+        # A node whose inputs equal those it was last read with has the same values (NodeInputs), and
+        # its points are not read again. At rest that is most nodes, most cycles.
         good = ValueQuality.GOOD
+        seen = self._inputs
         for node in nodes:
             slots = self._nodes.get(node.node_id)
             if not slots:
                 continue
             inputs = (node, snapshot.node_dispatch(node.node_id))
-            if same_context and inputs == self._inputs.get(node.node_id):
+            if not seen.changed(node.node_id, inputs):
                 continue
-            self._inputs[node.node_id] = inputs
+            seen.record(node.node_id, inputs)
             known, unknown = node_qualities(node)
             if node.online:
                 # The hot path (5000 points a cycle at 200 packs, most of them unchanged): read_node() adds

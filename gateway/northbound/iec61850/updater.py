@@ -31,7 +31,7 @@ import pyiec61850.pyiec61850 as iec
 
 from gateway.fleet import NodeState
 from gateway.fleet import Quality as NodeQuality
-from gateway.mapping.changes import Change, ChangeTracker
+from gateway.mapping.changes import Change, ChangeTracker, NodeInputs
 from gateway.mapping.quality import ValueQuality, fleet_value_quality, node_value_quality
 from gateway.mapping.sources import read_fleet, read_node
 from gateway.northbound.adapter import NodeUpdate
@@ -169,6 +169,7 @@ class Updater:
         self._devices = _devices(self.publications)
         self._node_devices = {device[0][1].node_id: device for device in self._devices}
         self._written: CycleSnapshot | None = None  # the snapshot the thread wrote last
+        self._inputs = NodeInputs()  # a pack's device is not read again from the same inputs
         self._slot = LatestSlot()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,6 +232,7 @@ class Updater:
         """Write this snapshot's changes into the model, device by device, until `stop`; returns how
         many data objects changed."""
         now_ms = snapshot_time_ms(snapshot)
+        self._inputs.context((snapshot.params, snapshot.command))
         written = 0
         for done, device in enumerate(self._devices):
             if self._stopping.is_set():
@@ -238,7 +240,9 @@ class Updater:
                     "stopping: cycle %d left after %d of %d devices", snapshot.index, done, len(self._devices)
                 )
                 break
-            written += self._apply_device(device, snapshot, now_ms, None)
+            node_id = device[0][1].node_id
+            node = None if node_id is None else snapshot.fleet.node(node_id)
+            written += self._apply_device(device, snapshot, now_ms, node)
         self._written = snapshot
         return written
 
@@ -261,7 +265,11 @@ class Updater:
     def _apply_device(
         self, device: Sequence[Sourced], snapshot: CycleSnapshot, now_ms: int, node: NodeState | None
     ) -> int:
-        """Write what changed in one logical device (`node`: its node's newer state than the snapshot's)."""
+        """Write what changed in one logical device (`node`: the state its node shows; None for the
+        fleet's device). A node's device read from the same inputs as last time is left as it is."""
+        inputs = None if node is None else (node, snapshot.node_dispatch(node.node_id))
+        if node is not None and not self._inputs.changed(node.node_id, inputs):
+            return 0
         observe = self._tracker.observe
         report = Change.REPORT
         changes: list[tuple[Publication, Reading]] = []
@@ -278,6 +286,8 @@ class Updater:
             raise
         if changes:
             self._write(changes)
+        if node is not None:
+            self._inputs.record(node.node_id, inputs)
         return len(changes)
 
     def _write(self, changes: Sequence[tuple[Publication, Reading]]) -> None:

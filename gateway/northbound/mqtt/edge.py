@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gateway.fleet import NodeState
 from gateway.logbook import RateLimitedLog, emit_to
-from gateway.mapping.changes import Change, ChangeTracker
+from gateway.mapping.changes import Change, ChangeTracker, NodeInputs
 from gateway.mapping.controls import Context, Refusal, decide
 from gateway.mapping.quality import fleet_value_quality, node_value_quality
 from gateway.mapping.sources import read_fleet, read_node
@@ -73,6 +73,7 @@ class EdgeNode:
         self._device_tracker = ChangeTracker([spec.deadband for spec in table.device] * len(self._node_ids))
         self._device_base = [index * per for index in range(len(self._node_ids))]
         self._alive: list[bool] = [False] * len(self._node_ids)
+        self._inputs = NodeInputs()  # a pack is not read again from the same inputs
         self.latest: CycleSnapshot | None = None
         self._refusals = RateLimitedLog(emit_to(log))  # garbage can arrive without end
 
@@ -107,6 +108,7 @@ class EdgeNode:
         readings = self._node_readings(snapshot, births=False)
         if readings:
             messages.append((self.topics.node("NDATA"), encode(readings, stamp, self._next_seq())))
+        self._inputs.context((snapshot.params, snapshot.command))
         self._device_updates(snapshot, snapshot.fleet.nodes, stamp, messages)
         return messages
 
@@ -133,8 +135,10 @@ class EdgeNode:
                     death = encode((), stamp, self._next_seq())
                     messages.append((self.topics.device("DDEATH", node.node_id), death))
                 continue
-            if node.online:
+            inputs = (node, snapshot.node_dispatch(node.node_id))
+            if node.online and self._inputs.changed(node.node_id, inputs):
                 changed = self._device_readings(snapshot, node, index, births=False)
+                self._inputs.record(node.node_id, inputs)
                 if changed:
                     payload = encode(changed, stamp, self._next_seq())
                     messages.append((self.topics.device("DDATA", node.node_id), payload))
