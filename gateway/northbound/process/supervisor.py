@@ -1,14 +1,14 @@
 """The core's side of the adapter processes: start them, feed them, answer them, restart them.
 
 Each configured `northbound:` section gets one `AdapterProcess`. During the poll the engine calls
-`node_arrived` with each node's state as its poll answers; the states that arrive within
-`NODE_BATCH_S` go out together as one NODES frame, pickled once and offered to every child, so SCADA
-sees a pack's values one poll plus a few milliseconds after they changed. The engine then calls
-`publish` once per cycle: the snapshot is pickled once and offered to every child. A child still busy
-gets what waits for it when it is ready, the newest snapshot and the node frames offered after it:
-whatever waited before a newer snapshot is dropped (the snapshot carries every node's newest state),
-so the core never waits and never holds more than one cycle's frames for a child.
-Commands from a child are answered by a thread of its own that calls the engine's thread-safe
+`node_arrived` with each node's state as its poll answers; the states that arrive within a batch
+(`NODE_BATCH_S`, doubling within a poll) go out together as one NODES frame, pickled once and offered
+to every child, so SCADA sees a pack's values one poll plus a few milliseconds after they changed.
+The engine then calls `publish` once per cycle: the snapshot is pickled once and offered to every
+child. A child still busy gets what waits for it when it is ready, the newest snapshot and the node
+frames offered after it: whatever waited before a newer snapshot is dropped (the snapshot carries
+every node's newest state), so the core never waits and never holds more than one cycle's frames for
+a child. Commands from a child are answered by a thread of its own that calls the engine's thread-safe
 `submit`, never by the loop, which may be mid-cycle. A child that exits is noticed at once (a pidfd
 on the loop), logged once with its exit status or signal, and started again after a capped
 exponential backoff; the new child gets the latest snapshot as its first frame.
@@ -52,8 +52,11 @@ STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
 FIRST_BACKOFF_S: Final = 0.1  # wait before restarting a child that ran well; doubles per quick failure
 BACKOFF_CAP_S: Final = 10.0
 HEALTHY_AFTER_S: Final = 30.0  # a child that ran this long starts the backoff over
-# Node states that arrive within this long go to the children in one frame: SCADA gets them a few ms
-# after their poll, and the core sends a few frames a cycle, not one per node.
+# The first node states of a poll go to the children this long after the first answer, in one frame;
+# each later batch of the same poll waits twice as long as the one before (5, 10, 20, 40 ms...): the
+# packs that answer first reach SCADA a few ms after their poll, and a long poll (many packs, a loaded
+# loop) still makes only a handful of frames, each a system call per child and a wake-up of each child
+# and its stack (a DNP3 unsolicited response, an IEC 61850 report).
 NODE_BATCH_S: Final = 0.005
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
 # What a child must not inherit: it never talks to systemd (NotifyAccess=main).
@@ -412,6 +415,7 @@ class AdapterSupervisor:
         self.children = [AdapterProcess(section, config_path, submit) for section in sections]
         self._arrived: list[NodeState] = []  # since the last frame
         self._batch: asyncio.TimerHandle | None = None
+        self._batch_s = NODE_BATCH_S  # the next batch's length: doubles with each batch of a poll
         self._shown: dict[str, NodeState] = {}  # each node's state in the last snapshot
 
     async def start(self) -> None:
@@ -431,10 +435,11 @@ class AdapterSupervisor:
             return
         self._arrived.append(state)
         if self._batch is None:
-            self._batch = asyncio.get_running_loop().call_later(NODE_BATCH_S, self._send_arrived)
+            self._batch = asyncio.get_running_loop().call_later(self._batch_s, self._send_arrived)
 
     def _send_arrived(self) -> None:
         self._batch = None
+        self._batch_s *= 2
         frame = encode_nodes(self._arrived, time.time())
         self._arrived.clear()
         for child in self.children:
@@ -447,6 +452,7 @@ class AdapterSupervisor:
             self._batch.cancel()
             self._batch = None
         self._arrived.clear()
+        self._batch_s = NODE_BATCH_S
         self._shown = {state.node_id: state for state in snapshot.fleet.nodes}
         frame = encode_snapshot(snapshot)
         for child in self.children:
