@@ -1,7 +1,9 @@
 """The control cycle: poll → fleet snapshot → dispatch → publish → write, every `cycle_ms`.
 
 Each step is a function of the previous step's output; the snapshot goes to the adapters before the
-setpoint writes, so SCADA sees new values one poll after they changed. Timing is paced on deadlines (not
+setpoint writes, and each node's state goes to the publishers that take it (`NodePublisher`) as soon as
+its poll answers, so SCADA sees a pack's new values one poll (plus a few milliseconds) after they
+changed, however long the slowest pack takes. Timing is paced on deadlines (not
 on "sleep a cycle after the work"), so the cycle does not drift; a cycle whose work ends past its
 deadline is an overrun (counted), and while the work needs more than the cycle the period stretches to
 fit it (`timing.CyclePace`), said once per episode with the measured need (`gateway/logbook.py` bounds
@@ -22,17 +24,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.balancer import BalancerMemory, NodeMode, SiteCommand, dispatch
 from gateway.balancing_log import BalancingLog
 from gateway.config import SiteConfig
-from gateway.fleet import FleetState, highest_discharge_limits, learned_rated_power_w
+from gateway.fleet import FleetState, NodeState, highest_discharge_limits, learned_rated_power_w
 from gateway.logbook import RateLimitedLog, emit_to, sweep
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleAccounts, CycleSnapshot
-from gateway.southbound.fieldbus import Fieldbus, LocalFieldbus
+from gateway.southbound.fieldbus import Fieldbus, LocalFieldbus, NodeArrived
 from gateway.timing import CyclePace, CycleStats, Pace
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,14 @@ class Publisher(Protocol):
     """A northbound adapter: called on the loop once per cycle; must return quickly (hand work off)."""
 
     def publish(self, snapshot: CycleSnapshot) -> None: ...
+
+
+@runtime_checkable
+class NodePublisher(Publisher, Protocol):
+    """A publisher that also takes each node's state as its poll answers, before the cycle's snapshot
+    (called on the loop, mid-poll: must return at once)."""
+
+    def node_arrived(self, state: NodeState) -> None: ...
 
 
 class Engine:
@@ -151,7 +161,7 @@ class Engine:
     async def run_cycle(self) -> CycleSnapshot:
         steps: dict[str, float] = {}
         started = self.clock()
-        nodes = await self.fieldbus.poll(started)
+        nodes = await self.fieldbus.poll(started, self._node_listener())
         polled = self.clock()
         steps["poll"] = (polled - started) * 1000.0
         fleet = FleetState(nodes=nodes, timestamp_s=polled)
@@ -208,6 +218,25 @@ class Engine:
         self.last_steps_ms = steps
         self._record_decision(snapshot)
         return snapshot
+
+    def _node_listener(self) -> NodeArrived | None:
+        """What the poll calls with each node's state as it answers; None when no publisher takes them."""
+        listeners = [p for p in self.publishers if isinstance(p, NodePublisher)]
+        if not listeners:
+            return None
+
+        failed: set[int] = set()  # said once a cycle per publisher, not once per node
+
+        def arrived(state: NodeState) -> None:
+            for listener in listeners:
+                try:
+                    listener.node_arrived(state)
+                except Exception:  # a broken publisher must not stop the poll
+                    if id(listener) not in failed:
+                        failed.add(id(listener))
+                        log.exception("publisher %s failed (node %s)", type(listener).__name__, state.node_id)
+
+        return arrived
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle until `stop` is set, paced on deadlines; while the work needs more than the cycle, at a

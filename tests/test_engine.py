@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import uvloop
 from gateway.balancer import NodeMode
 from gateway.config import SiteConfig, load_config
 from gateway.engine import Engine
+from gateway.fleet import NodeState
 from gateway.sim.fleet import Endpoint, FleetThread
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
@@ -212,3 +214,44 @@ def test_two_masters_setting_reserve_and_ceiling_at_once_cannot_both_be_told_yes
         params = engine.commands.params
         assert params.reserve_pct + params.reserve_hysteresis_pct < params.ceiling_pct
         assert (params.reserve_pct, params.ceiling_pct) in ((80.0, 95.0), (10.0, 81.0))
+
+
+class NodeRecorder:
+    """A publisher that takes node states: what arrived, in order, and when the snapshot came."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.events: list[str] = []
+        self.broken = broken
+
+    def node_arrived(self, state: NodeState) -> None:
+        self.events.append(state.node_id)
+        if self.broken:
+            raise RuntimeError("a bug in a publisher")
+
+    def publish(self, snapshot: CycleSnapshot) -> None:
+        self.events.append(f"snapshot {snapshot.index}")
+
+
+def test_each_node_goes_to_the_node_publishers_as_it_answers_before_the_snapshot(
+    tmp_path: Path, start_sim_fleet: StartFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = start_sim_fleet(packs=3, speed=0.0)
+    fleet.set_faults("pack-01", delay_ms=30)  # answers last (within its timeout)
+    working, broken = NodeRecorder(), NodeRecorder(broken=True)
+    engine = Engine(site_config(tmp_path, fleet.endpoints), publishers=[broken, working])
+
+    async def scenario() -> None:
+        await engine.start()
+        await until_online(engine, 3)
+        working.events.clear()
+        await engine.run_cycle()
+        await engine.shutdown()
+
+    with caplog.at_level(logging.ERROR, logger="gateway.engine"):
+        run_async(scenario)
+    index = engine.last.index if engine.last is not None else -1
+    assert sorted(working.events[:2]) == ["pack-02", "pack-03"]  # as they answered ...
+    assert working.events[2:] == ["pack-01", f"snapshot {index}"]  # ... the slow one last, then the cycle
+    assert broken.events[-1] == f"snapshot {index}"  # a failing publisher stopped neither
+    failures = [r for r in caplog.records if "NodeRecorder failed" in r.getMessage()]
+    assert len(failures) == index  # said once a cycle, not once per node

@@ -12,6 +12,12 @@ reports it) only on REPORT, as 7-3 defines `mag` for a deadbanded measurement. T
 slot's own unit (DNP3 counts, IEC 61850 engineering units); booleans move by 1.
 
 Pure: no I/O, no threads. Sized once; slots are list positions, for speed (thousands a cycle).
+
+`NodeInputs` says which nodes need reading at all: every node quantity is a function of the node's
+state, its dispatch decision and the site's context (parameters, command; tests/northbound/dnp3/
+test_points.py holds every `NODE_SOURCES` entry to that), so a node whose inputs equal those it was last
+read with shows the same values. A node shown as its poll answered is not read again with the snapshot
+that carries it, unless the new dispatch changed its decision.
 """
 
 from __future__ import annotations
@@ -66,3 +72,27 @@ class ChangeTracker:
         self._shown[slot] = _NEVER
         self._quality[slot] = None
         self._reported[slot] = None
+
+
+class NodeInputs:
+    """What each node's published values were last read from."""
+
+    __slots__ = ("_context", "_inputs")
+
+    def __init__(self) -> None:
+        self._context: object = _NEVER
+        self._inputs: dict[str, object] = {}
+
+    def context(self, context: object) -> None:
+        """The site's context of the readings that follow: a new one makes every node's inputs new."""
+        if context != self._context:
+            self._context = context
+            self._inputs.clear()
+
+    def changed(self, node_id: str, inputs: object) -> bool:
+        """Whether `inputs` differ from those `record`ed for the node, in the same context."""
+        return self._inputs.get(node_id, _NEVER) != inputs
+
+    def record(self, node_id: str, inputs: object) -> None:
+        """The node's values were read (and shown) from `inputs`."""
+        self._inputs[node_id] = inputs

@@ -1,7 +1,12 @@
 """What every northbound adapter offers the daemon, and what it is given.
 
 An adapter translates; it decides nothing. `publish` is called on the asyncio loop once per cycle with
-the cycle's snapshot and must return quickly (hand heavy work to the adapter's own thread). A master's
+the cycle's snapshot and must return quickly (hand heavy work to the adapter's own thread). In an
+adapter's process, `publish_nodes` comes first, during the poll, with the states of the nodes whose poll
+has answered (a few milliseconds' worth at a time): the adapter shows their own values at once (SOC,
+power, ...), read with the latest snapshot's dispatch and parameters, through the same quality rule and
+change tracker; fleet aggregates and what the new dispatch decides wait for the snapshot, which carries
+every node again (a node update a slow adapter never got loses nothing). A master's
 write is decided by the shared control table (`gateway.mapping.controls.decide`) and an accepted one is
 handed over with `submit`, which is safe to call from the protocol stack's own thread, returns at once,
 and says why the site refused it (a reserve or ceiling that does not fit the values in force) or None;
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from gateway.fleet import NodeState
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 
@@ -43,6 +50,15 @@ class Listener:
         return ipaddress.ip_address(self.host).is_unspecified
 
 
+@dataclass(frozen=True)
+class NodeUpdate:
+    """Nodes whose poll answered, sent before their cycle's snapshot; `wall_time` is when they were
+    sent (each answered within the few milliseconds before)."""
+
+    nodes: tuple[NodeState, ...]
+    wall_time: datetime
+
+
 class NorthboundError(Exception):
     """An adapter cannot start (bad TLS file, port in use...); the message names the file or port."""
 
@@ -55,6 +71,9 @@ class NorthboundAdapter(Protocol):
 
     def publish(self, snapshot: CycleSnapshot) -> None:
         """Show this cycle's state to the masters (called on the loop; must not block)."""
+
+    def publish_nodes(self, update: NodeUpdate) -> None:
+        """Show these nodes' own values now, before the cycle's snapshot (on the loop; must not block)."""
 
     def stop(self) -> None:
         """Stop serving and release every thread, socket and handler (call from the main thread)."""

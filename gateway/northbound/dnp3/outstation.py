@@ -1,7 +1,9 @@
 """The DNP3 outstation: the fleet as a DNP3 point list, and a master's controls as site commands.
 
 Each cycle `publish` (on the asyncio loop) turns the snapshot into scaled integer points through the
-map (`gateway/mapping/dnp3.py`, `points.py`) and hands the stack one update. The stack (yadnp3,
+map (`gateway/mapping/dnp3.py`, `points.py`) and hands the stack one update; before it, during the
+poll, `publish_nodes` does the same for the points of the packs that have answered, so their events
+go out (unsolicited when enabled) without waiting for the slowest pack. The stack (yadnp3,
 opendnp3 3.x; see notes/dnp3.md for its rules) runs its own I/O thread; a master's SELECT/OPERATE
 arrives there, is decided at once by the shared control table (`gateway/mapping/controls.py`: unknown
 or read-only point NOT_SUPPORTED; value outside the target's range, the point's min/max or the rated
@@ -28,7 +30,7 @@ from gateway.logbook import RateLimitedLog
 from gateway.mapping.controls import Context, Refusal, decide
 from gateway.mapping.dnp3 import Dnp3Map, PointType
 from gateway.mapping.sources import Value
-from gateway.northbound.adapter import NorthboundError, Submit
+from gateway.northbound.adapter import NodeUpdate, NorthboundError, Submit
 from gateway.northbound.dnp3.controls import (
     ANALOG_COMMANDS,
     OPERATE_NAMES,
@@ -121,6 +123,7 @@ class Dnp3Outstation:
         self._outstation: Any = None
         self._callbacks: tuple[Any, ...] = ()
         self._flags: dict[int, Any] = {}
+        self._latest: CycleSnapshot | None = None  # the dispatch and parameters in force
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -228,8 +231,17 @@ class Dnp3Outstation:
             "dnp3.charge_discharge_enabled": snapshot.charge_discharge_enabled,
         }
         changes = self._table.changes(snapshot, adapter_values, self.rated_power_w)
+        self._latest = snapshot
         if changes:
             outstation.Apply(self._updates(changes, snapshot.wall_time))
+
+    def publish_nodes(self, update: NodeUpdate) -> None:
+        outstation, snapshot = self._outstation, self._latest
+        if outstation is None or snapshot is None:  # before the first snapshot: it will show them
+            return
+        changes = self._table.node_changes(snapshot, update.nodes, self.rated_power_w)
+        if changes:
+            outstation.Apply(self._updates(changes, update.wall_time))
 
     def _updates(self, changes: list[Change], wall_time: datetime) -> Any:
         stamp = o.DNPTime(int(wall_time.timestamp() * 1000))

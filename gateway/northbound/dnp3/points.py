@@ -2,11 +2,13 @@
 
 Pure: no stack, no I/O. `PointTable.changes(snapshot, ...)` returns only the points whose value or
 flags changed since the previous cycle, each marked as an event or not, so the adapter hands the stack
-one small update per cycle. The yadnp3 binding has no per-point deadband or class (notes/dnp3.md), so
-both live here, in the change tracker every protocol shares (`gateway/mapping/changes.py`): a point
-with class 0 never makes an event; a point makes one when its count moved by more than its deadband
-since its last event, or when its quality flags changed. The first cycle only sets the static values (a
-master that connects reads them with an integrity poll), so a start-up does not flood the event buffers.
+one small update per cycle; `PointTable.node_changes(nodes, ...)` does the same for the points of nodes
+whose poll answered before the cycle's snapshot, read with the latest snapshot's dispatch and
+parameters. The yadnp3 binding has no per-point deadband or class (notes/dnp3.md), so both live here,
+in the change tracker every protocol shares (`gateway/mapping/changes.py`): a point with class 0 never
+makes an event; a point makes one when its count moved by more than its deadband since its last event,
+or when its quality flags changed. The first cycle only sets the static values (a master that connects
+reads them with an integrity poll), so a start-up does not flood the event buffers.
 
 Quality (`gateway/mapping/quality.py`, docs/quality.md) becomes the flags of `FLAGS`: a stale pack's
 values keep ONLINE and gain COMM_LOST (the last value read before its poll failed); an offline pack's
@@ -18,10 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway.balancer import NodeDispatch
 from gateway.fleet import NodeState
 from gateway.mapping.changes import Change as Seen
-from gateway.mapping.changes import ChangeTracker
+from gateway.mapping.changes import ChangeTracker, NodeInputs
 from gateway.mapping.dnp3 import DNP3_SOURCES, INT32_MAX, INT32_MIN, PointType, ResolvedPoint
 from gateway.mapping.quality import ValueQuality, describes_loss, fleet_value_quality, node_qualities
 from gateway.mapping.sources import NODE_SOURCES, Value, read_fleet, read_node
@@ -99,8 +100,7 @@ class PointTable:
                 self._fleet.append(slot)
         self._tracker = ChangeTracker([point.spec.deadband for point in points])
         self._first = True
-        self._context: tuple[object, ...] = ()
-        self._inputs: dict[str, tuple[NodeState, NodeDispatch | None]] = {}
+        self._inputs = NodeInputs()
 
     def changes(
         self,
@@ -122,21 +122,37 @@ class PointTable:
         for slot in self._adapter:
             raw = adapter_values.get(slot.source)
             readings.append((slot, raw, ValueQuality.GOOD if raw is not None else ValueQuality.MISSING))
-        # A node quantity is a function of the node, its dispatch decision and the site's parameters
-        # and command (tests/northbound/dnp3/test_points.py holds every NODE_SOURCES entry to that):
-        # a node whose inputs equal last cycle's has the same values, and its points are not read
-        # again. At rest that is most nodes, most cycles.
-        context = (snapshot.params, snapshot.command, rated_power_w)
-        same_context, self._context = context == self._context, context
+        self._inputs.context((snapshot.params, snapshot.command, rated_power_w))
+        self._read_nodes(snapshot, fleet.nodes, readings)
+        return self._encode(readings, rated_power_w, first)
+
+    def node_changes(
+        self, snapshot: CycleSnapshot, nodes: Sequence[NodeState], rated_power_w: float | None
+    ) -> list[Change]:
+        """The points of `nodes` that changed, read with `snapshot`, the latest one `changes` was given
+        (its dispatch and parameters stay in force until the next)."""
+        readings: list[tuple[_Slot, Value, ValueQuality]] = []
+        self._read_nodes(snapshot, nodes, readings)
+        return self._encode(readings, rated_power_w, False)
+
+    def _read_nodes(
+        self,
+        snapshot: CycleSnapshot,
+        nodes: Sequence[NodeState],
+        readings: list[tuple[_Slot, Value, ValueQuality]],
+    ) -> None:
+        # A node whose inputs equal those it was last read with has the same values (NodeInputs), and
+        # its points are not read again. At rest that is most nodes, most cycles.
         good = ValueQuality.GOOD
-        for node in fleet.nodes:
+        seen = self._inputs
+        for node in nodes:
             slots = self._nodes.get(node.node_id)
             if not slots:
                 continue
             inputs = (node, snapshot.node_dispatch(node.node_id))
-            if same_context and inputs == self._inputs.get(node.node_id):
+            if not seen.changed(node.node_id, inputs):
                 continue
-            self._inputs[node.node_id] = inputs
+            seen.record(node.node_id, inputs)
             known, unknown = node_qualities(node)
             if node.online:
                 # The hot path (5000 points a cycle at 200 packs, most of them unchanged): read_node() adds
@@ -151,7 +167,6 @@ class PointTable:
                 for slot, _ in slots:
                     raw = read_node(slot.source, snapshot, node)
                     readings.append((slot, raw, unknown if raw is None else good if slot.loss else known))
-        return self._encode(readings, rated_power_w, first)
 
     def _encode(
         self,

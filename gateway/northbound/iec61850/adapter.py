@@ -2,9 +2,9 @@
 values with quality and time each cycle, buffered and unbuffered reports, setpoint controls, optional
 mutual TLS. libiec61850 loads only when the server starts.
 
-Threads: `publish` runs on the asyncio loop and only hands the snapshot to the updater thread
-(`updater.py`); libiec61850 serves clients and runs the control handlers on its own thread
-(`controls.py`); `start` and `stop` run on the main thread.
+Threads: `publish` and `publish_nodes` run on the asyncio loop and only hand the snapshot or the
+node states to the updater thread (`updater.py`); libiec61850 serves clients and runs the control
+handlers on its own thread (`controls.py`); `start` and `stop` run on the main thread.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gateway.northbound.adapter import NorthboundError, Submit
+from gateway.northbound.adapter import NodeUpdate, NorthboundError, Submit
 from gateway.northbound.iec61850.plan import ModelPlan
 from gateway.northbound.iec61850.settings import BUFFERED_REPORT_PACKS, SECTION, Settings
 from gateway.snapshot import CycleSnapshot
@@ -66,6 +66,11 @@ class Iec61850Adapter:
         running = self._running
         if running is not None:
             running.updater.offer(snapshot)
+
+    def publish_nodes(self, update: NodeUpdate) -> None:
+        running = self._running
+        if running is not None:
+            running.updater.offer_nodes(update)
 
     def stop(self) -> None:
         running, self._running = self._running, None

@@ -1,7 +1,10 @@
 """Publishes each cycle's snapshot into the MMS model, on the adapter's own thread.
 
 `offer` (called on the asyncio loop) only drops the snapshot into a one-place slot, replacing one the
-thread has not taken yet: a slow update skips cycles instead of queueing them. The thread goes through
+thread has not taken yet: a slow update skips cycles instead of queueing them. `offer_nodes` adds the
+states of nodes whose poll answered before their cycle's snapshot (the newest per node; a snapshot
+replaces them all, since it carries them): the thread writes those nodes' devices at once, read with
+the dispatch and parameters of the snapshot it wrote last. The thread goes through
 the logical devices one by one: it computes the device's published values off the loop, then writes
 what changed (value, quality, time) through ctypes (`native.py`), holding the data-model lock for
 that device. What changed, and which MV moved past its deadband, is decided by the change tracker every
@@ -26,10 +29,12 @@ from typing import NamedTuple
 
 import pyiec61850.pyiec61850 as iec
 
+from gateway.fleet import NodeState
 from gateway.fleet import Quality as NodeQuality
-from gateway.mapping.changes import Change, ChangeTracker
+from gateway.mapping.changes import Change, ChangeTracker, NodeInputs
 from gateway.mapping.quality import ValueQuality, fleet_value_quality, node_value_quality
 from gateway.mapping.sources import read_fleet, read_node
+from gateway.northbound.adapter import NodeUpdate
 from gateway.northbound.iec61850.model import FixedValue, Publication, ValueKind
 from gateway.northbound.iec61850.native import ModelWriter
 from gateway.snapshot import CycleSnapshot
@@ -61,8 +66,14 @@ def snapshot_time_ms(snapshot: CycleSnapshot) -> int:
     return int(snapshot.wall_time.timestamp() * 1000)
 
 
-def read_publication(publication: Publication, snapshot: CycleSnapshot, now_ms: int | None = None) -> Reading:
-    """What `publication` shows for this cycle (`now_ms`: the snapshot's time, if already known)."""
+def read_publication(
+    publication: Publication,
+    snapshot: CycleSnapshot,
+    now_ms: int | None = None,
+    node: NodeState | None = None,
+) -> Reading:
+    """What `publication` shows for this cycle (`now_ms`: the snapshot's time, if already known); a
+    node's publication shows `node` when given (a state newer than the snapshot's), else the snapshot's."""
     spec = publication.spec
     if now_ms is None:
         now_ms = snapshot_time_ms(snapshot)
@@ -73,7 +84,8 @@ def read_publication(publication: Publication, snapshot: CycleSnapshot, now_ms: 
         kind = fleet_value_quality(snapshot.fleet, raw)
         time_ms = now_ms
     else:
-        node = snapshot.fleet.node(publication.node_id)
+        if node is None:
+            node = snapshot.fleet.node(publication.node_id)
         raw = read_node(spec.source, snapshot, node)
         kind = node_value_quality(node, spec.source, raw)
         # A stale pack's values (known or not) date from its last good poll; its loss indicators are news.
@@ -105,27 +117,40 @@ def _devices(publications: Sequence[Publication]) -> list[list[Sourced]]:
 
 
 class LatestSlot:
-    """Holds at most one snapshot: `put` replaces what was not taken yet (latest wins)."""
+    """Holds at most one snapshot and the node states offered after it: `put` replaces both (latest
+    wins: the snapshot carries every node), `put_nodes` keeps the newest state of each node."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._item: CycleSnapshot | None = None
+        self._nodes: dict[str, NodeState] = {}
+        self._nodes_time_ms = 0
         self._closed = False
 
     def put(self, item: CycleSnapshot) -> None:
         with self._condition:
             self._item = item
+            self._nodes = {}
             self._condition.notify()
 
-    def take(self) -> CycleSnapshot | None:
-        """The latest snapshot, waiting for one; None once closed."""
+    def put_nodes(self, update: NodeUpdate) -> None:
         with self._condition:
-            while self._item is None and not self._closed:
+            for node in update.nodes:
+                self._nodes[node.node_id] = node
+            self._nodes_time_ms = int(update.wall_time.timestamp() * 1000)
+            self._condition.notify()
+
+    def take(self) -> tuple[CycleSnapshot | None, list[NodeState], int] | None:
+        """The latest snapshot (None if none came since), the node states offered after it and their
+        time, waiting for either; None once closed."""
+        with self._condition:
+            while self._item is None and not self._nodes and not self._closed:
                 self._condition.wait()
             if self._closed:
                 return None
-            item, self._item = self._item, None
-            return item
+            taken = (self._item, list(self._nodes.values()), self._nodes_time_ms)
+            self._item, self._nodes = None, {}
+            return taken
 
     def close(self) -> None:
         with self._condition:
@@ -142,6 +167,9 @@ class Updater:
         self._tracker = ChangeTracker([publication.spec.deadband for publication in self.publications])
         self.latest: CycleSnapshot | None = None  # the snapshot last offered
         self._devices = _devices(self.publications)
+        self._node_devices = {device[0][1].node_id: device for device in self._devices}
+        self._written: CycleSnapshot | None = None  # the snapshot the thread wrote last
+        self._inputs = NodeInputs()  # a pack's device is not read again from the same inputs
         self._slot = LatestSlot()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,6 +205,9 @@ class Updater:
         self.latest = snapshot
         self._slot.put(snapshot)
 
+    def offer_nodes(self, update: NodeUpdate) -> None:
+        self._slot.put_nodes(update)
+
     def rated_power_w(self) -> float | None:
         """The fleet's rated power as of the latest cycle (for the control handlers' threads)."""
         latest = self.latest
@@ -201,32 +232,63 @@ class Updater:
         """Write this snapshot's changes into the model, device by device, until `stop`; returns how
         many data objects changed."""
         now_ms = snapshot_time_ms(snapshot)
-        stopping = self._stopping
-        observe = self._tracker.observe
-        report = Change.REPORT
+        self._inputs.context((snapshot.params, snapshot.command))
         written = 0
         for done, device in enumerate(self._devices):
-            if stopping.is_set():
+            if self._stopping.is_set():
                 log.debug(
                     "stopping: cycle %d left after %d of %d devices", snapshot.index, done, len(self._devices)
                 )
                 break
-            changes: list[tuple[Publication, Reading]] = []
-            reported: list[int] = []
-            try:
-                for position, publication in device:
-                    reading = read_publication(publication, snapshot, now_ms)
-                    if observe(position, reading.value, reading.quality) is report:
-                        changes.append((publication, reading))
-                        reported.append(position)
-            except BaseException:  # a source raised: the changes seen so far were not written
-                for position in reported:
-                    self._tracker.forget(position)
-                raise
-            if changes:
-                self._write(changes)
-                written += len(changes)
+            node_id = device[0][1].node_id
+            node = None if node_id is None else snapshot.fleet.node(node_id)
+            written += self._apply_device(device, snapshot, now_ms, node)
+        self._written = snapshot
         return written
+
+    def apply_nodes(self, nodes: Sequence[NodeState], now_ms: int) -> int:
+        """Write the changes of these nodes' devices, read with the snapshot written last (nothing
+        before the first); returns how many data objects changed."""
+        snapshot = self._written
+        if snapshot is None:
+            return 0
+        written = 0
+        for node in nodes:
+            device = self._node_devices.get(node.node_id)
+            if device is None:
+                continue
+            if self._stopping.is_set():
+                break
+            written += self._apply_device(device, snapshot, now_ms, node)
+        return written
+
+    def _apply_device(
+        self, device: Sequence[Sourced], snapshot: CycleSnapshot, now_ms: int, node: NodeState | None
+    ) -> int:
+        """Write what changed in one logical device (`node`: the state its node shows; None for the
+        fleet's device). A node's device read from the same inputs as last time is left as it is."""
+        inputs = None if node is None else (node, snapshot.node_dispatch(node.node_id))
+        if node is not None and not self._inputs.changed(node.node_id, inputs):
+            return 0
+        observe = self._tracker.observe
+        report = Change.REPORT
+        changes: list[tuple[Publication, Reading]] = []
+        reported: list[int] = []
+        try:
+            for position, publication in device:
+                reading = read_publication(publication, snapshot, now_ms, node)
+                if observe(position, reading.value, reading.quality) is report:
+                    changes.append((publication, reading))
+                    reported.append(position)
+        except BaseException:  # a source raised: the changes seen so far were not written
+            for position in reported:
+                self._tracker.forget(position)
+            raise
+        if changes:
+            self._write(changes)
+        if node is not None:
+            self._inputs.record(node.node_id, inputs)
+        return len(changes)
 
     def _write(self, changes: Sequence[tuple[Publication, Reading]]) -> None:
         """One logical device's changes under one lock: a client reading meanwhile sees each device
@@ -248,14 +310,19 @@ class Updater:
                 write_time(publication.time_attribute, time_ms)
 
     def _run(self) -> None:
-        while (snapshot := self._slot.take()) is not None:
+        while (taken := self._slot.take()) is not None:
+            snapshot, nodes, nodes_time_ms = taken
+            what = f"cycle {snapshot.index}" if snapshot is not None else f"{len(nodes)} node(s)"
             try:
-                self.apply(snapshot)
+                if snapshot is not None:
+                    self.apply(snapshot)
+                if nodes:
+                    self.apply_nodes(nodes, nodes_time_ms)
             except Exception:  # a bad value must not end publishing: log once per failure streak
                 if not self._failing:
-                    log.exception("IEC 61850 update of cycle %d failed", snapshot.index)
+                    log.exception("IEC 61850 update of %s failed", what)
                 self._failing = True
             else:
                 if self._failing:
-                    log.info("IEC 61850 updates work again (cycle %d)", snapshot.index)
+                    log.info("IEC 61850 updates work again (%s)", what)
                 self._failing = False

@@ -1,6 +1,8 @@
 """The MQTT adapter: the edge node's connection to a broker, on its own thread and asyncio loop.
 
-`publish` (the child's loop) only hands the newest snapshot over; this thread connects with the NDEATH
+`publish` (the child's loop) only hands the newest snapshot over, `publish_nodes` the states of packs
+that answered before it (kept newest per pack until sent; a snapshot replaces them, it carries them
+all); this thread connects with the NDEATH
 as its Will, subscribes to the command topics before the births, publishes what `EdgeNode` makes of
 each snapshot, and answers the host's commands off its loop (`submit` may wait for the core). A lost or
 refused connection moves to the next broker after a backoff (0.5 s doubling to 10 s); every new
@@ -21,8 +23,9 @@ from collections.abc import Sequence
 
 import aiomqtt
 
+from gateway.fleet import NodeState
 from gateway.logbook import RateLimitedLog, emit_to
-from gateway.northbound.adapter import NorthboundError
+from gateway.northbound.adapter import NodeUpdate, NorthboundError
 from gateway.northbound.mqtt.edge import EdgeNode, Topics, death_payload
 from gateway.northbound.mqtt.settings import Broker, MqttSettings
 from gateway.snapshot import CycleSnapshot
@@ -50,6 +53,9 @@ class MqttAdapter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._latest: CycleSnapshot | None = None
+        self._unpublished = False  # `_latest` not published yet
+        self._nodes: dict[str, NodeState] = {}  # offered after `_latest`, not published yet
+        self._nodes_stamp = 0  # their time, ms since the epoch
         self._fresh: asyncio.Event | None = None
         self._stopping = False
         self._ssl: ssl.SSLContext | None = None
@@ -74,6 +80,12 @@ class MqttAdapter:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (stopping)
                 loop.call_soon_threadsafe(self._offer, snapshot)
 
+    def publish_nodes(self, update: NodeUpdate) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (stopping)
+                loop.call_soon_threadsafe(self._offer_nodes, update)
+
     def stop(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -85,7 +97,15 @@ class MqttAdapter:
     # --- on the adapter's loop --------------------------------------------------------------------
 
     def _offer(self, snapshot: CycleSnapshot) -> None:
-        self._latest = snapshot
+        self._latest, self._unpublished = snapshot, True
+        self._nodes = {}
+        assert self._fresh is not None
+        self._fresh.set()
+
+    def _offer_nodes(self, update: NodeUpdate) -> None:
+        for node in update.nodes:
+            self._nodes[node.node_id] = node
+        self._nodes_stamp = int(update.wall_time.timestamp() * 1000)
         assert self._fresh is not None
         self._fresh.set()
 
@@ -185,8 +205,14 @@ class MqttAdapter:
                     session.born, session.rebirth = True, False
                     messages = self._edge.births(snapshot, bd_seq)
                     self.connections += 1
-                else:
+                elif self._unpublished:
                     messages = self._edge.update(snapshot)
+                else:
+                    messages = []  # woken by a command or by node states alone
+                self._unpublished = False
+                if self._nodes:
+                    nodes, self._nodes = list(self._nodes.values()), {}
+                    messages += self._edge.update_nodes(nodes, self._nodes_stamp)
                 for topic, payload in messages:
                     await client.publish(topic, payload, qos=0, timeout=PUBLISH_TIMEOUT_S)
         finally:

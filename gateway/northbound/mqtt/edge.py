@@ -4,6 +4,8 @@
                and one DBIRTH per online pack
     update     NDATA / DDATA of what moved beyond its deadband (report by exception), DDEATH for a pack
                gone offline, DBIRTH for one back
+    update_nodes  the same for the packs whose poll answered before their cycle's snapshot (DDATA,
+               DDEATH, DBIRTH; read with the latest snapshot's dispatch and parameters)
     command    NCMD / DCMD: Rebirth, or a control checked by `mapping.controls.decide` and handed to
                `submit`; anything else is refused, logged, and changes nothing
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from gateway.fleet import NodeState
 from gateway.logbook import RateLimitedLog, emit_to
-from gateway.mapping.changes import Change, ChangeTracker
+from gateway.mapping.changes import Change, ChangeTracker, NodeInputs
 from gateway.mapping.controls import Context, Refusal, decide
 from gateway.mapping.quality import fleet_value_quality, node_value_quality
 from gateway.mapping.sources import read_fleet, read_node
@@ -71,6 +73,7 @@ class EdgeNode:
         self._device_tracker = ChangeTracker([spec.deadband for spec in table.device] * len(self._node_ids))
         self._device_base = [index * per for index in range(len(self._node_ids))]
         self._alive: list[bool] = [False] * len(self._node_ids)
+        self._inputs = NodeInputs()  # a pack is not read again from the same inputs
         self.latest: CycleSnapshot | None = None
         self._refusals = RateLimitedLog(emit_to(log))  # garbage can arrive without end
 
@@ -105,7 +108,22 @@ class EdgeNode:
         readings = self._node_readings(snapshot, births=False)
         if readings:
             messages.append((self.topics.node("NDATA"), encode(readings, stamp, self._next_seq())))
-        for node in snapshot.fleet.nodes:
+        self._inputs.context((snapshot.params, snapshot.command))
+        self._device_updates(snapshot, snapshot.fleet.nodes, stamp, messages)
+        return messages
+
+    def update_nodes(self, nodes: Sequence[NodeState], stamp: int) -> list[Message]:
+        """What changed in these packs, polled before their cycle's snapshot, read with the latest
+        snapshot (nothing before the first: the births carry them)."""
+        messages: list[Message] = []
+        if self.latest is not None:
+            self._device_updates(self.latest, nodes, stamp, messages)
+        return messages
+
+    def _device_updates(
+        self, snapshot: CycleSnapshot, nodes: Sequence[NodeState], stamp: int, messages: list[Message]
+    ) -> None:
+        for node in nodes:
             index = self._index.get(node.node_id)
             if index is None:
                 continue
@@ -117,12 +135,13 @@ class EdgeNode:
                     death = encode((), stamp, self._next_seq())
                     messages.append((self.topics.device("DDEATH", node.node_id), death))
                 continue
-            if node.online:
+            inputs = (node, snapshot.node_dispatch(node.node_id))
+            if node.online and self._inputs.changed(node.node_id, inputs):
                 changed = self._device_readings(snapshot, node, index, births=False)
+                self._inputs.record(node.node_id, inputs)
                 if changed:
                     payload = encode(changed, stamp, self._next_seq())
                     messages.append((self.topics.device("DDATA", node.node_id), payload))
-        return messages
 
     def _device_birth(self, snapshot: CycleSnapshot, node: NodeState, index: int, stamp: int) -> Message:
         readings = self._device_readings(snapshot, node, index, births=True)

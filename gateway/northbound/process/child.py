@@ -2,7 +2,8 @@
 
 It loads the site config from its file, builds the one adapter of its `northbound:` section with the
 package's `create`, starts it, says `ready` (or `failed`, with the reason) and then publishes every
-snapshot frame the core sends, until the core closes the channel. SIGINT and SIGTERM are ignored: a
+frame the core sends (each node update as it comes, then the cycle's snapshot), until the core closes
+the channel. SIGINT and SIGTERM are ignored: a
 Ctrl-C or systemd's stop reaches the whole process group, and the core must decide when its adapters
 stop (after the last cycle). If the core dies, the channel closes and the child stops too.
 
@@ -26,12 +27,13 @@ import uvloop
 
 from gateway import logbook
 from gateway.config import ConfigError, load_config
-from gateway.northbound.adapter import NorthboundAdapter, NorthboundError
+from gateway.northbound.adapter import NodeUpdate, NorthboundAdapter, NorthboundError
 from gateway.northbound.process.channel import (
     FRAME_HEADER,
     MAX_MESSAGE_BYTES,
+    SNAPSHOT,
     ChannelError,
-    decode_snapshot,
+    decode_frame,
     update_to_json,
 )
 from gateway.northbound.registry import create_adapter
@@ -140,16 +142,21 @@ async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.soc
         reader, writer = await asyncio.open_unix_connection(sock=snapshots)
         while True:
             try:
-                header = await reader.readexactly(FRAME_HEADER.size)
-                body = await reader.readexactly(FRAME_HEADER.unpack(header)[0])
+                length, kind = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))
+                body = await reader.readexactly(length)
             except asyncio.IncompleteReadError:
                 break  # the core closed the channel: stop
             try:
-                adapter.publish(decode_snapshot(body))
-            except Exception:  # one bad cycle must not end the adapter: the next snapshot supersedes it
+                content = decode_frame(kind, body)
+                if isinstance(content, NodeUpdate):
+                    adapter.publish_nodes(content)
+                else:
+                    adapter.publish(content)
+            except Exception:  # one bad frame must not end the adapter: the next snapshot supersedes it
                 log.exception("northbound %s: publish failed", adapter.name)
-            logbook.sweep()  # what the core's engine does each cycle for its own rate-limited logs
-            link.report_suppressed()
+            if kind == SNAPSHOT:  # once a cycle, what the core's engine does for its own rate-limited logs
+                logbook.sweep()
+                link.report_suppressed()
         writer.close()
     finally:
         adapter.stop()

@@ -1,9 +1,14 @@
 """The core's side of the adapter processes: start them, feed them, answer them, restart them.
 
-Each configured `northbound:` section gets one `AdapterProcess`. The engine calls `publish` on the loop
-once per cycle; the snapshot is pickled once and offered to every child, and a child still busy with an
-older frame gets only the newest when it is ready (the stale ones are dropped, the loop never waits).
-Commands from a child are answered by a thread of its own that calls the engine's thread-safe
+Each configured `northbound:` section gets one `AdapterProcess`. During the poll the engine calls
+`node_arrived` with each node's state as its poll answers; the states that arrive within a batch
+(`NODE_BATCH_S`, doubling within a poll) go out together as one NODES frame, pickled once and offered
+to every child, so SCADA sees a pack's values one poll plus a few milliseconds after they changed.
+The engine then calls `publish` once per cycle: the snapshot is pickled once and offered to every
+child. A child still busy gets what waits for it when it is ready, the newest snapshot and the node
+frames offered after it: whatever waited before a newer snapshot is dropped (the snapshot carries
+every node's newest state), so the core never waits and never holds more than one cycle's frames for
+a child. Commands from a child are answered by a thread of its own that calls the engine's thread-safe
 `submit`, never by the loop, which may be mid-cycle. A child that exits is noticed at once (a pidfd
 on the loop), logged once with its exit status or signal, and started again after a capped
 exponential backoff; the new child gets the latest snapshot as its first frame.
@@ -20,13 +25,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
+from gateway.fleet import NodeState
 from gateway.northbound.adapter import CORE_PID_VARIABLE, NorthboundError, Submit
 from gateway.northbound.process.channel import (
     MAX_MESSAGE_BYTES,
     ChannelError,
+    encode_nodes,
     encode_snapshot,
     update_from_json,
 )
@@ -48,30 +56,60 @@ log = logging.getLogger(__name__)
 CHILD_MODULE: Final = "gateway.northbound.process.child"
 START_TIMEOUT_S: Final = 60.0  # a first start that takes longer fails `socgw run`
 STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
+# The first node states of a poll go to the children this long after the first answer, in one frame;
+# each later batch of the same poll waits twice as long as the one before (5, 10, 20, 40 ms...): the
+# packs that answer first reach SCADA a few ms after their poll, and a long poll (many packs, a loaded
+# loop) still makes only a handful of frames, each a system call per child and a wake-up of each child
+# and its stack (a DNP3 unsolicited response, an IEC 61850 report).
+NODE_BATCH_S: Final = 0.005
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
 
 
-class SnapshotFeed:
-    """One child's snapshot socket: the newest frame, sent when the previous one has gone."""
+class FrameFeed:
+    """One child's frame socket: the newest snapshot and the node frames offered after it, in order.
+
+    `send` is tried at once (a frame the socket takes whole costs one system call, no task); the rest
+    waits for the socket on a task of the loop. A snapshot drops what still waits before it, so a slow
+    child holds the core to one cycle's frames at most, and loses no value: the snapshot has them all."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
-        self._latest: bytes | None = None
-        self._sent: bytes | None = None
+        self._waiting: deque[bytes] = deque()
+        self._partial: memoryview | None = None  # the rest of a frame the socket took in part
         self._task: asyncio.Task[None] | None = None
 
-    def offer(self, frame: bytes) -> None:
-        self._latest = frame
-        if self._task is None or self._task.done():
+    def offer_snapshot(self, frame: bytes) -> None:
+        self._waiting.clear()
+        self._offer(frame)
+
+    def offer_nodes(self, frame: bytes) -> None:
+        self._offer(frame)
+
+    def _offer(self, frame: bytes) -> None:
+        self._waiting.append(frame)
+        if self._task is not None and not self._task.done():
+            return  # the task sends it in turn
+        try:
+            while self._waiting or self._partial is not None:
+                if self._partial is None:
+                    self._partial = memoryview(self._waiting.popleft())
+                sent = self.sock.send(self._partial)
+                self._partial = self._partial[sent:] if sent < len(self._partial) else None
+        except BlockingIOError:
             self._task = asyncio.get_running_loop().create_task(self._send())
+        except OSError:  # the child is gone: its exit is handled by the supervisor
+            self._waiting.clear()
+            self._partial = None
 
     async def _send(self) -> None:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError):  # the child is gone: its exit is handled by the supervisor
-            while self._latest is not None and self._latest is not self._sent:
-                self._sent = self._latest
-                await loop.sock_sendall(self.sock, self._sent)
+            while self._waiting or self._partial is not None:
+                if self._partial is None:
+                    self._partial = memoryview(self._waiting.popleft())
+                await loop.sock_sendall(self.sock, self._partial)
+                self._partial = None
 
     def finish(self) -> None:
         """End the stream (the child stops at its end); a frame still on its way is dropped, so a
@@ -98,8 +136,8 @@ class AdapterProcess:
         self.pid: int | None = None
         self.restarts = 0
         self.last_exit: str | None = None
-        self._latest: bytes | None = None
-        self._feed: SnapshotFeed | None = None
+        self._latest: bytes | None = None  # the newest snapshot frame: a new child's first
+        self._feed: FrameFeed | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first_start: asyncio.Future[str | None] | None = None
         self._supervising: asyncio.Task[None] | None = None
@@ -124,10 +162,14 @@ class AdapterProcess:
             await self.stop()
             raise NorthboundError(failure)
 
-    def offer(self, frame: bytes) -> None:
+    def offer_snapshot(self, frame: bytes) -> None:
         self._latest = frame
         if self._feed is not None:
-            self._feed.offer(frame)
+            self._feed.offer_snapshot(frame)
+
+    def offer_nodes(self, frame: bytes) -> None:
+        if self._feed is not None:
+            self._feed.offer_nodes(frame)
 
     async def stop(self) -> None:
         """Close the child's channel (it stops its adapter and exits); SIGKILL it after STOP_TIMEOUT_S."""
@@ -177,9 +219,9 @@ class AdapterProcess:
             child_messages.close()
         self.pid = process.pid
         self.state = "starting"
-        self._feed = SnapshotFeed(core_snapshots)
+        self._feed = FrameFeed(core_snapshots)
         if self._latest is not None:
-            self._feed.offer(self._latest)  # the newest full state, first thing the new child reads
+            self._feed.offer_snapshot(self._latest)  # the newest full state, first thing the new child reads
         self._answering = threading.Thread(
             target=self._answer,
             args=(core_messages, process.pid),
@@ -311,6 +353,10 @@ class AdapterSupervisor:
 
     def __init__(self, config_path: str, sections: Sequence[str], submit: Submit) -> None:
         self.children = [AdapterProcess(section, config_path, submit) for section in sections]
+        self._arrived: list[NodeState] = []  # since the last frame
+        self._batch: asyncio.TimerHandle | None = None
+        self._batch_s = NODE_BATCH_S  # the next batch's length: doubles with each batch of a poll
+        self._shown: dict[str, NodeState] = {}  # each node's state in the last snapshot
 
     async def start(self) -> None:
         """Start every child at once and wait until each serves; NorthboundError names the first failure."""
@@ -319,12 +365,38 @@ class AdapterSupervisor:
             if isinstance(outcome, BaseException):
                 raise outcome
 
+    def node_arrived(self, state: NodeState) -> None:
+        """A node's poll answered (on the loop, mid-poll): it goes out with the others of its batch,
+        unless it says what the last snapshot said (about half the packs, a cycle, in the simulator)."""
+        if not self.children:
+            return
+        shown = self._shown.get(state.node_id)
+        if shown is not None and (shown is state or shown.__dict__ == state.__dict__):
+            return
+        self._arrived.append(state)
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().call_later(self._batch_s, self._send_arrived)
+
+    def _send_arrived(self) -> None:
+        self._batch = None
+        self._batch_s *= 2
+        frame = encode_nodes(self._arrived, time.time())
+        self._arrived.clear()
+        for child in self.children:
+            child.offer_nodes(frame)
+
     def publish(self, snapshot: CycleSnapshot) -> None:
         if not self.children:
             return
+        if self._batch is not None:  # the snapshot carries the states still waiting for their batch
+            self._batch.cancel()
+            self._batch = None
+        self._arrived.clear()
+        self._batch_s = NODE_BATCH_S
+        self._shown = {state.node_id: state for state in snapshot.fleet.nodes}
         frame = encode_snapshot(snapshot)
         for child in self.children:
-            child.offer(frame)
+            child.offer_snapshot(frame)
 
     async def stop(self) -> None:
         await asyncio.gather(*(child.stop() for child in self.children))

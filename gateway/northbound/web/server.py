@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.northbound.adapter import NorthboundError
+from gateway.northbound.adapter import NodeUpdate, NorthboundError
 from gateway.northbound.web.document import state_document
 from gateway.northbound.web.history import History
 from gateway.northbound.web.login import verify_password
@@ -88,6 +88,9 @@ class WebAdapter:
 
     def publish(self, snapshot: CycleSnapshot) -> None:
         self._inbox.append(snapshot)  # deque.append is atomic: safe against the server thread's popleft
+
+    def publish_nodes(self, update: NodeUpdate) -> None:
+        """Nothing: the page and /metrics refresh twice a second, from the snapshots."""
 
     def stop(self) -> None:
         loop, stopping, thread = self._loop, self._stopping, self._thread

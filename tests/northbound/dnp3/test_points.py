@@ -157,3 +157,18 @@ def test_a_stale_node_keeps_its_values_flagged_comm_lost_and_an_offline_one_lose
     offline = with_quality(3, Quality.FAILED, None)
     assert offline[(PointType.ANALOG_INPUT, 0)][2:] == (556, COMM_LOST, True)
     assert offline[(PointType.BINARY_INPUT, 0)][2:] == (False, ONLINE, True)
+
+
+def test_a_node_that_answered_before_the_snapshot_makes_its_event_once() -> None:
+    table = PointTable(POINTS)
+    in_force = snapshot(1, 50.0)
+    table.changes(in_force, {}, None)
+    polled = snapshot(2, 60.0)  # the next cycle: the node answers first, its snapshot comes after
+    early = table.node_changes(in_force, polled.fleet.nodes, None)
+    assert [c for c in early if c[:2] == (PointType.ANALOG_INPUT, 0)] == [
+        (PointType.ANALOG_INPUT, 0, 600, ONLINE, True)  # the node's own new value, as an event
+    ]
+    assert not any(c[:2] == (PointType.ANALOG_INPUT, 2) for c in early)  # fleet points wait
+    later = {(c[0], c[1]): c for c in table.changes(polled, {}, None)}
+    assert (PointType.ANALOG_INPUT, 0) not in later  # shown already: no second event
+    assert later[(PointType.ANALOG_INPUT, 2)][2] == 1_200_000_000  # the fleet's energy, with the snapshot

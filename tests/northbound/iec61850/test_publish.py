@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gateway.balancer import BalancerParams, SiteCommand, dispatch
 from gateway.fleet import FleetState, NodeState, Quality
 from gateway.mapping.iec61850 import load_map
+from gateway.northbound.adapter import NodeUpdate
 from gateway.northbound.iec61850.model import VALUE_KIND, Publication
 from gateway.northbound.iec61850.updater import (
     QUALITY_GOOD,
@@ -88,8 +89,27 @@ def test_the_slot_keeps_only_the_latest_snapshot() -> None:
     slot.put(snapshot(1))
     slot.put(snapshot(2))
     taken = slot.take()
-    assert taken is not None and taken.index == 2
+    assert taken is not None and taken[0] is not None and taken[0].index == 2
     closer = threading.Timer(0.05, slot.close)
     closer.start()
     assert slot.take() is None  # a waiting updater wakes up when the slot closes
     closer.join()
+
+
+def test_the_slot_keeps_the_newest_state_of_each_node_until_a_snapshot_carries_them() -> None:
+    slot = LatestSlot()
+    old, new = NodeState("pack-01", soc_pct=40.0), NodeState("pack-01", soc_pct=41.0)
+    other = NodeState("pack-02", soc_pct=50.0)
+    slot.put(snapshot(1))
+    slot.put_nodes(NodeUpdate((old, other), WALL))
+    slot.put_nodes(NodeUpdate((new,), WALL + timedelta(milliseconds=3)))
+    assert slot.take() == (snapshot(1), [new, other], WALL_MS + 3)  # the snapshot first, then them
+    slot.put_nodes(NodeUpdate((old,), WALL))
+    slot.put(snapshot(2))  # newer than those states: it carries them
+    assert slot.take() == (snapshot(2), [], WALL_MS)
+
+
+def test_a_node_publication_shows_the_state_it_is_given() -> None:
+    newer = NodeState("pack-01", soc_pct=52.0, capacity_wh=2000.0)
+    reading = read_publication(publication("ZBAT1", "Soc", "pack-01"), snapshot(), WALL_MS + 40, newer)
+    assert reading == Reading(52.0, QUALITY_GOOD, WALL_MS + 40)

@@ -234,6 +234,34 @@ def test_a_measured_value_moves_only_beyond_its_deadband(tmp_path: Path) -> None
             assert writer.last[tmp.quality_attribute] == expected_quality, cycle
 
 
+def test_a_node_that_answered_before_its_snapshot_is_written_at_once_and_the_fleet_waits(
+    tmp_path: Path,
+) -> None:
+    ids = ["pack-0000", "pack-0001"]
+    plan = plan_of(unpolled_site(tmp_path, len(ids), free_port()))
+    with unstarted_server(plan) as (model, address):
+        writer = RecordingWriter(address)
+        updater = Updater(writer, model.publications)
+        updater.write_fixed(model.fixed, WALL)
+        by_reference = {p.reference: p for p in model.publications if p.spec.source is not None}
+        pack_soc = by_reference["SOCGWPACK_0000/ZBAT1.Soc"]
+        fleet_soc = by_reference["SOCGWFLEET/ZBAT1.Soc"]
+        assert updater.apply_nodes([node(ids[0], 0)], 0) == 0  # nothing before the first snapshot
+        first = cycle_snapshot(0, [node(ids[0], 0), node(ids[1], 0)])
+        updater.apply(first)
+        fleet_before = writer.last[fleet_soc.value_attribute]
+        arrived_ms = snapshot_time_ms(first) + 40
+        answered = node(ids[0], 5)  # the next poll's answer, its snapshot still to come
+        assert updater.apply_nodes([answered], arrived_ms) > 0
+        assert writer.last[pack_soc.value_attribute] == answered.soc_pct
+        assert writer.last[pack_soc.time_attribute] == arrived_ms
+        assert writer.last[fleet_soc.value_attribute] == fleet_before  # fleet values wait for it
+        later = cycle_snapshot(1, [answered, node(ids[1], 0)])
+        updater.apply(later)
+        assert writer.last[pack_soc.time_attribute] == arrived_ms  # shown already: not again
+        assert writer.last[fleet_soc.value_attribute] == read_publication(fleet_soc, later).value
+
+
 def test_a_source_that_fails_leaves_its_device_to_be_written_whole_next_cycle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

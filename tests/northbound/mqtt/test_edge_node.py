@@ -11,21 +11,26 @@ import dataclasses
 import itertools
 import subprocess
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import uvloop
 
+from gateway.balancer import BalancerParams, SiteCommand, dispatch
 from gateway.engine import Engine
+from gateway.fleet import FleetState, NodeState, Quality
 from gateway.mapping.sources import read_fleet, read_node
+from gateway.northbound.mqtt import sparkplug_b_pb2 as pb
 from gateway.northbound.mqtt.client import MqttAdapter
-from gateway.northbound.mqtt.metrics import REBIRTH, DataType
+from gateway.northbound.mqtt.edge import EdgeNode, Topics
+from gateway.northbound.mqtt.metrics import REBIRTH, DataType, metric_table, quantity_deadbands
 from gateway.northbound.mqtt.payload import Reading, encode
 from gateway.northbound.registry import create_adapters
 from gateway.sim.fleet import FleetThread
 from gateway.snapshot import CycleSnapshot
-from tests.conftest import StartFleet, free_port
+from tests.conftest import REPO, StartFleet, free_port
 from tests.northbound.mqtt.support import Broker, Decoder, kind, metrics, publish
 from tests.test_engine import site_config, until_online
 
@@ -340,3 +345,31 @@ def test_births_wait_for_the_primary_host_and_its_death_restarts_the_session(
 
     section = mqtt_section(broker.port, "    primary_host_id: scada1\n")
     with_gateway(tmp_path, fleet, scenario, broker=broker, section=section)
+
+
+def test_packs_that_answered_before_the_snapshot_get_their_ddata_and_ddeath_first() -> None:
+    table = metric_table(quantity_deadbands(REPO))
+    edge = EdgeNode(Topics(GROUP, EDGE), table, ["pack-01", "pack-02"], lambda u, *, apply=True: None, "t")
+
+    def at(cycle: int, first: NodeState, second: NodeState) -> CycleSnapshot:
+        fleet = FleetState((first, second), timestamp_s=float(cycle))
+        decision = dispatch(fleet, SiteCommand(), BalancerParams(), None, float(cycle))
+        return CycleSnapshot(cycle, datetime.now(UTC), fleet, SiteCommand(), decision, BalancerParams())
+
+    def pack(node_id: str, soc_pct: float | None) -> NodeState:
+        quality = Quality.GOOD if soc_pct is not None else Quality.FAILED
+        return NodeState(node_id, quality=quality, soc_pct=soc_pct, capacity_wh=2000.0)
+
+    def shown(message: tuple[str, bytes]) -> tuple[str, int, dict[str, float]]:
+        payload = pb.Payload.FromString(message[1])
+        values = {m.name: m.double_value or m.float_value for m in payload.metrics}
+        return message[0].split("/")[2], payload.seq, values
+
+    assert edge.update_nodes([pack("pack-01", 60.0)], 1) == []  # nothing before the births
+    births = edge.births(at(0, pack("pack-01", 50.0), pack("pack-02", 40.0)), 0)
+    assert [shown(m)[0] for m in births] == ["NBIRTH", "DBIRTH", "DBIRTH"]
+    early = [shown(m) for m in edge.update_nodes([pack("pack-01", 60.0), pack("pack-02", None)], 1)]
+    assert early == [("DDATA", 3, {"soc_pct": 60.0}), ("DDEATH", 4, {})]
+    later = [shown(m) for m in edge.update(at(1, pack("pack-01", 60.0), pack("pack-02", None)))]
+    assert [kind for kind, _, _ in later] == ["NDATA"]  # the packs were shown already
+    assert later[0][2]["mean_soc_pct"] == 60.0  # the fleet's, with its snapshot

@@ -4,6 +4,7 @@ newest-frame-wins feed, commands as JSON checked field by field, and a command t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import threading
@@ -15,16 +16,26 @@ import uvloop
 
 from gateway.balancer import BalancerParams, ChargeSource, SiteCommand, dispatch
 from gateway.fleet import FleetState, NodeState
+from gateway.northbound.adapter import NodeUpdate
 from gateway.northbound.process.channel import (
     FRAME_HEADER,
+    NODES,
+    SNAPSHOT,
     ChannelError,
+    decode_frame,
     decode_snapshot,
+    encode_nodes,
     encode_snapshot,
     update_from_json,
     update_to_json,
 )
 from gateway.northbound.process.child import ANSWER_TIMEOUT_S, CoreLink
-from gateway.northbound.process.supervisor import SnapshotFeed
+from gateway.northbound.process.supervisor import (
+    NODE_BATCH_S,
+    AdapterProcess,
+    AdapterSupervisor,
+    FrameFeed,
+)
 from gateway.site_command import CommandUpdate
 from gateway.snapshot import CycleSnapshot
 from gateway.supervision import decode_message, describe_exit, encode_message
@@ -44,8 +55,8 @@ def cycle(index: int, packs: int = 3) -> CycleSnapshot:
 def test_a_snapshot_frame_carries_everything_an_adapter_reads_but_the_balancers_memory() -> None:
     snapshot = cycle(7)
     frame = encode_snapshot(snapshot)
-    (length,) = FRAME_HEADER.unpack_from(frame)
-    assert length == len(frame) - FRAME_HEADER.size
+    length, kind = FRAME_HEADER.unpack_from(frame)
+    assert (length, kind) == (len(frame) - FRAME_HEADER.size, SNAPSHOT)
     copy = decode_snapshot(frame[FRAME_HEADER.size :])
     assert copy.fleet == snapshot.fleet
     assert copy.dispatch.nodes == snapshot.dispatch.nodes
@@ -59,6 +70,19 @@ def test_a_snapshot_frame_carries_everything_an_adapter_reads_but_the_balancers_
     assert copy.rated_power_w() == 3600.0
     assert snapshot.dispatch.memory.setpoints_w  # the core's memory holds every pack ...
     assert not copy.dispatch.memory.setpoints_w  # ... and stays in the core
+
+
+def test_a_nodes_frame_carries_the_states_and_when_they_were_sent() -> None:
+    states = cycle(1).fleet.nodes[:2]
+    frame = encode_nodes(states, 1_700_000_000.25)
+    length, kind = FRAME_HEADER.unpack_from(frame)
+    assert (length, kind) == (len(frame) - FRAME_HEADER.size, NODES)
+    update = decode_frame(kind, frame[FRAME_HEADER.size :])
+    assert update == NodeUpdate(states, datetime.fromtimestamp(1_700_000_000.25, UTC))
+    with pytest.raises(ChannelError, match="kind 7"):
+        decode_frame(7, frame[FRAME_HEADER.size :])
+    with pytest.raises(ChannelError, match="NODES"):
+        decode_frame(NODES, encode_snapshot(cycle(1))[FRAME_HEADER.size :])
 
 
 def test_every_command_field_survives_the_round_trip() -> None:
@@ -95,11 +119,11 @@ def test_a_busy_child_gets_the_newest_frame_and_the_loop_never_waits() -> None:
     frames = [bytes([number]) * size for number in range(10)]
 
     async def offer_all() -> float:
-        feed = SnapshotFeed(core)
+        feed = FrameFeed(core)
         slowest = 0.0
         for frame in frames:
             started = time.perf_counter()
-            feed.offer(frame)
+            feed.offer_snapshot(frame)
             slowest = max(slowest, time.perf_counter() - started)
             await asyncio.sleep(0.01)  # cycles go on while the child reads nothing
         received = bytearray()
@@ -114,6 +138,70 @@ def test_a_busy_child_gets_the_newest_frame_and_the_loop_never_waits() -> None:
 
     slowest = uvloop.run(asyncio.wait_for(offer_all(), timeout=30))
     assert slowest < 0.005
+    child.close()
+
+
+def test_node_frames_follow_their_snapshot_and_a_newer_snapshot_drops_those_still_waiting() -> None:
+    core, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    size = 4 * core.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # far more than the socket holds
+    first, second = b"S" * size, b"T" * 100
+    node_frames = [bytes([number]) * 100 for number in range(5)]
+
+    async def offer_all() -> bytes:
+        feed = FrameFeed(core)
+        feed.offer_snapshot(first)  # under way: the socket takes only part of it
+        for frame in node_frames[:3]:
+            feed.offer_nodes(frame)  # waiting behind it ...
+        feed.offer_snapshot(second)  # ... until a newer snapshot, which carries their states
+        for frame in node_frames[3:]:
+            feed.offer_nodes(frame)
+        expected = len(first) + len(second) + 2 * 100
+        received = await asyncio.get_running_loop().run_in_executor(None, read_until, child, expected)
+        feed.close()
+        return received
+
+    received = uvloop.run(asyncio.wait_for(offer_all(), timeout=30))
+    assert received == first + second + node_frames[3] + node_frames[4]
+    child.close()
+
+
+def test_the_states_that_arrive_together_go_out_as_one_frame_and_the_snapshot_takes_the_rest() -> None:
+    """One frame per batch; the snapshot takes the states still waiting; a state equal to the last
+    snapshot's is not sent again."""
+    core, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child.settimeout(5.0)
+    states = cycle(1, packs=4).fleet.nodes
+    snapshot = cycle(2, packs=4)
+    moved = dataclasses.replace(snapshot.fleet.nodes[1], soc_pct=80.0)
+
+    async def arrive() -> None:
+        supervisor = AdapterSupervisor("gateway.yaml", [], lambda update, *, apply=True: None)
+        process = AdapterProcess("dnp3", "gateway.yaml", lambda update, *, apply=True: None)
+        process._feed = FrameFeed(core)  # a child's end of the channel, without spawning one
+        supervisor.children = [process]
+        supervisor.node_arrived(states[0])
+        supervisor.node_arrived(states[1])
+        await asyncio.sleep(10 * NODE_BATCH_S)  # the batch went out
+        supervisor.node_arrived(states[2])  # arrives, then its cycle's snapshot before its batch
+        supervisor.publish(snapshot)
+        await asyncio.sleep(10 * NODE_BATCH_S)
+        supervisor.node_arrived(dataclasses.replace(snapshot.fleet.nodes[0]))  # the same values
+        supervisor.node_arrived(moved)
+        await asyncio.sleep(10 * NODE_BATCH_S)
+
+    uvloop.run(asyncio.wait_for(arrive(), timeout=30))
+    frames = []
+    for _ in range(3):
+        length, kind = FRAME_HEADER.unpack(read_until(child, FRAME_HEADER.size))
+        frames.append(decode_frame(kind, read_until(child, length)))
+    child.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        child.recv(1)  # nothing more: the third state went with the snapshot
+    nodes, full, after = frames
+    assert isinstance(nodes, NodeUpdate) and nodes.nodes == states[:2]
+    assert isinstance(full, CycleSnapshot) and full.fleet == snapshot.fleet
+    assert isinstance(after, NodeUpdate) and after.nodes == (moved,)
+    core.close()
     child.close()
 
 
