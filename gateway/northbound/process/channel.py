@@ -17,6 +17,7 @@ from __future__ import annotations
 import copyreg
 import dataclasses
 import io
+import operator
 import pickle
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -45,12 +46,15 @@ def _memory_without_state(memory: BalancerMemory) -> tuple[type[BalancerMemory],
 
 
 _NODE_FIELDS: Final = tuple(field.name for field in dataclasses.fields(NodeState))
+# By name, not the attribute dict's order: a state built by `fleet.node_from_values` fills its dict in
+# its own order.
+_node_values: Final = operator.attrgetter(*_NODE_FIELDS)
 
 
 def _node_fields(state: NodeState) -> tuple[Callable[[tuple[object, ...]], NodeState], tuple[object]]:
     # A node's values as one tuple, not its attribute dict: a quarter less work on each side, and every
     # node of the fleet goes through here twice a cycle (its NODES frame, the snapshot).
-    return _node_state, (tuple(state.__dict__.values()),)
+    return _node_state, (_node_values(state),)
 
 
 def _node_state(values: tuple[object, ...]) -> NodeState:

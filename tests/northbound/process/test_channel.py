@@ -15,7 +15,7 @@ import pytest
 import uvloop
 
 from gateway.balancer import BalancerParams, ChargeSource, SiteCommand, dispatch
-from gateway.fleet import FleetState, NodeState
+from gateway.fleet import FleetState, NodeState, Quality, node_from_values
 from gateway.northbound.adapter import NodeUpdate
 from gateway.northbound.process.channel import (
     FRAME_HEADER,
@@ -23,6 +23,7 @@ from gateway.northbound.process.channel import (
     SNAPSHOT,
     ChannelError,
     decode_frame,
+    decode_nodes,
     decode_snapshot,
     encode_nodes,
     encode_snapshot,
@@ -263,3 +264,15 @@ def test_an_answer_reaches_the_thread_that_asked() -> None:
 )
 def test_an_exit_is_described_by_status_or_signal(returncode: int, described: str) -> None:
     assert describe_exit(returncode) == described
+
+
+def test_a_node_state_from_the_fleet_builder_crosses_the_channel_field_by_field() -> None:
+    # node_from_values fills the state's attributes in its own order, not the dataclass's
+    state = node_from_values(
+        "pack-01",
+        {"soc_pct": 61.5, "power_w": -250.0, "charge_limit_w": 3000.0, "capacity_wh": 10_000.0},
+        quality=Quality.GOOD,
+    )
+    (copy,) = decode_nodes(encode_nodes([state], 0.0)[FRAME_HEADER.size :]).nodes
+    assert copy == state
+    assert copy.charge_limit_w == 3000.0 and copy.quality is Quality.GOOD
