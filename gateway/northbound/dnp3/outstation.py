@@ -97,9 +97,18 @@ class Dnp3Outstation:
     name = "dnp3"
 
     def __init__(
-        self, settings: Dnp3Settings, dnp3_map: Dnp3Map, node_ids: Sequence[str], submit: Submit
+        self,
+        settings: Dnp3Settings,
+        dnp3_map: Dnp3Map,
+        node_ids: Sequence[str],
+        submit: Submit,
+        *,
+        behind_door: bool = False,
     ) -> None:
         self.settings = settings
+        # Behind the front door, which alone decides who holds the session (docs/dnp3.md), a new
+        # connection replaces the old at once; listening itself, the first master keeps it.
+        self._accept_mode = o.ServerAcceptMode.CloseExisting if behind_door else o.ServerAcceptMode.CloseNew
         self.map = dnp3_map
         self.points = dnp3_map.expand(node_ids)
         self._table = PointTable(self.points)
@@ -141,13 +150,11 @@ class Dnp3Outstation:
         endpoint = o.IPEndpoint(settings.host, settings.port)
         try:
             if settings.tls is None:
-                channel = manager.AddTCPServer(
-                    "dnp3", o.levels.NORMAL, o.ServerAcceptMode.CloseNew, endpoint, listener
-                )
+                channel = manager.AddTCPServer("dnp3", o.levels.NORMAL, self._accept_mode, endpoint, listener)
             else:
                 tls = o.TLSConfig(str(settings.tls.ca), str(settings.tls.cert), str(settings.tls.key))
                 channel = manager.AddTLSServer(
-                    "dnp3", o.levels.NORMAL, o.ServerAcceptMode.CloseNew, endpoint, tls, listener
+                    "dnp3", o.levels.NORMAL, self._accept_mode, endpoint, tls, listener
                 )
         except RuntimeError as error:
             manager.Shutdown()

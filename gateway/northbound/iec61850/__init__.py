@@ -17,12 +17,15 @@ loads only when the server starts, so checking a config never loads it.
 
 from __future__ import annotations
 
+import dataclasses
+
 from gateway.config import SiteConfig
 from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.iec61850.adapter import Iec61850Adapter
 from gateway.northbound.iec61850.settings import SECTION, load_settings
+from gateway.northbound.section import DoorPlan
 
-__all__ = ["SECTION", "check", "create"]
+__all__ = ["SECTION", "check", "create", "door"]
 
 
 def check(site: SiteConfig) -> Listener | None:
@@ -31,10 +34,22 @@ def check(site: SiteConfig) -> Listener | None:
     return None if loaded is None else Listener(loaded[0].host, loaded[0].port)
 
 
-def create(site: SiteConfig, submit: Submit) -> Iec61850Adapter | None:
-    """The server for the site's `northbound.iec61850` section (not started), or None without one."""
+def door(site: SiteConfig) -> DoorPlan | None:
+    """What the front door serves for this section (its public address, allow-list, limits and TLS)."""
+    loaded = load_settings(site)
+    if loaded is None:
+        return None
+    settings = loaded[0]
+    return DoorPlan(SECTION, Listener(settings.host, settings.port), settings.admission, settings.tls)
+
+
+def create(site: SiteConfig, submit: Submit, private: Listener | None = None) -> Iec61850Adapter | None:
+    """The server for the site's `northbound.iec61850` section (not started), or None without one.
+    With `private`, it listens there in plain TCP behind the front door, which terminates TLS."""
     loaded = load_settings(site)
     if loaded is None:
         return None
     settings, plan = loaded
+    if private is not None:
+        settings = dataclasses.replace(settings, host=private.host, port=private.port, tls=None)
     return Iec61850Adapter(settings, plan, submit)

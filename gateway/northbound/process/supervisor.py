@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -105,6 +106,7 @@ class AdapterProcess:
         self.pid: int | None = None
         self.restarts = 0
         self.last_exit: str | None = None
+        self.front_door: Counter[str] = Counter()  # connections by outcome, every child of this section
         self._latest: bytes | None = None
         self._feed: SnapshotFeed | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,6 +167,7 @@ class AdapterProcess:
             "pid": self.pid,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "front_door": dict(self.front_door),
         }
 
     # --- supervision --------------------------------------------------------------------------------
@@ -292,12 +295,9 @@ class AdapterProcess:
                 raise ChannelError(f"malformed log record {message!r}")
             logging.getLogger(name).log(level, "%s", text)
         elif kind == "suppressed":
-            counts = message.get("counts")
-            if not isinstance(counts, dict) or not all(
-                isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
-            ):
-                raise ChannelError(f"malformed suppressed-lines report {message!r}")
-            logbook.add_suppressed(counts)
+            logbook.add_suppressed(_counts(message, "suppressed-lines report"))
+        elif kind == "door":
+            self.front_door.update(_counts(message, "front-door counts"))
         elif kind in ("ready", "failed"):
             failure = message.get("message") if kind == "failed" else None
             if kind == "failed" and not isinstance(failure, str):
@@ -391,3 +391,13 @@ class AdapterSupervisor:
 
     def status(self) -> list[dict[str, Any]]:
         return [child.status() for child in self.children]
+
+
+def _counts(message: dict[str, Any], what: str) -> dict[str, int]:
+    """The `counts` of a message (name -> positive count); ChannelError when malformed."""
+    counts = message.get("counts")
+    if not isinstance(counts, dict) or not all(
+        isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
+    ):
+        raise ChannelError(f"malformed {what} {message!r}")
+    return counts

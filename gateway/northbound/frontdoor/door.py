@@ -1,0 +1,329 @@
+"""The front door's server: takes each TCP connection on the public port, lets in only who may enter,
+and splices an admitted session to the stack's private listener.
+
+For each connection, in order: the allow-list and the rate per source (refused: closed at once, not a
+byte sent); TLS when configured (the handshake, the client's certificate subject or fingerprint); the
+protocol's first frame within `first_frame_s` (counted from the accept, the handshake included); a
+session place (`max_sessions`). Connections waiting for their first frame are capped at `MAX_PENDING`:
+when full, the oldest waiting one is closed, so a crowd of silent connections cannot keep out a master
+that speaks. With `one_master` (DNP3: one link), a new session from the address of the live one replaces
+it (the master reconnected after losing its connection); from any other address it is refused while
+the live one lasts. A session whose peer sends nothing for `idle_s` is closed (the protocol's keep-alive
+failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+
+from gateway.northbound.adapter import Listener, NorthboundError
+from gateway.northbound.frontdoor.audit import Audit
+from gateway.northbound.frontdoor.policy import Gate
+from gateway.northbound.frontdoor.private import PrivateLink
+from gateway.northbound.frontdoor.secure import identity, listed, server_context
+from gateway.northbound.frontdoor.sniff import SNIFFERS, Verdict
+from gateway.northbound.section import DoorPlan
+
+MAX_PENDING = 64
+READ_BYTES = 65536
+FIRST_FRAME_BYTES = 4096  # more than this without a verdict is not the protocol
+KEEPALIVE = ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 10), (socket.TCP_KEEPCNT, 3))
+CLOSE_WAIT_S = 2.0  # a replaced session's splice ends within this
+
+Peer = tuple[str, int]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Session:
+    peer: Peer
+    subject: str
+    links: list[asyncio.StreamWriter]
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def close(self) -> None:
+        for writer in self.links:
+            writer.transport.abort()
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, level: int = logging.INFO) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.level = level
+
+
+def bind_public(plan: DoorPlan) -> socket.socket:
+    """The public listening socket of `plan` (bound before the stack starts); NorthboundError says why not."""
+    host, port = plan.listener.host, plan.listener.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=128, reuse_port=False)
+    except OSError as error:
+        reason = {
+            errno.EADDRINUSE: "the port is in use by another program",
+            errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+            errno.EADDRNOTAVAIL: "this machine has no such address",
+        }.get(error.errno or 0, error.strerror or str(error))
+        raise NorthboundError(
+            f"{plan.section}: cannot listen on {host}:{port}: {reason} "
+            f"(`northbound.{plan.section}.port` and `host`)"
+        ) from None
+
+
+def build(plan: DoorPlan) -> FrontDoor:
+    """The front door of `plan`, its public port bound (before the stack starts, so a port in use
+    fails first) and TLS loaded; NorthboundError says what is wrong."""
+    return FrontDoor(plan, bind_public(plan), PrivateLink(), Audit(plan.section))
+
+
+class FrontDoor:
+    """Serves `public` for the stack behind `private`; open/close on the child's loop."""
+
+    def __init__(self, plan: DoorPlan, public: socket.socket, private: PrivateLink, audit: Audit) -> None:
+        self.plan = plan
+        self.audit = audit
+        self._public = public
+        self._private = private
+        self._gate = Gate(plan.admission)
+        self._sniff: Callable[[bytes], Verdict] = SNIFFERS[plan.section]
+        self._one_master = plan.admission.max_sessions == 1
+        try:
+            self._tls = None if plan.tls is None else server_context(plan.tls)
+        except (ssl.SSLError, OSError) as error:
+            raise NorthboundError(f"{plan.section}: the TLS files do not load: {error}") from None
+        self._pending: dict[asyncio.Task[None], Peer] = {}  # waiting for their first frame, oldest first
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._sessions: list[_Session] = []
+        self._accepting: asyncio.Task[None] | None = None
+        self._reported: dict[str, int] = {}
+
+    @property
+    def private(self) -> Listener:
+        """Where the stack must listen (plain TCP on loopback)."""
+        return self._private.listener
+
+    async def open(self) -> None:
+        """Seal the stack's private listener, then take connections on the public socket."""
+        self._private.seal()
+        self._public.setblocking(False)
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        plan, admission = self.plan, self.plan.admission
+        log.info(
+            "front door %s on %s:%d%s: allow %s; first frame within %g s, %s, %d per minute per source",
+            plan.section,
+            plan.listener.host,
+            plan.listener.port,
+            " (mutual TLS: TLS 1.3, TLS 1.2 AEAD only, on the system's OpenSSL)" if plan.tls else "",
+            ", ".join(str(network) for network in admission.allow),
+            admission.first_frame_s,
+            "one master" if self._one_master else f"at most {admission.max_sessions} sessions",
+            admission.connects_per_min,
+        )
+
+    def new_counts(self) -> dict[str, int]:
+        """What the audit counted since the last call (for the core's `socgw status`)."""
+        counts = self.audit.counts()
+        new = {key: count - self._reported.get(key, 0) for key, count in counts.items()}
+        self._reported = counts
+        return {key: count for key, count in new.items() if count > 0}
+
+    async def close(self) -> None:
+        tasks = [task for task in (self._accepting, *self._handlers) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._public.close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                connection, address = await loop.sock_accept(self._public)
+            except OSError as error:  # out of file descriptors, say: the door stays open
+                log.warning("front door %s: accept failed: %s", self.plan.section, error)
+                await asyncio.sleep(0.1)
+                continue
+            peer: Peer = address[:2]
+            refusal = self._gate.refusal(peer[0], time.monotonic())
+            if refusal is not None:  # closed before a byte is read or sent
+                connection.close()
+                self.audit.record("refused", peer, reason=refusal)
+                continue
+            task = loop.create_task(self._serve(connection, peer))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+            if len(self._pending) >= MAX_PENDING:  # the oldest silent connection makes room
+                oldest = next(iter(self._pending))
+                self.audit.record("refused", self._pending.pop(oldest), reason="evicted")
+                oldest.cancel()
+            self._pending[task] = peer
+
+    async def _serve(self, connection: socket.socket, peer: Peer) -> None:
+        _keepalive(connection)
+        this = asyncio.current_task()
+        writer: asyncio.StreamWriter | None = None
+        subject = ""
+        try:
+            try:
+                async with asyncio.timeout(self.plan.admission.first_frame_s):
+                    reader, writer = await self._streams(connection)
+                    subject = self._identity(writer)
+                    first = await self._first_frame(reader)
+            except TimeoutError:
+                raise _Refused("first-frame-timeout") from None
+            finally:
+                if this is not None:
+                    self._pending.pop(this, None)
+            session = await self._place(peer, subject)
+        except _Refused as refused:
+            _abort(connection, writer)
+            self.audit.record("refused", peer, reason=refused.reason, subject=subject, level=refused.level)
+            return
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            _abort(connection, writer)
+            self.audit.record("refused", peer, reason="closed-before-first-frame", subject=subject)
+            return
+        except asyncio.CancelledError:
+            _abort(connection, writer)
+            raise
+        session.links.append(writer)
+        await self._splice(session, reader, writer, first)
+
+    async def _streams(self, connection: socket.socket) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Reader and writer on the accepted connection, after the TLS handshake when configured."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                connection,
+                ssl=self._tls,
+                ssl_handshake_timeout=self.plan.admission.first_frame_s if self._tls else None,
+            )
+        except (ssl.SSLError, ConnectionError) as error:
+            reason = getattr(error, "reason", None) or type(error).__name__
+            raise _Refused(f"tls-failed ({reason})", logging.WARNING) from None
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    def _identity(self, writer: asyncio.StreamWriter) -> str:
+        """The client's certificate subject and TLS version ("" without TLS); _Refused when not listed."""
+        if self.plan.tls is None:
+            return ""
+        ssl_object: ssl.SSLObject | None = writer.get_extra_info("ssl_object")
+        certificate = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+        if ssl_object is None or certificate is None:
+            raise _Refused("tls-failed (no client certificate)", logging.WARNING)
+        subject, fingerprint = identity(certificate)
+        if not listed(self.plan.tls.clients, subject, fingerprint):
+            raise _Refused(f"client-not-listed ({subject}, {fingerprint})", logging.WARNING)
+        return f"{subject}; {ssl_object.version()}"
+
+    async def _first_frame(self, reader: asyncio.StreamReader) -> bytes:
+        data = b""
+        while True:
+            chunk = await reader.read(FIRST_FRAME_BYTES)
+            if not chunk:
+                raise _Refused("closed-before-first-frame")
+            data += chunk
+            verdict = self._sniff(data)
+            if verdict is Verdict.VALID:
+                return data
+            if verdict is Verdict.INVALID or len(data) > FIRST_FRAME_BYTES:
+                raise _Refused("not-the-protocol")
+
+    async def _place(self, peer: Peer, subject: str) -> _Session:
+        """A session place for `peer`: the DNP3 rule of one master, or the cap of sessions."""
+        if self._one_master and self._sessions:
+            live = self._sessions[0]
+            if live.peer[0] != peer[0]:
+                raise _Refused(f"busy (the master at {live.peer[0]} holds the session)")
+            live.close()  # the same master again: its old connection is stale
+            self.audit.record("replaced", live.peer, subject=live.subject)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await live.done.wait()
+        elif len(self._sessions) >= self.plan.admission.max_sessions:
+            raise _Refused(f"busy ({len(self._sessions)} sessions, the most allowed)")
+        session = _Session(peer, subject, [])
+        self._sessions.append(session)
+        return session
+
+    async def _splice(
+        self, session: _Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes
+    ) -> None:
+        peer = session.peer
+        try:
+            try:
+                stack_reader, stack_writer = await self._private.connect()
+            except OSError as error:
+                self.audit.record("refused", peer, reason=f"stack-unreachable ({error})", level=logging.ERROR)
+                return
+            session.links.append(stack_writer)
+            self.audit.record("accepted", peer, subject=session.subject)
+            stack_writer.write(first)
+            idle = self.plan.admission.idle_s or None
+            outcome = await _first_to_end(
+                _pump(reader, stack_writer, idle, "idle"), _pump(stack_reader, writer, None, "stack-closed")
+            )
+            self.audit.record("closed", peer, reason=outcome, subject=session.subject)
+        finally:
+            session.close()
+            self._sessions.remove(session)
+            session.done.set()
+
+
+async def _pump(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, idle_s: float | None, on_idle: str
+) -> str:
+    """Copy until end of file; the reason the copy ended."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                data = await source.read(READ_BYTES)
+        except TimeoutError:
+            return on_idle
+        except (ConnectionError, OSError):
+            return "reset"
+        if not data:
+            return "peer-closed" if on_idle == "idle" else on_idle
+        sink.write(data)
+        try:
+            await sink.drain()
+        except (ConnectionError, OSError):
+            return "reset"
+
+
+async def _first_to_end(*pumps: Coroutine[None, None, str]) -> str:
+    tasks = [asyncio.ensure_future(pump) for pump in pumps]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    result: str = next(iter(done)).result()
+    return result
+
+
+def _abort(connection: socket.socket, writer: asyncio.StreamWriter | None) -> None:
+    if writer is not None:
+        writer.transport.abort()
+    connection.close()
+
+
+def _keepalive(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in KEEPALIVE:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
