@@ -65,7 +65,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.northbound": ADAPTER_BASE,
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.iec61850": ADAPTER_BASE | {"gateway.northbound"},
-    "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound"},
+    "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound", "gateway.northbound.frontdoor"},
     # The front door of the listening stacks: admission, TLS, the splice (in each adapter process).
     "gateway.northbound.frontdoor": ADAPTER_BASE | {"gateway.northbound"},
     # The adapter processes: generic, they reach a protocol package only through the registry.

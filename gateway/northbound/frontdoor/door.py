@@ -86,6 +86,28 @@ def build(plan: DoorPlan) -> FrontDoor:
     return FrontDoor(plan, bind_public(plan), PrivateLink(), Audit(plan.section))
 
 
+async def accept_admitted(
+    public: socket.socket, gate: Gate, audit: Audit, admitted: Callable[[socket.socket, Peer], None]
+) -> None:
+    """Accept on `public` (non-blocking) forever; a connection the gate refuses is closed before a byte
+    is read or sent, an admitted one goes to `admitted`."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            connection, address = await loop.sock_accept(public)
+        except OSError as error:  # out of file descriptors, say: the door stays open
+            log.warning("front door %s: accept failed: %s", audit.section, error)
+            await asyncio.sleep(0.1)
+            continue
+        peer: Peer = address[:2]
+        refusal = gate.refusal(peer[0], time.monotonic())
+        if refusal is None:
+            admitted(connection, peer)
+        else:
+            connection.close()
+            audit.record("refused", peer, reason=refusal)
+
+
 class FrontDoor:
     """Serves `public` for the stack behind `private`; open/close on the child's loop."""
 
@@ -116,7 +138,9 @@ class FrontDoor:
         """Seal the stack's private listener, then take connections on the public socket."""
         self._private.seal()
         self._public.setblocking(False)
-        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        self._accepting = asyncio.get_running_loop().create_task(
+            accept_admitted(self._public, self._gate, self.audit, self._admitted)
+        )
         plan, admission = self.plan, self.plan.admission
         log.info(
             "front door %s on %s:%d%s: allow %s; first frame within %g s, %s, %d per minute per source",
@@ -144,29 +168,15 @@ class FrontDoor:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._public.close()
 
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                connection, address = await loop.sock_accept(self._public)
-            except OSError as error:  # out of file descriptors, say: the door stays open
-                log.warning("front door %s: accept failed: %s", self.plan.section, error)
-                await asyncio.sleep(0.1)
-                continue
-            peer: Peer = address[:2]
-            refusal = self._gate.refusal(peer[0], time.monotonic())
-            if refusal is not None:  # closed before a byte is read or sent
-                connection.close()
-                self.audit.record("refused", peer, reason=refusal)
-                continue
-            task = loop.create_task(self._serve(connection, peer))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-            if len(self._pending) >= MAX_PENDING:  # the oldest silent connection makes room
-                oldest = next(iter(self._pending))
-                self.audit.record("refused", self._pending.pop(oldest), reason="evicted")
-                oldest.cancel()
-            self._pending[task] = peer
+    def _admitted(self, connection: socket.socket, peer: Peer) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(connection, peer))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        if len(self._pending) >= MAX_PENDING:  # the oldest silent connection makes room
+            oldest = next(iter(self._pending))
+            self.audit.record("refused", self._pending.pop(oldest), reason="evicted")
+            oldest.cancel()
+        self._pending[task] = peer
 
     async def _serve(self, connection: socket.socket, peer: Peer) -> None:
         _keepalive(connection)
