@@ -143,7 +143,8 @@ class FrontDoor:
         )
         plan, admission = self.plan, self.plan.admission
         log.info(
-            "front door %s on %s:%d%s: allow %s; first frame within %g s, %s, %d per minute per source",
+            "front door %s on %s:%d%s: allow %s; first frame within %g s, %s, %d per minute per source; "
+            "the stack behind it on %s:%d, sealed",
             plan.section,
             plan.listener.host,
             plan.listener.port,
@@ -152,6 +153,8 @@ class FrontDoor:
             admission.first_frame_s,
             "one master" if self._one_master else f"at most {admission.max_sessions} sessions",
             admission.connects_per_min,
+            self.private.host,
+            self.private.port,
         )
 
     def new_counts(self) -> dict[str, int]:

@@ -254,6 +254,7 @@ async def connected_master(
     timeout_s: float = 5.0,
     address: int = MASTER_ADDRESS,
     outstation_address: int = OUTSTATION_ADDRESS,
+    host: str = LOOPBACK,
 ) -> AsyncIterator[MasterSession]:
     handler = RecordingHandler()
     master = RecordingMaster(
@@ -261,10 +262,8 @@ async def connected_master(
     )
     channel = None
     if tls is not None:
-        channel = TlsClientChannel(config=TcpConfig(host=LOOPBACK, port=port), ssl_context=tls)
-    runner = MasterTcpRunner(
-        master=master, host=LOOPBACK, port=port, response_timeout=timeout_s, channel=channel
-    )
+        channel = TlsClientChannel(config=TcpConfig(host=host, port=port), ssl_context=tls)
+    runner = MasterTcpRunner(master=master, host=host, port=port, response_timeout=timeout_s, channel=channel)
     await runner.open()
     try:
         yield MasterSession(handler, master, runner)
