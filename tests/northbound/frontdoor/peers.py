@@ -4,6 +4,7 @@ tests.northbound.frontdoor.peers ...` puts them in a client namespace); each pri
     dnp3 HOST PORT [--hold S]   a dnp3py master: integrity poll (then polls every 0.5 s for S seconds)
     silent HOST PORT COUNT S    COUNT connections that send nothing; how many the server closed within S
     probe HOST PORT PROTOCOL    connect, send the protocol's valid first frame; the bytes answered in 2 s
+    echo PORT [PORT ...]        a server on every address that echoes what it gets (until killed)
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def probe(host: str, port: int, protocol: str) -> dict[str, Any]:
     return {"connected": True, "answer": len(answer)}
 
 
+async def echo(ports: list[int]) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(4096):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    servers = [await asyncio.start_server(answer, "0.0.0.0", port) for port in ports]
+    print(json.dumps({"listening": ports}), flush=True)
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,7 +118,12 @@ def main() -> None:
     first.add_argument("host")
     first.add_argument("port", type=int)
     first.add_argument("protocol", choices=sorted(FIRST_FRAMES))
+    server = commands.add_parser("echo")
+    server.add_argument("ports", type=int, nargs="+")
     args = parser.parse_args()
+    if args.command == "echo":
+        uvloop.run(echo(args.ports))
+        return
     if args.command == "dnp3":
         result = uvloop.run(asyncio.wait_for(dnp3_master(args.host, args.port, args.hold), 60))
     elif args.command == "silent":
