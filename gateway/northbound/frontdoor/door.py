@@ -21,7 +21,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.northbound.adapter import Listener, NorthboundError
@@ -30,11 +30,10 @@ from gateway.northbound.frontdoor.policy import Gate
 from gateway.northbound.frontdoor.private import PrivateLink
 from gateway.northbound.frontdoor.secure import identity, listed, server_context
 from gateway.northbound.frontdoor.sniff import SNIFFERS, Verdict
+from gateway.northbound.frontdoor.splice import VALID, Half, until_end
 from gateway.northbound.section import DoorPlan
 
 MAX_PENDING = 64
-READ_BYTES = 65536
-FIRST_FRAME_BYTES = 4096  # more than this without a verdict is not the protocol
 KEEPALIVE = ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 10), (socket.TCP_KEEPCNT, 3))
 CLOSE_WAIT_S = 2.0  # a replaced session's splice ends within this
 
@@ -47,12 +46,12 @@ log = logging.getLogger(__name__)
 class _Session:
     peer: Peer
     subject: str
-    links: list[asyncio.StreamWriter]
+    halves: list[Half] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def close(self) -> None:
-        for writer in self.links:
-            writer.transport.abort()
+        for half in self.halves:
+            half.abort()
 
 
 class _Refused(Exception):
@@ -184,42 +183,37 @@ class FrontDoor:
     async def _serve(self, connection: socket.socket, peer: Peer) -> None:
         _keepalive(connection)
         this = asyncio.current_task()
-        writer: asyncio.StreamWriter | None = None
+        client: Half | None = None
         subject = ""
         try:
             try:
                 async with asyncio.timeout(self.plan.admission.first_frame_s):
-                    reader, writer = await self._streams(connection)
-                    subject = self._identity(writer)
-                    first = await self._first_frame(reader)
+                    client = await self._accept_client(connection)
+                    subject = self._identity(client)
+                    verdict = await client.first
             except TimeoutError:
                 raise _Refused("first-frame-timeout") from None
             finally:
                 if this is not None:
                     self._pending.pop(this, None)
+            if verdict != VALID:
+                raise _Refused(verdict)
             session = await self._place(peer, subject)
         except _Refused as refused:
-            _abort(connection, writer)
+            _abort(connection, client)
             self.audit.record("refused", peer, reason=refused.reason, subject=subject, level=refused.level)
             return
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            _abort(connection, writer)
-            self.audit.record("refused", peer, reason="closed-before-first-frame", subject=subject)
-            return
-        except asyncio.CancelledError:
-            _abort(connection, writer)
+        except BaseException:  # cancelled (evicted, closing)
+            _abort(connection, client)
             raise
-        session.links.append(writer)
-        await self._splice(session, reader, writer, first)
+        await self._splice(session, client)
 
-    async def _streams(self, connection: socket.socket) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Reader and writer on the accepted connection, after the TLS handshake when configured."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=READ_BYTES, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    async def _accept_client(self, connection: socket.socket) -> Half:
+        """The client's half on the accepted connection, after the TLS handshake when configured."""
+        client = Half(self._sniff)
         try:
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol,
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: client,
                 connection,
                 ssl=self._tls,
                 ssl_handshake_timeout=self.plan.admission.first_frame_s if self._tls else None,
@@ -227,13 +221,16 @@ class FrontDoor:
         except (ssl.SSLError, ConnectionError) as error:
             reason = getattr(error, "reason", None) or type(error).__name__
             raise _Refused(f"tls-failed ({reason})", logging.WARNING) from None
-        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+        return client
 
-    def _identity(self, writer: asyncio.StreamWriter) -> str:
+    def _identity(self, client: Half) -> str:
         """The client's certificate subject and TLS version ("" without TLS); _Refused when not listed."""
         if self.plan.tls is None:
             return ""
-        ssl_object: ssl.SSLObject | None = writer.get_extra_info("ssl_object")
+        transport = client.transport
+        ssl_object: ssl.SSLObject | None = (
+            None if transport is None else transport.get_extra_info("ssl_object")
+        )
         certificate = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
         if ssl_object is None or certificate is None:
             raise _Refused("tls-failed (no client certificate)", logging.WARNING)
@@ -241,19 +238,6 @@ class FrontDoor:
         if not listed(self.plan.tls.clients, subject, fingerprint):
             raise _Refused(f"client-not-listed ({subject}, {fingerprint})", logging.WARNING)
         return f"{subject}; {ssl_object.version()}"
-
-    async def _first_frame(self, reader: asyncio.StreamReader) -> bytes:
-        data = b""
-        while True:
-            chunk = await reader.read(FIRST_FRAME_BYTES)
-            if not chunk:
-                raise _Refused("closed-before-first-frame")
-            data += chunk
-            verdict = self._sniff(data)
-            if verdict is Verdict.VALID:
-                return data
-            if verdict is Verdict.INVALID or len(data) > FIRST_FRAME_BYTES:
-                raise _Refused("not-the-protocol")
 
     async def _place(self, peer: Peer, subject: str) -> _Session:
         """A session place for `peer`: the DNP3 rule of one master, or the cap of sessions."""
@@ -268,27 +252,24 @@ class FrontDoor:
                     await live.done.wait()
         elif len(self._sessions) >= self.plan.admission.max_sessions:
             raise _Refused(f"busy ({len(self._sessions)} sessions, the most allowed)")
-        session = _Session(peer, subject, [])
+        session = _Session(peer, subject)
         self._sessions.append(session)
         return session
 
-    async def _splice(
-        self, session: _Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes
-    ) -> None:
+    async def _splice(self, session: _Session, client: Half) -> None:
         peer = session.peer
+        session.halves.append(client)
         try:
+            stack = Half()
             try:
-                stack_reader, stack_writer = await self._private.connect()
+                await self._private.connect(stack)
             except OSError as error:
                 self.audit.record("refused", peer, reason=f"stack-unreachable ({error})", level=logging.ERROR)
                 return
-            session.links.append(stack_writer)
+            session.halves.append(stack)
+            client.join(stack)
             self.audit.record("accepted", peer, subject=session.subject)
-            stack_writer.write(first)
-            idle = self.plan.admission.idle_s or None
-            outcome = await _first_to_end(
-                _pump(reader, stack_writer, idle, "idle"), _pump(stack_reader, writer, None, "stack-closed")
-            )
+            outcome = await until_end(client, stack, self.plan.admission.idle_s)
             self.audit.record("closed", peer, reason=outcome, subject=session.subject)
         finally:
             session.close()
@@ -296,42 +277,9 @@ class FrontDoor:
             session.done.set()
 
 
-async def _pump(
-    source: asyncio.StreamReader, sink: asyncio.StreamWriter, idle_s: float | None, on_idle: str
-) -> str:
-    """Copy until end of file; the reason the copy ended."""
-    while True:
-        try:
-            async with asyncio.timeout(idle_s):
-                data = await source.read(READ_BYTES)
-        except TimeoutError:
-            return on_idle
-        except (ConnectionError, OSError):
-            return "reset"
-        if not data:
-            return "peer-closed" if on_idle == "idle" else on_idle
-        sink.write(data)
-        try:
-            await sink.drain()
-        except (ConnectionError, OSError):
-            return "reset"
-
-
-async def _first_to_end(*pumps: Coroutine[None, None, str]) -> str:
-    tasks = [asyncio.ensure_future(pump) for pump in pumps]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    result: str = next(iter(done)).result()
-    return result
-
-
-def _abort(connection: socket.socket, writer: asyncio.StreamWriter | None) -> None:
-    if writer is not None:
-        writer.transport.abort()
+def _abort(connection: socket.socket, client: Half | None) -> None:
+    if client is not None:
+        client.abort()
     connection.close()
 
 

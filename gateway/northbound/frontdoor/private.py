@@ -73,18 +73,19 @@ class PrivateLink:
                 f"{self.listener.port} before it was sealed; starting again on another port"
             )
 
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A signed connection to the stack."""
+    async def connect(self, protocol: asyncio.Protocol) -> None:
+        """A signed connection to the stack, served by `protocol`."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG_EXT, _md5_option(LOOPBACK, 32, self._key))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, (LOOPBACK, self.listener.port))
+            loop = asyncio.get_running_loop()
+            await loop.sock_connect(sock, (LOOPBACK, self.listener.port))
+            await loop.create_connection(lambda: protocol, sock=sock)
         except BaseException:
             sock.close()
             raise
-        return await asyncio.open_connection(sock=sock)
 
 
 def _socket_fds() -> list[int]:
