@@ -26,7 +26,7 @@ ALLOW_FIELD = list_of(
 
 @dataclass(frozen=True)
 class Admission:
-    """What the front door of a listening protocol lets in (docs/security.md)."""
+    """What the front door of a listening protocol lets in (README, "Security: who may connect")."""
 
     allow: tuple[Network, ...] = LOCALHOST
     first_frame_s: float = 5.0  # a connection without a valid first frame by then is closed
