@@ -1,4 +1,4 @@
-"""One structured line per connection accepted or refused and per TLS failure, and the counters shown
+"""One structured line per connection admitted or refused and per TLS failure, and the counters shown
 by `socgw status`. Lines are key=value, e.g.
 
     front door dnp3: outcome=refused reason=not-allowed peer=10.9.9.9:51012
@@ -41,7 +41,7 @@ class Audit:
         fields = [f"outcome={outcome}"]
         if reason:
             fields.append(f"reason={reason}")
-        fields.append(f"peer={_peer(peer)}")
+        fields.append(f"peer={address_text(peer)}")
         if subject:
             fields.append(f'subject="{subject}"')
         key = f"front door {self.section} {name} {peer[0]}"
@@ -52,6 +52,7 @@ class Audit:
             return dict(self._counts)
 
 
-def _peer(peer: tuple[str, int]) -> str:
+def address_text(peer: tuple[str, int]) -> str:
+    """host:port, with IPv6 hosts in brackets."""
     host, port = peer
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

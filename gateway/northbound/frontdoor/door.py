@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.northbound.adapter import Listener, NorthboundError
-from gateway.northbound.frontdoor.audit import Audit
+from gateway.northbound.frontdoor.audit import Audit, address_text
 from gateway.northbound.frontdoor.policy import Gate
 from gateway.northbound.frontdoor.private import PrivateLink
 from gateway.northbound.frontdoor.secure import identity, listed, server_context
@@ -127,6 +127,9 @@ class FrontDoor:
         self._sessions: list[_Session] = []
         self._accepting: asyncio.Task[None] | None = None
         self._reported: dict[str, int] = {}
+        # Told the peer (and certificate subject) of each session before it reaches the stack, for an
+        # adapter that names the peer in its logs and commands (the stack sees only the door).
+        self.on_session: Callable[[str], None] | None = None
 
     @property
     def private(self) -> Listener:
@@ -261,6 +264,8 @@ class FrontDoor:
         session.halves.append(client)
         try:
             stack = Half()
+            if self.on_session is not None:  # before the stack sees the connection open
+                self.on_session(_peer_text(peer, session.subject))
             try:
                 await self._private.connect(stack)
             except OSError as error:
@@ -268,13 +273,17 @@ class FrontDoor:
                 return
             session.halves.append(stack)
             client.join(stack)
-            self.audit.record("accepted", peer, subject=session.subject)
+            self.audit.record("admitted", peer, subject=session.subject)
             outcome = await until_end(client, stack, self.plan.admission.idle_s)
             self.audit.record("closed", peer, reason=outcome, subject=session.subject)
         finally:
             session.close()
             self._sessions.remove(session)
             session.done.set()
+
+
+def _peer_text(peer: Peer, subject: str) -> str:
+    return f"{address_text(peer)} ({subject.split(';', 1)[0]})" if subject else address_text(peer)
 
 
 def _abort(connection: socket.socket, client: Half | None) -> None:

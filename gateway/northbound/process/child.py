@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the public port is bound first: the stack behind the door listens on a private one
         door = None if plan is None else build(plan)
         adapter = create_adapter(site, args.section, link.submit, None if door is None else door.private)
+        if door is not None:  # an adapter that names each session's peer learns it from the door
+            door.on_session = getattr(adapter, "door_peer", None)
     except NorthboundError as error:
         link.send({"kind": "failed", "message": str(error)})
         return EXIT_FAILED

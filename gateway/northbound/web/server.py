@@ -185,7 +185,7 @@ class WebAdapter:
             reason = getattr(error, "reason", None) or type(error).__name__
             self.audit.record("refused", peer, reason=f"tls-failed ({reason})", level=logging.WARNING)
             return
-        self.audit.record("accepted", peer)
+        self.audit.record("admitted", peer)
 
     async def _push(self) -> None:
         assert self._changed is not None

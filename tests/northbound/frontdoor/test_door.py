@@ -87,10 +87,10 @@ def test_fifty_silent_connections_each_then_the_master_and_the_client_get_in(
             squatter.close()
         closed_s = time.monotonic() - opened
         dnp3_counts = wait_for_counts(
-            gateway, "dnp3", {"refused-first-frame-timeout": SQUATTERS, "accepted": 1}
+            gateway, "dnp3", {"refused-first-frame-timeout": SQUATTERS, "admitted": 1}
         )
         mms_counts = wait_for_counts(
-            gateway, "iec61850", {"refused-first-frame-timeout": SQUATTERS, "accepted": 1}
+            gateway, "iec61850", {"refused-first-frame-timeout": SQUATTERS, "admitted": 1}
         )
         with pytest.raises(OSError):  # the stack's private port: a SYN without the door's key is dropped
             socket.create_connection((LOOPBACK, private_port(gateway.output, "dnp3")), timeout=1.0)
@@ -128,6 +128,8 @@ def test_outside_the_allow_list_there_is_no_protocol_answer_inside_it_works(
             dnp3_counts = wait_for_counts(gateway, "dnp3", {"refused-not-allowed": 1})
             mms_counts = wait_for_counts(gateway, "iec61850", {"refused-not-allowed": 1})
     assert master == {"batteries": 1.0, "polls": 1}
+    # the outstation names the master's own address (from the door), not the door's loopback one
+    assert any(f"DNP3 connection from {inside.address}:" in line for line in gateway.output), gateway.output
     assert '"values": [' in client.stdout, client.stdout + client.stderr
     for protocol in ("dnp3", "iec61850"):
         assert probes[(inside.name, protocol)]["answer"] > 0  # a link status answer; a COTP CC
@@ -225,7 +227,7 @@ def test_tls_on_the_systems_openssl_admits_only_the_listed_certificate(
                 "not listed": mms_refused(port, pki, pki.outstation),
                 "plain TCP": mms_refused(port, pki, None, tls=False),
             }
-        counts = wait_for_counts(gateway, protocol, {"refused-client-not-listed": 1, "accepted": 1})
+        counts = wait_for_counts(gateway, protocol, {"refused-client-not-listed": 1, "admitted": 1})
     assert "Protocol version: TLSv1.3" in tls13, tls13
     assert "Protocol version: TLSv1.2" in tls12 and ("GCM" in tls12 or "CHACHA20" in tls12), tls12
     assert "Protocol version" not in cbc_only, cbc_only  # no CBC suite is offered on TLS 1.2
