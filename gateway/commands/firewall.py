@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.commands.run import DEFAULT_CONFIG, config_missing, report_problems
+from gateway.commands.run import DEFAULT_CONFIG, config_missing, report_problems, write_output
 from gateway.config import ConfigError, SiteConfig, load_config
 from gateway.northbound.dnp3.settings import parse_settings as dnp3_settings
 from gateway.northbound.iec61850.settings import load_settings as iec61850_settings
@@ -71,15 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         report_problems(error, "firewall", args.config)
         return EXIT_BAD_CONFIG
-    if args.output is None:
-        sys.stdout.write(text)
-        return EXIT_OK
-    try:
-        args.output.write_text(text, encoding="utf-8")
-    except OSError as error:
-        print(f"socgw firewall: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_OK if write_output(text, args.output, "firewall") else EXIT_FAILED
 
 
 def listening_ports(site: SiteConfig) -> list[Port]:

@@ -4,10 +4,12 @@ One place, so the protocols say it the same way."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from gateway.config import ConfigError, SiteConfig
 from gateway.diagnostics import Checker, Mark, MarkedList, MarkedMap
@@ -41,6 +43,22 @@ class Admission:
         return any(peer in network for network in self.allow)
 
 
+class Listening(Protocol):
+    """What a listening protocol's settings hold (DNP3's, IEC 61850's)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def admission(self) -> Admission: ...
+    @property
+    def tls(self) -> TlsFiles | None: ...
+
+
+Settings = TypeVar("Settings", bound=Listening)
+
+
 @dataclass(frozen=True)
 class DoorPlan:
     """A listening section as its front door sees it: the public address, who may enter, TLS."""
@@ -49,6 +67,21 @@ class DoorPlan:
     listener: Listener
     admission: Admission
     tls: TlsFiles | None
+
+    @classmethod
+    def of(cls, section: str, settings: Listening) -> DoorPlan:
+        return cls(section, Listener(settings.host, settings.port), settings.admission, settings.tls)
+
+
+def behind_door(settings: Settings, private: Listener | None) -> Settings:
+    """The settings a stack serves with: as configured, or plain TCP on the front door's `private`
+    address (the door terminates TLS)."""
+    if private is None:
+        return settings
+    replaced: Settings = dataclasses.replace(  # type: ignore[type-var]
+        settings, host=private.host, port=private.port, tls=None
+    )
+    return replaced
 
 
 def admission_fields(idle: str, max_sessions: int) -> Mapping[str, Field]:

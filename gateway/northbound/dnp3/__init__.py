@@ -11,13 +11,12 @@ when an adapter is created, so checking a config never loads the C++ stack.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from gateway.config import SiteConfig
 from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.dnp3.settings import SECTION, parse_settings
-from gateway.northbound.section import DoorPlan
+from gateway.northbound.section import DoorPlan, behind_door
 
 if TYPE_CHECKING:
     from gateway.northbound.dnp3.outstation import Dnp3Outstation
@@ -34,10 +33,7 @@ def check(site: SiteConfig) -> Listener | None:
 def door(site: SiteConfig) -> DoorPlan | None:
     """What the front door serves for this section (its public address, allow-list, limits and TLS)."""
     parsed = parse_settings(site)
-    if parsed is None:
-        return None
-    settings = parsed[0]
-    return DoorPlan(SECTION, Listener(settings.host, settings.port), settings.admission, settings.tls)
+    return None if parsed is None else DoorPlan.of(SECTION, parsed[0])
 
 
 def create(site: SiteConfig, submit: Submit, private: Listener | None = None) -> Dnp3Outstation | None:
@@ -49,7 +45,6 @@ def create(site: SiteConfig, submit: Submit, private: Listener | None = None) ->
     from gateway.northbound.dnp3.outstation import Dnp3Outstation  # opendnp3 loads here
 
     settings, dnp3_map = parsed
-    if private is not None:
-        settings = dataclasses.replace(settings, host=private.host, port=private.port, tls=None)
+    settings = behind_door(settings, private)
     node_ids = [node.node_id for node in site.nodes]
     return Dnp3Outstation(settings, dnp3_map, node_ids, submit, behind_door=private is not None)

@@ -17,13 +17,11 @@ loads only when the server starts, so checking a config never loads it.
 
 from __future__ import annotations
 
-import dataclasses
-
 from gateway.config import SiteConfig
 from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.iec61850.adapter import Iec61850Adapter
 from gateway.northbound.iec61850.settings import SECTION, load_settings
-from gateway.northbound.section import DoorPlan
+from gateway.northbound.section import DoorPlan, behind_door
 
 __all__ = ["SECTION", "check", "create", "door"]
 
@@ -37,10 +35,7 @@ def check(site: SiteConfig) -> Listener | None:
 def door(site: SiteConfig) -> DoorPlan | None:
     """What the front door serves for this section (its public address, allow-list, limits and TLS)."""
     loaded = load_settings(site)
-    if loaded is None:
-        return None
-    settings = loaded[0]
-    return DoorPlan(SECTION, Listener(settings.host, settings.port), settings.admission, settings.tls)
+    return None if loaded is None else DoorPlan.of(SECTION, loaded[0])
 
 
 def create(site: SiteConfig, submit: Submit, private: Listener | None = None) -> Iec61850Adapter | None:
@@ -50,6 +45,5 @@ def create(site: SiteConfig, submit: Submit, private: Listener | None = None) ->
     if loaded is None:
         return None
     settings, plan = loaded
-    if private is not None:
-        settings = dataclasses.replace(settings, host=private.host, port=private.port, tls=None)
+    settings = behind_door(settings, private)
     return Iec61850Adapter(settings, plan, submit)

@@ -139,11 +139,15 @@ class WebAdapter:
         context = self.settings.ssl_context()
         ready.set()
         pusher = asyncio.create_task(self._push())
-        accepting = asyncio.create_task(
-            accept_admitted(
-                public, self._gate, self.audit, lambda sock, peer: self._admitted(runner, context, sock, peer)
-            )
-        )
+        server = runner.server
+        assert server is not None
+
+        def admitted(connection: socket.socket, peer: tuple[str, int]) -> None:
+            task = asyncio.get_running_loop().create_task(self._hand_over(server, context, connection, peer))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+        accepting = asyncio.create_task(accept_admitted(public, self._gate, self.audit, admitted))
         await self._stopping.wait()
         pusher.cancel()
         accepting.cancel()
@@ -152,27 +156,14 @@ class WebAdapter:
             self._changed.notify_all()  # the event streams see `_stopping` and end
         await runner.cleanup()
 
-    def _admitted(
-        self,
-        runner: web.AppRunner,
-        context: ssl.SSLContext | None,
-        connection: socket.socket,
-        peer: tuple[str, int],
-    ) -> None:
-        task = asyncio.get_running_loop().create_task(self._hand_over(runner, context, connection, peer))
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
-
     async def _hand_over(
         self,
-        runner: web.AppRunner,
+        server: web.Server,
         context: ssl.SSLContext | None,
         connection: socket.socket,
         peer: tuple[str, int],
     ) -> None:
         """The admitted connection to aiohttp's server (after the TLS handshake, with `tls`)."""
-        server = runner.server
-        assert server is not None
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
                 server,
