@@ -45,6 +45,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     ("freshness", "bench.freshness", ("--json", str(RESULTS / "freshness.json"))),
     ("scada_load", "bench.scada_load", ("--json", str(RESULTS / "scada_load.json"))),
+    ("frontdoor", "bench.frontdoor", ("--json", str(RESULTS / "frontdoor.json"))),
     # Last: collects every JSON above (run.json included) into summary.md and its plots.
     ("report", "bench.report", ("--results", str(RESULTS))),
 )
