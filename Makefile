@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl chromium mosquitto mosquitto-clients nodejs
+DEBIAN_PACKAGES := python3-venv python3-dev mbpoll tshark openssl chromium mosquitto mosquitto-clients nodejs nftables iproute2
 
 DEB_DIR := dist
 

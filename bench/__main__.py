@@ -58,6 +58,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("--integrity-only", "--json", str(RESULTS / "dnp3-integrity.json")),
     ),
     ("scada_load", "bench.scada_load", ("--json", str(RESULTS / "scada_load.json"))),
+    ("frontdoor", "bench.frontdoor", ("--json", str(RESULTS / "frontdoor.json"))),
     # Last: collects every JSON above (run.json included) into summary.md and its plots.
     ("report", "bench.report", ("--results", str(RESULTS))),
 )

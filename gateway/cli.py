@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.simulate",
     "gateway.commands.icd",
     "gateway.commands.points",
+    "gateway.commands.firewall",
 )
 
 

@@ -197,12 +197,20 @@ class SuppressedReport:
             self._reported = counts
 
 
-def count_forwarded_suppressed(message: Mapping[str, Any]) -> bool:
-    """Add a child's `suppressed` message to the core's counts; False when it is malformed."""
+def message_counts(message: Mapping[str, Any]) -> dict[str, int] | None:
+    """The `counts` of a child's message (name -> positive count); None when malformed."""
     counts = message.get("counts")
     if not isinstance(counts, dict) or not all(
         isinstance(key, str) and isinstance(count, int) and count > 0 for key, count in counts.items()
     ):
+        return None
+    return counts
+
+
+def count_forwarded_suppressed(message: Mapping[str, Any]) -> bool:
+    """Add a child's `suppressed` message to the core's counts; False when it is malformed."""
+    counts = message_counts(message)
+    if counts is None:
         return False
     add_suppressed(counts)
     return True

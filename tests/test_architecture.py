@@ -74,9 +74,11 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "gateway.northbound": ADAPTER_BASE,
     "gateway.northbound.dnp3": ADAPTER_BASE | {"gateway.northbound"},
     "gateway.northbound.iec61850": ADAPTER_BASE | {"gateway.northbound"},
-    "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound"},
+    "gateway.northbound.web": ADAPTER_BASE | {"gateway.northbound", "gateway.northbound.frontdoor"},
+    # The front door of the listening stacks: admission, TLS, the splice (in each adapter process).
+    "gateway.northbound.frontdoor": ADAPTER_BASE | {"gateway.northbound"},
     # The adapter processes: generic, they reach a protocol package only through the registry.
-    "gateway.northbound.process": ADAPTER_BASE | {"gateway.northbound"},
+    "gateway.northbound.process": ADAPTER_BASE | {"gateway.northbound", "gateway.northbound.frontdoor"},
     # The head's side of Sparkplug B: a fieldbus (southbound's protocol) over the MQTT package's payload
     # schema and settings; nothing of its edge node's client.
     "gateway.hierarchy": ADAPTER_BASE | {"gateway.southbound", "gateway.northbound"},

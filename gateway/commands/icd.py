@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.commands.run import DEFAULT_CONFIG, config_missing, report_problems
+from gateway.commands.run import DEFAULT_CONFIG, config_missing, report_problems, write_output
 from gateway.config import ConfigError, load_config
 from gateway.northbound.iec61850.settings import load_settings
 
@@ -54,14 +54,10 @@ def run(args: argparse.Namespace) -> int:
         text = icd_text(built, tls=settings.tls is not None)
     finally:
         built.destroy()
-    if args.output is None:
-        sys.stdout.write(text)
-        return EXIT_OK
-    try:
-        args.output.write_text(text, encoding="utf-8")
-    except OSError as error:
-        print(f"socgw icd: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+    if not write_output(text, args.output, "icd"):
         return EXIT_FAILED
+    if args.output is None:
+        return EXIT_OK
     devices = len(plan.devices)
     print(
         f"socgw icd: wrote {args.output} (IED {plan.ied_name}, {devices} logical "

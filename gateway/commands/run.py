@@ -111,6 +111,20 @@ def report_problems(error: ConfigError, command: str, path: Path) -> None:
     print(f"socgw {command}: {len(error.problems)} problem(s) in {path}", file=sys.stderr)
 
 
+def write_output(text: str, output: Path | None, command: str) -> bool:
+    """`text` to the file `output`, or to standard output without one; False (said on stderr) when the
+    file cannot be written."""
+    if output is None:
+        sys.stdout.write(text)
+        return True
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"socgw {command}: cannot write {output}: {error.strerror or error}", file=sys.stderr)
+        return False
+    return True
+
+
 async def serve(engine: Engine, stop: asyncio.Event) -> None:
     """Run the engine, its northbound adapters (each in its own supervised process) and its status
     socket until `stop`, then shut down safely: safe setpoints written, connections closed, adapter

@@ -130,6 +130,13 @@ def status_renderable(document: Mapping[str, Any], width: int = WIDE_COLUMNS) ->
         summary.append("\n")
         summary.append("adapters ", style="bold")
         summary.append("   ".join(_adapter_text(adapter) for adapter in adapters))
+        for adapter in adapters:
+            if adapter.get("front_door"):
+                summary.append("\n")
+                summary.append(f"front door {adapter.get('section', '?')} ", style="bold")
+                summary.append(
+                    ", ".join(f"{name} {count}" for name, count in sorted(adapter["front_door"].items()))
+                )
     pollers = document.get("pollers")
     if pollers:
         summary.append("\n")

@@ -4,7 +4,9 @@ Each protocol package exposes `SECTION` (its key under `northbound:` in the site
 `check(site) -> Listener | None` (where it will listen; raises `ConfigError` with file:line:column;
 loads no protocol stack, so `socgw validate` can call it) and
 `create(site, submit) -> NorthboundAdapter | None` (None when the section is absent or disabled; builds
-the adapter without binding anything). A package that connects out instead of listening (MQTT) sets
+the adapter without binding anything). A listening package behind the front door also exposes
+`door(site) -> DoorPlan | None` and takes `create(site, submit, private)`: the stack then listens on the
+private loopback address in plain TCP. A package that connects out instead of listening (MQTT) sets
 `DIALS_OUT = True`: its Listener names where it connects, and shares no local port with the others.
 """
 
@@ -17,6 +19,7 @@ from types import ModuleType
 from gateway.config import ConfigError, SiteConfig
 from gateway.diagnostics import Mark, MarkedMap, Problem, did_you_mean
 from gateway.northbound.adapter import Listener, NorthboundAdapter, Submit
+from gateway.northbound.section import DoorPlan
 
 PROTOCOL_PACKAGES: tuple[str, ...] = (
     "gateway.northbound.dnp3",
@@ -124,10 +127,27 @@ def configured_sections(site: SiteConfig) -> list[str]:
     return [package.SECTION for package in _packages() if package.check(site) is not None]
 
 
-def create_adapter(site: SiteConfig, section: str, submit: Submit) -> NorthboundAdapter | None:
-    """Build (not start) the adapter of one section; None when that section is absent or disabled."""
+def _package(section: str) -> ModuleType:
     for package in _packages():
         if section == package.SECTION:
-            adapter: NorthboundAdapter | None = package.create(site, submit)
-            return adapter
+            return package
     raise ValueError(f"no northbound package serves `{section}`: known {', '.join(sorted(known_sections()))}")
+
+
+def door_plan(site: SiteConfig, section: str) -> DoorPlan | None:
+    """What the front door serves for one section; None when its stack listens by itself (or is off)."""
+    door = getattr(_package(section), "door", None)
+    plan: DoorPlan | None = None if door is None else door(site)
+    return plan
+
+
+def create_adapter(
+    site: SiteConfig, section: str, submit: Submit, private: Listener | None = None
+) -> NorthboundAdapter | None:
+    """Build (not start) the adapter of one section; None when that section is absent or disabled.
+    With `private` (a section with a `door`), the stack listens there behind the front door."""
+    package = _package(section)
+    adapter: NorthboundAdapter | None = (
+        package.create(site, submit) if private is None else package.create(site, submit, private)
+    )
+    return adapter

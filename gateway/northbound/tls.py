@@ -1,6 +1,8 @@
 """The `tls:` section every northbound adapter takes, and the checks of its files before a stack sees them.
 
     tls: {ca: ca.pem, cert: gateway.pem, key: gateway.key}   # mutual TLS; paths relative to the config
+    tls: {ca: ..., cert: ..., key: ..., clients: ["CN=scada-1,O=Utility", "sha256:AB12..."]}
+                 # optional: only these client certificates (subject as RFC 4514, or SHA-256 fingerprint)
 
 The stacks report unusable files badly (yadnp3's bundled OpenSSL says "Unable to bind server to the
 specified port" for a missing CA file and accepts an expired certificate, which every master then
@@ -11,6 +13,7 @@ valid, an encrypted key (no stack can ask for a passphrase), a certificate that 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,19 +23,30 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.diagnostics import Checker, MarkedMap
-from gateway.diagnostics.fields import section, table, text
+from gateway.diagnostics.fields import list_of, section, table, text
 
-TLS_FIELDS = table(
+FINGERPRINT = re.compile(r"sha256:([0-9a-f]{2}:?){31}[0-9a-f]{2}", re.IGNORECASE)
+FILE_FIELDS = table(
     {
         "ca": text("The CA that signs the peers' (masters', clients') certificates, PEM."),
         "cert": text("This gateway's certificate, PEM."),
         "key": text("This gateway's private key, PEM, unencrypted (permissions 0600)."),
     }
 )
+TLS_FIELDS = table(
+    {
+        **FILE_FIELDS,
+        "clients": list_of(
+            "Only these client certificates: a subject as RFC 4514 (openssl x509 -noout -subject "
+            "-nameopt RFC2253), or sha256:<fingerprint>; default: any the CA signed.",
+            text("", rule="a certificate subject such as CN=scada-1,O=Utility, or sha256:<64 hex digits>"),
+        ),
+    }
+)
 TLS_SECTION = section(
     "Mutual TLS: only peers with a certificate signed by `ca` get in; paths relative to the config.",
     TLS_FIELDS,
-    required=tuple(TLS_FIELDS),
+    required=tuple(FILE_FIELDS),
 )
 
 
@@ -41,6 +55,7 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
+    clients: tuple[str, ...] = ()  # subjects (RFC 4514) or "sha256:<hex>" fingerprints; () any
 
 
 class _Unusable(Exception):
@@ -62,7 +77,7 @@ def parse_tls(checker: Checker, settings: MarkedMap, config_dir: Path, now: date
         return None
     checker.known_keys(raw, TLS_FIELDS, "`tls`")
     paths: dict[str, Path] = {}
-    for key, field in TLS_FIELDS.items():
+    for key, field in FILE_FIELDS.items():
         if key not in raw:
             checker.problem(
                 raw.mark,
@@ -74,9 +89,10 @@ def parse_tls(checker: Checker, settings: MarkedMap, config_dir: Path, now: date
         if value is not None:
             path = Path(value)
             paths[key] = path if path.is_absolute() else config_dir / path
-    if len(paths) != len(TLS_FIELDS):
+    clients = _clients(checker, raw)
+    if len(paths) != len(FILE_FIELDS):
         return None
-    files = TlsFiles(paths["ca"], paths["cert"], paths["key"])
+    files = TlsFiles(paths["ca"], paths["cert"], paths["key"], clients)
     unreadable = [problem for problem in (_unreadable(key, path) for key, path in paths.items()) if problem]
     for problem in unreadable:  # every missing file at once; their contents after that
         checker.problem(raw.value_mark(problem.key), str(problem))
@@ -88,6 +104,31 @@ def parse_tls(checker: Checker, settings: MarkedMap, config_dir: Path, now: date
         checker.problem(raw.value_mark(problem.key), str(problem))
         return None
     return files
+
+
+def _clients(checker: Checker, raw: MarkedMap) -> tuple[str, ...]:
+    """The allowed client certificates; a fingerprint written wrong is reported (a subject is text)."""
+    entries = checker.value(raw, "clients", TLS_FIELDS["clients"], [])
+    clients: list[str] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, str) or not entry.strip():
+            checker.problem(entries.item_mark(index), "a `clients` entry must be a subject or sha256:<hex>")
+        elif entry.lower().startswith("sha256:") and not FINGERPRINT.fullmatch(entry):
+            checker.problem(
+                entries.item_mark(index),
+                f"`clients` entry {entry!r} is not a SHA-256 fingerprint: write sha256: and 64 hex digits "
+                "(openssl x509 -noout -fingerprint -sha256 -in CERT)",
+            )
+        else:
+            clients.append(normal_client(entry))
+    return tuple(clients)
+
+
+def normal_client(entry: str) -> str:
+    """A `clients` entry as the front door compares it: fingerprints in lower-case hex without colons."""
+    if entry.lower().startswith("sha256:"):
+        return "sha256:" + entry[7:].replace(":", "").lower()
+    return entry.strip()
 
 
 def _unreadable(key: str, path: Path) -> _Unusable | None:

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from gateway.config import SiteConfig
 from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.dnp3.settings import SECTION, parse_settings
+from gateway.northbound.section import DoorPlan, behind_door
 
 if TYPE_CHECKING:
     from gateway.northbound.dnp3.outstation import Dnp3Outstation
 
-__all__ = ["SECTION", "check", "create"]
+__all__ = ["SECTION", "check", "create", "door"]
 
 
 def check(site: SiteConfig) -> Listener | None:
@@ -29,12 +30,21 @@ def check(site: SiteConfig) -> Listener | None:
     return None if parsed is None else Listener(parsed[0].host, parsed[0].port)
 
 
-def create(site: SiteConfig, submit: Submit) -> Dnp3Outstation | None:
-    """The outstation for the site's `northbound.dnp3` section (not started), or None without one."""
+def door(site: SiteConfig) -> DoorPlan | None:
+    """What the front door serves for this section (its public address, allow-list, limits and TLS)."""
+    parsed = parse_settings(site)
+    return None if parsed is None else DoorPlan.of(SECTION, parsed[0])
+
+
+def create(site: SiteConfig, submit: Submit, private: Listener | None = None) -> Dnp3Outstation | None:
+    """The outstation for the site's `northbound.dnp3` section (not started), or None without one.
+    With `private`, it listens there in plain TCP behind the front door, which terminates TLS."""
     parsed = parse_settings(site)
     if parsed is None:
         return None
     from gateway.northbound.dnp3.outstation import Dnp3Outstation  # opendnp3 loads here
 
     settings, dnp3_map = parsed
-    return Dnp3Outstation(settings, dnp3_map, [node.node_id for node in site.nodes], submit)
+    settings = behind_door(settings, private)
+    node_ids = [node.node_id for node in site.nodes]
+    return Dnp3Outstation(settings, dnp3_map, node_ids, submit, behind_door=private is not None)

@@ -99,9 +99,19 @@ class Dnp3Outstation:
     name = "dnp3"
 
     def __init__(
-        self, settings: Dnp3Settings, dnp3_map: Dnp3Map, node_ids: Sequence[str], submit: Submit
+        self,
+        settings: Dnp3Settings,
+        dnp3_map: Dnp3Map,
+        node_ids: Sequence[str],
+        submit: Submit,
+        *,
+        behind_door: bool = False,
     ) -> None:
         self.settings = settings
+        # Behind the front door, which alone decides who holds the session (docs/dnp3.md), a new
+        # connection replaces the old at once; listening itself, the first master keeps it.
+        self._accept_mode = o.ServerAcceptMode.CloseExisting if behind_door else o.ServerAcceptMode.CloseNew
+        self._behind_door = behind_door
         self.map = dnp3_map
         self.points = dnp3_map.expand(node_ids)
         self._table = PointTable(self.points)
@@ -144,13 +154,11 @@ class Dnp3Outstation:
         endpoint = o.IPEndpoint(settings.host, settings.port)
         try:
             if settings.tls is None:
-                channel = manager.AddTCPServer(
-                    "dnp3", o.levels.NORMAL, o.ServerAcceptMode.CloseNew, endpoint, listener
-                )
+                channel = manager.AddTCPServer("dnp3", o.levels.NORMAL, self._accept_mode, endpoint, listener)
             else:
                 tls = o.TLSConfig(str(settings.tls.ca), str(settings.tls.cert), str(settings.tls.key))
                 channel = manager.AddTLSServer(
-                    "dnp3", o.levels.NORMAL, o.ServerAcceptMode.CloseNew, endpoint, tls, listener
+                    "dnp3", o.levels.NORMAL, self._accept_mode, endpoint, tls, listener
                 )
         except RuntimeError as error:
             manager.Shutdown()
@@ -326,7 +334,14 @@ class Dnp3Outstation:
     def _connection_from(self, address: str) -> None:
         # The stack logs every accepted connection, also one it then closes because a master holds
         # the session (CloseNew): the address becomes the session's peer only when the channel opens.
-        self._accepted_from = address
+        # Behind the front door the stack sees only the door's loopback address: the door says who.
+        if not self._behind_door:
+            self._accepted_from = address
+
+    def door_peer(self, peer: str) -> None:
+        """The master the front door is about to splice in (address, and certificate subject with TLS):
+        the peer of the session that opens next, for the logs and each command's source."""
+        self._accepted_from = peer
 
     def _session_changed(self, open_: bool) -> None:
         if open_ == self._session_open:  # the stack also reports its listening states

@@ -12,6 +12,10 @@ Config (`northbound: dnp3:` in the site config; every key optional):
     event_buffer: {binary: 10000, analog: 65535, binary_output_status: 1000, analog_output_status: 1000}
     rated_power_w: 120000      # 100 % for AO93; default: learned from the packs' discharge limits
     tls: {ca: ca.pem, cert: outstation.pem, key: outstation.key}   # mutual TLS (paths: config dir)
+    allow: [10.1.2.0/24]       # who may connect (default: this machine only); the front door's limits:
+    first_frame_s: 5           # no valid DNP3 link frame by then: closed
+    idle_s: 90                 # nothing from the master for this long (its link keep-alive failed): closed
+    connects_per_min: 120      # per source address
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ from gateway.config import ConfigError, SiteConfig
 from gateway.diagnostics import Checker, MarkedMap
 from gateway.diagnostics.fields import flag, number, section, table, text, whole
 from gateway.mapping.dnp3 import DEFAULT_MAP, Dnp3Map, MappingError, find_map, load_dnp3_map
-from gateway.northbound.section import config_dir, listen_host, open_section
+from gateway.northbound.section import (
+    Admission,
+    admission_fields,
+    config_dir,
+    listen_host,
+    open_section,
+    parse_admission,
+)
 from gateway.northbound.tls import TLS_SECTION, TlsFiles, parse_tls
 
 __all__ = ["BINARY_STATE", "FIELDS", "SECTION", "Dnp3Settings", "EventBuffers", "TlsFiles", "parse_settings"]
@@ -33,6 +44,7 @@ SECTION = "dnp3"
 MAX_LINK_ADDRESS = 0xFFEF  # 0xFFF0-0xFFFF are reserved (broadcast, self-address)
 MAX_EVENT_BUFFER = 65535  # the stack counts events per type in 16 bits
 BINARY_STATE = 0x80  # the state bit of a binary's flag octet
+DEFAULT_ADMISSION = Admission(idle_s=90.0)  # the link keep-alive runs every 60 s
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class Dnp3Settings:
     event_buffer: EventBuffers = EventBuffers()
     rated_power_w: float | None = None
     tls: TlsFiles | None = None
+    admission: Admission = DEFAULT_ADMISSION
 
 
 # --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
@@ -88,6 +101,11 @@ FIELDS = table(
             "100 % for the AN2018 power target; default: learned from the packs' limits.", above=0, unit="W"
         ),
         "tls": TLS_SECTION,
+        **admission_fields(
+            "Nothing from the master for this long (it answers the outstation's link keep-alive every "
+            "60 s) closes the session (0: never).",
+            max_sessions=1,
+        ),
     }
 )
 
@@ -124,6 +142,7 @@ def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
         ),
         rated_power_w=checker.value(raw, "rated_power_w", FIELDS["rated_power_w"]),
         tls=parse_tls(checker, raw, directory, datetime.now(UTC)),
+        admission=parse_admission(checker, raw, FIELDS, DEFAULT_ADMISSION),
     )
     dnp3_map = _load_map(checker, raw, directory, len(site.nodes))
     if checker.problems or dnp3_map is None:

@@ -21,8 +21,9 @@ from gateway.config import SiteConfig
 from gateway.northbound.adapter import Listener, Submit
 from gateway.northbound.iec61850.adapter import Iec61850Adapter
 from gateway.northbound.iec61850.settings import SECTION, load_settings
+from gateway.northbound.section import DoorPlan, behind_door
 
-__all__ = ["SECTION", "check", "create"]
+__all__ = ["SECTION", "check", "create", "door"]
 
 
 def check(site: SiteConfig) -> Listener | None:
@@ -31,10 +32,18 @@ def check(site: SiteConfig) -> Listener | None:
     return None if loaded is None else Listener(loaded[0].host, loaded[0].port)
 
 
-def create(site: SiteConfig, submit: Submit) -> Iec61850Adapter | None:
-    """The server for the site's `northbound.iec61850` section (not started), or None without one."""
+def door(site: SiteConfig) -> DoorPlan | None:
+    """What the front door serves for this section (its public address, allow-list, limits and TLS)."""
+    loaded = load_settings(site)
+    return None if loaded is None else DoorPlan.of(SECTION, loaded[0])
+
+
+def create(site: SiteConfig, submit: Submit, private: Listener | None = None) -> Iec61850Adapter | None:
+    """The server for the site's `northbound.iec61850` section (not started), or None without one.
+    With `private`, it listens there in plain TCP behind the front door, which terminates TLS."""
     loaded = load_settings(site)
     if loaded is None:
         return None
     settings, plan = loaded
+    settings = behind_door(settings, private)
     return Iec61850Adapter(settings, plan, submit)

@@ -14,6 +14,11 @@ Config (`northbound.iec61850` in the site config):
           cert: /etc/socgw/tls/gateway.pem
           key: /etc/socgw/tls/gateway.key
         enabled: true         # false keeps the section but serves nothing
+        allow: [10.1.2.0/24]  # who may connect (default: this machine only); the front door's limits:
+        first_frame_s: 5      # no TPKT/COTP connection request by then: closed
+        idle_s: 0             # nothing from a client for this long closes it (0: never; TCP keep-alive)
+        max_sessions: 4       # clients at once (libiec61850 takes 5)
+        connects_per_min: 120 # per source address
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ from gateway.diagnostics import Checker
 from gateway.diagnostics.fields import flag, table, text, whole
 from gateway.mapping.iec61850 import MappingError, find_map, load_map
 from gateway.northbound.iec61850.plan import ModelPlan, plan_model
-from gateway.northbound.section import config_dir, listen_host, open_section
+from gateway.northbound.section import (
+    Admission,
+    admission_fields,
+    config_dir,
+    listen_host,
+    open_section,
+    parse_admission,
+)
 from gateway.northbound.tls import TLS_SECTION, TlsFiles, parse_tls
 
 __all__ = [
@@ -49,6 +61,8 @@ DEFAULT_MAP = "default"
 # Where socgw advises the large maps (the DNP3 default map's room, too): with a buffered report per pack an
 # update with every pack moving takes 159 ms at 200 packs and 1.16 s at 500 (docs/iec61850.md).
 BUFFERED_REPORT_PACKS = 256
+MAX_SESSIONS = 5  # libiec61850's own limit
+DEFAULT_ADMISSION = Admission(max_sessions=MAX_SESSIONS - 1)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +79,10 @@ FIELDS = table(
         ),
         "tls": TLS_SECTION,
         "enabled": flag("false keeps the section but serves nothing."),
+        **admission_fields(
+            "Nothing from a client for this long closes it (0: never; dead peers end by TCP keep-alive).",
+            max_sessions=MAX_SESSIONS,
+        ),
     }
 )
 
@@ -76,6 +94,7 @@ class Settings:
     ied_name: str
     map_path: Path
     tls: TlsFiles | None
+    admission: Admission = DEFAULT_ADMISSION
 
 
 def load_settings(site: SiteConfig) -> tuple[Settings, ModelPlan] | None:
@@ -91,6 +110,7 @@ def load_settings(site: SiteConfig) -> tuple[Settings, ModelPlan] | None:
     ied_name = checker.value(section, "ied_name", FIELDS["ied_name"], DEFAULT_IED_NAME)
     directory = config_dir(site)
     tls = parse_tls(checker, section, directory, datetime.now(UTC))
+    admission = parse_admission(checker, section, FIELDS, DEFAULT_ADMISSION)
     map_name = checker.value(section, "map", FIELDS["map"])
     map_path: Path | None = None
     try:
@@ -107,4 +127,4 @@ def load_settings(site: SiteConfig) -> tuple[Settings, ModelPlan] | None:
     except MappingError as error:
         raise ConfigError(error.problems) from None
     plan = plan_model(iec_map, site, ied_name, section.value_mark("ied_name"))
-    return Settings(host, port, ied_name, map_path, tls), plan
+    return Settings(host, port, ied_name, map_path, tls, admission), plan

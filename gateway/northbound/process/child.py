@@ -28,6 +28,7 @@ import uvloop
 from gateway import logbook
 from gateway.config import ConfigError, load_config
 from gateway.northbound.adapter import NodeUpdate, NorthboundAdapter, NorthboundError
+from gateway.northbound.frontdoor.door import FrontDoor, build
 from gateway.northbound.process.channel import (
     FRAME_HEADER,
     MAX_MESSAGE_BYTES,
@@ -36,7 +37,7 @@ from gateway.northbound.process.channel import (
     decode_frame,
     update_to_json,
 )
-from gateway.northbound.registry import create_adapter
+from gateway.northbound.registry import create_adapter, door_plan
 from gateway.site_command import CommandUpdate
 from gateway.supervision import (
     MessageError,
@@ -124,10 +125,15 @@ class CoreLink:
                 answer.arrived.set()
 
 
-async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.socket, link: CoreLink) -> int:
-    """Start the adapter, then publish every frame until the core closes the channel; stop it."""
+async def publish_until_closed(
+    adapter: NorthboundAdapter, snapshots: socket.socket, link: CoreLink, door: FrontDoor | None = None
+) -> int:
+    """Start the adapter (and its front door), then publish every frame until the core closes the
+    channel; stop them."""
     try:
         adapter.start()
+        if door is not None:
+            await door.open()
     except Exception as error:
         if isinstance(error, NorthboundError):  # a port in use, a bad TLS file: the message says which
             reason = str(error)
@@ -157,8 +163,12 @@ async def publish_until_closed(adapter: NorthboundAdapter, snapshots: socket.soc
             if kind == SNAPSHOT:  # once a cycle, what the core's engine does for its own rate-limited logs
                 logbook.sweep()
                 link.report_suppressed()
+            if door is not None and (counts := door.new_counts()):
+                link.send({"kind": "door", "counts": counts})
         writer.close()
     finally:
+        if door is not None:
+            await door.close()
         adapter.stop()
     return EXIT_OK
 
@@ -176,15 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     start_as_child(link.send)
     try:
         site = load_config(args.config)
-        adapter = create_adapter(site, args.section, link.submit)
+        plan = door_plan(site, args.section)
     except (ConfigError, OSError) as error:
         link.send({"kind": "failed", "message": f"the site config does not load now: {error}"})
+        return EXIT_FAILED
+    try:  # the public port is bound first: the stack behind the door listens on a private one
+        door = None if plan is None else build(plan)
+        adapter = create_adapter(site, args.section, link.submit, None if door is None else door.private)
+        if door is not None:  # an adapter that names each session's peer learns it from the door
+            door.on_session = getattr(adapter, "door_peer", None)
+    except NorthboundError as error:
+        link.send({"kind": "failed", "message": str(error)})
         return EXIT_FAILED
     if adapter is None:
         link.send({"kind": "failed", "message": f"northbound.{args.section} is no longer configured"})
         return EXIT_FAILED
     logging.getLogger().setLevel(site.logging.level.upper())
-    return uvloop.run(publish_until_closed(adapter, snapshots, link))
+    return uvloop.run(publish_until_closed(adapter, snapshots, link, door))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -45,6 +45,7 @@ from gateway.supervision import (
     count_forwarded_suppressed,
     decode_message,
     encode_message,
+    message_counts,
     stop_within,
     supervise,
     supervised_status,
@@ -136,6 +137,7 @@ class AdapterProcess:
         self.pid: int | None = None
         self.restarts = 0
         self.last_exit: str | None = None
+        self.front_door: Counter[str] = Counter()  # connections by outcome, every child of this section
         self._latest: bytes | None = None  # the newest snapshot frame: a new child's first
         self._feed: FrameFeed | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -182,7 +184,7 @@ class AdapterProcess:
         await stop_within(self, task, STOP_TIMEOUT_S, f"northbound {self.section}")
 
     def status(self) -> dict[str, Any]:
-        return {"section": self.section, **supervised_status(self)}
+        return {"section": self.section, **supervised_status(self), "front_door": dict(self.front_door)}
 
     # --- supervision --------------------------------------------------------------------------------
 
@@ -299,6 +301,11 @@ class AdapterProcess:
         elif kind == "suppressed":
             if not count_forwarded_suppressed(message):
                 raise ChannelError(f"malformed suppressed-lines report {message!r}")
+        elif kind == "door":
+            counts = message_counts(message)
+            if counts is None:
+                raise ChannelError(f"malformed front-door counts {message!r}")
+            self.front_door.update(counts)
         elif kind in ("ready", "failed"):
             failure = message.get("message") if kind == "failed" else None
             if kind == "failed" and not isinstance(failure, str):

@@ -150,12 +150,34 @@ class FleetCollector(Collector):
         yield writes
 
 
-class Metrics:
-    """The registry `/metrics` serves: the fleet, the cycle interval histogram and the process."""
+class DoorCollector(Collector):
+    """Connections to the view by front-door outcome (accepted, refused-not-allowed, ...)."""
 
-    def __init__(self, latest: Latest, profiles: Mapping[str, str]) -> None:
+    def __init__(self, section: str, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._section = section
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "socgw_frontdoor_connections",
+            "Connections by outcome at the front door (who may connect, TLS, first frame)",
+            labels=("section", "outcome"),
+        )
+        for outcome, count in sorted(self._counts().items()):
+            family.add_metric([self._section, outcome], count)
+        yield family
+
+
+class Metrics:
+    """The registry `/metrics` serves: the fleet, the cycle interval histogram, the process and the
+    view's own front door."""
+
+    def __init__(
+        self, latest: Latest, profiles: Mapping[str, str], door: Callable[[], Mapping[str, int]] = dict
+    ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(FleetCollector(latest, profiles))
+        self.registry.register(DoorCollector("web", door))
         self.cycle_work = Histogram(
             "socgw_cycle_work_seconds",
             "Time a control cycle's work took (poll, dispatch, write), against its cycle",

@@ -14,6 +14,8 @@ import binascii
 import hashlib
 import json
 import logging
+import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +27,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.northbound.adapter import NodeUpdate, NorthboundError
+from gateway.northbound.frontdoor.audit import Audit
+from gateway.northbound.frontdoor.door import accept_admitted
+from gateway.northbound.frontdoor.policy import Gate
+from gateway.northbound.section import Admission
 from gateway.northbound.web.document import state_document
 from gateway.northbound.web.history import History
 from gateway.northbound.web.login import verify_password
@@ -38,6 +44,7 @@ PUSH_PERIOD_S = 0.5
 INBOX_SNAPSHOTS = 1000  # 100 s of 100 ms cycles: beyond that the oldest are dropped (history gaps only)
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
+HANDSHAKE_TIMEOUT_S = 10.0  # a TLS client that has not finished its handshake by then is closed
 STATIC = resources.files("gateway.northbound.web") / "static"
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,7 +61,8 @@ class WebAdapter:
         self._history = History(cycle_s)
         self._latest: CycleSnapshot | None = None
         self._lock = threading.Lock()  # the scrape (collector) reads what the push task writes
-        self.metrics = Metrics(self._current, self._profiles)
+        self.audit = Audit("web")
+        self.metrics = Metrics(self._current, self._profiles, self.audit.counts)
         self._state: dict[str, Any] | None = None
         self._version = 0
         self._changed: asyncio.Condition | None = None
@@ -62,6 +70,10 @@ class WebAdapter:
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._verified: set[str] = set()  # digests of Authorization headers already checked
+        # Who may connect is checked at the accept, before TLS or HTTP: the view terminates its own TLS
+        # (Python's ssl already) and needs no splice; refused peers get no byte (docs/web.md).
+        self._gate = Gate(Admission(allow=settings.allow))
+        self._connections: set[asyncio.Task[None]] = set()
 
     # --- NorthboundAdapter ---------------------------------------------------------------------------
 
@@ -114,23 +126,60 @@ class WebAdapter:
         self._changed = asyncio.Condition()
         runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
+        host = self.settings.host
         try:
-            site = web.TCPSite(
-                runner, self.settings.host, self.settings.port, ssl_context=self.settings.ssl_context()
+            public = socket.create_server(
+                (host, self.settings.port),
+                family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                backlog=128,
             )
-            await site.start()
         except OSError as error:
             failure.append(error)
             ready.set()
             await runner.cleanup()
             return
+        public.setblocking(False)
+        context = self.settings.ssl_context()
         ready.set()
         pusher = asyncio.create_task(self._push())
+        server = runner.server
+        assert server is not None
+
+        def admitted(connection: socket.socket, peer: tuple[str, int]) -> None:
+            task = asyncio.get_running_loop().create_task(self._hand_over(server, context, connection, peer))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+        accepting = asyncio.create_task(accept_admitted(public, self._gate, self.audit, admitted))
         await self._stopping.wait()
         pusher.cancel()
+        accepting.cancel()
+        public.close()
         async with self._changed:
             self._changed.notify_all()  # the event streams see `_stopping` and end
         await runner.cleanup()
+
+    async def _hand_over(
+        self,
+        server: web.Server,
+        context: ssl.SSLContext | None,
+        connection: socket.socket,
+        peer: tuple[str, int],
+    ) -> None:
+        """The admitted connection to aiohttp's server (after the TLS handshake, with `tls`)."""
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                server,
+                connection,
+                ssl=context,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if context else None,
+            )
+        except (ssl.SSLError, ConnectionError, OSError) as error:
+            connection.close()
+            reason = getattr(error, "reason", None) or type(error).__name__
+            self.audit.record("refused", peer, reason=f"tls-failed ({reason})", level=logging.WARNING)
+            return
+        self.audit.record("admitted", peer)
 
     async def _push(self) -> None:
         assert self._changed is not None

@@ -6,6 +6,7 @@ Config (`northbound: web:` in the site config; off unless the section is there):
     port: 8080
     tls: {cert: web.pem, key: web.key}      # HTTPS (paths: relative to the config's directory)
     login: {user: operator, password_hash: "scrypt$..."}   # python -m gateway.northbound.web.login
+    allow: [10.1.2.0/24]       # who may connect (default: this machine only); others are closed unanswered
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from pathlib import Path
 from gateway.config import ConfigError, SiteConfig
 from gateway.diagnostics import Checker, MarkedMap
 from gateway.diagnostics.fields import flag, section, table, text, whole
-from gateway.northbound.section import config_dir, listen_host, open_section
+from gateway.northbound.section import (
+    ALLOW_FIELD,
+    LOCALHOST,
+    Network,
+    config_dir,
+    listen_host,
+    open_section,
+    parse_allow,
+)
 from gateway.northbound.web.login import PasswordHashError, parse_hash
 
 SECTION = "web"
@@ -38,6 +47,7 @@ class WebSettings:
     cert: Path | None = None  # with `key`: HTTPS
     key: Path | None = None
     login: Login | None = None
+    allow: tuple[Network, ...] = LOCALHOST
 
     @property
     def scheme(self) -> str:
@@ -83,6 +93,7 @@ FIELDS = table(
         "login": section(
             "A login for the view and /metrics.", LOGIN_FIELDS, required=("user", "password_hash")
         ),
+        "allow": ALLOW_FIELD,
     }
 )
 
@@ -98,6 +109,7 @@ def parse_settings(site: SiteConfig) -> WebSettings | None:
     port = checker.value(raw, "port", FIELDS["port"], DEFAULT_PORT)
     cert, key = _tls(checker, raw, config_dir(site))
     login = _login(checker, raw)
+    allow = parse_allow(checker, raw)
     if "login" not in raw and not is_loopback(host):
         checker.problem(
             raw.value_mark("host"),
@@ -107,7 +119,7 @@ def parse_settings(site: SiteConfig) -> WebSettings | None:
         )
     if checker.problems:
         raise ConfigError(checker.problems)
-    return WebSettings(host, port, cert, key, login)
+    return WebSettings(host, port, cert, key, login, allow)
 
 
 def _tls(checker: Checker, settings: MarkedMap, config_dir: Path) -> tuple[Path | None, Path | None]:

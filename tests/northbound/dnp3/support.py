@@ -161,13 +161,18 @@ class RecordingMaster(Master):
 
 @dataclass
 class TlsClientChannel(TcpClientChannel):
-    """dnp3py's TCP channel over TLS (it has none): the same stream, opened with an SSL context."""
+    """dnp3py's TCP channel over TLS (it has none): the same stream, opened with an SSL context; and
+    from a given source address (a second master on this machine: 127.0.0.2)."""
 
     ssl_context: ssl.SSLContext | None = None
+    source: str | None = None
 
     async def open(self) -> None:
+        local = None if self.source is None else (self.source, 0)
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.config.host, self.config.port, ssl=self.ssl_context),
+            asyncio.open_connection(
+                self.config.host, self.config.port, ssl=self.ssl_context, local_addr=local
+            ),
             timeout=self.config.connect_timeout,
         )
         self._state = ChannelState.OPEN
@@ -254,17 +259,17 @@ async def connected_master(
     timeout_s: float = 5.0,
     address: int = MASTER_ADDRESS,
     outstation_address: int = OUTSTATION_ADDRESS,
+    host: str = LOOPBACK,
+    source: str | None = None,
 ) -> AsyncIterator[MasterSession]:
     handler = RecordingHandler()
     master = RecordingMaster(
         config=MasterConfig(address=address, outstation_address=outstation_address), handler=handler
     )
     channel = None
-    if tls is not None:
-        channel = TlsClientChannel(config=TcpConfig(host=LOOPBACK, port=port), ssl_context=tls)
-    runner = MasterTcpRunner(
-        master=master, host=LOOPBACK, port=port, response_timeout=timeout_s, channel=channel
-    )
+    if tls is not None or source is not None:
+        channel = TlsClientChannel(config=TcpConfig(host=host, port=port), ssl_context=tls, source=source)
+    runner = MasterTcpRunner(master=master, host=host, port=port, response_timeout=timeout_s, channel=channel)
     await runner.open()
     try:
         yield MasterSession(handler, master, runner)

@@ -312,8 +312,9 @@ def test_a_second_master_cannot_take_the_session(
     async def scenario() -> None:
         async with running_gateway(config), connected_master(free_tcp_port) as first:
             await first.integrity_poll()
+            # another master (another address: the same address is the master reconnecting, docs/dnp3.md)
             with pytest.raises(Exception, match=r"(?i)link|timed out|closed|lost"):
-                async with connected_master(free_tcp_port, timeout_s=2.0) as intruder:
+                async with connected_master(free_tcp_port, timeout_s=2.0, source="127.0.0.2") as intruder:
                     await intruder.integrity_poll()
             await first.integrity_poll()
             assert first.handler.analog_inputs[27].value == 1
