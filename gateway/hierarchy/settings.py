@@ -22,16 +22,16 @@ from datetime import UTC, datetime
 from gateway.config import ConfigError, SiteConfig
 from gateway.diagnostics import Checker, MarkedList, MarkedMap
 from gateway.diagnostics.fields import list_of, section, table, text, whole
-from gateway.northbound.mqtt.settings import _ID as SPARKPLUG_ID
 from gateway.northbound.mqtt.settings import (
     BROKER_FIELDS,
     ID_RULE,
     PLAIN_PORT,
+    SPARKPLUG_ID,
     TLS_PORT,
     Broker,
     MqttSettings,
+    parse_brokers,
 )
-from gateway.northbound.mqtt.settings import _brokers as parse_brokers
 from gateway.northbound.section import config_dir
 from gateway.northbound.tls import TLS_SECTION, parse_tls
 

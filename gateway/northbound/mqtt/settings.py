@@ -35,7 +35,7 @@ __all__ = ["FIELDS", "SECTION", "Broker", "MqttSettings", "parse_settings"]
 SECTION = "mqtt"
 PLAIN_PORT, TLS_PORT = 1883, 8883
 # Sparkplug ids may not hold the MQTT topic characters / + # (specification 4.1.1); keep them plain.
-_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
+SPARKPLUG_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
 ID_RULE = "letters, digits and _ . : - (no / + # or spaces)"
 
 
@@ -114,7 +114,7 @@ def parse_settings(site: SiteConfig) -> MqttSettings | None:
     if (username is None) != (password is None):
         checker.problem(raw.mark, "`username` and `password` go together: give both or neither")
     settings = MqttSettings(
-        brokers=_brokers(checker, raw, TLS_PORT if tls is not None else PLAIN_PORT),
+        brokers=parse_brokers(checker, raw, TLS_PORT if tls is not None else PLAIN_PORT),
         client_id=_id(checker, raw, "client_id", None) or f"socgw-{edge}",
         group_id=group,
         edge_node_id=edge,
@@ -131,13 +131,13 @@ def parse_settings(site: SiteConfig) -> MqttSettings | None:
 
 def _id(checker: Checker, raw: MarkedMap, key: str, default: str | None) -> str | None:
     value: str | None = checker.value(raw, key, FIELDS[key], default)
-    if value is not None and not _ID.match(value):
+    if value is not None and not SPARKPLUG_ID.match(value):
         checker.problem(raw.value_mark(key), f"`{key}` {value!r} must hold only {ID_RULE}")
         return default
     return value
 
 
-def _brokers(checker: Checker, raw: MarkedMap, default_port: int) -> tuple[Broker, ...]:
+def parse_brokers(checker: Checker, raw: MarkedMap, default_port: int) -> tuple[Broker, ...]:
     entries = raw.get("brokers")
     if entries is None:
         return (Broker("127.0.0.1", default_port),)
