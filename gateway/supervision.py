@@ -14,9 +14,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from gateway.logbook import add_suppressed, counters
@@ -54,6 +56,26 @@ def decode_message(packet: bytes) -> dict[str, Any]:
 def child_environment() -> dict[str, str]:
     """This process's environment without what only the core may use."""
     return {key: value for key, value in os.environ.items() if key not in PRIVATE_ENVIRONMENT}
+
+
+def start_child(
+    module: str,
+    arguments: Sequence[str],
+    child_ends: Sequence[socket.socket],
+    environment: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`python -m module arguments`, given the child's ends of its socket pairs (closed in this process
+    whatever happens: the child holds them now) and `child_environment()` unless told otherwise."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *arguments],
+            stdin=subprocess.DEVNULL,
+            pass_fds=tuple(end.fileno() for end in child_ends),
+            env=dict(environment) if environment is not None else child_environment(),
+        )
+    finally:
+        for end in child_ends:
+            end.close()
 
 
 def describe_exit(returncode: int) -> str:

@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -46,6 +45,7 @@ from gateway.supervision import (
     decode_message,
     encode_message,
     message_counts,
+    start_child,
     stop_within,
     supervise,
     supervised_status,
@@ -193,32 +193,17 @@ class AdapterProcess:
         core_messages, child_messages = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         environment = child_environment()
         environment[CORE_PID_VARIABLE] = str(os.getpid())
+        arguments = [
+            *("--config", self.config_path, "--section", self.section),
+            *("--snapshots-fd", str(child_snapshots.fileno())),
+            *("--messages-fd", str(child_messages.fileno())),
+        ]
         try:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    CHILD_MODULE,
-                    "--config",
-                    self.config_path,
-                    "--section",
-                    self.section,
-                    "--snapshots-fd",
-                    str(child_snapshots.fileno()),
-                    "--messages-fd",
-                    str(child_messages.fileno()),
-                ],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(child_snapshots.fileno(), child_messages.fileno()),
-                env=environment,
-            )
+            process = start_child(CHILD_MODULE, arguments, [child_snapshots, child_messages], environment)
         except BaseException:
             for sock in (core_snapshots, core_messages):
                 sock.close()
             raise
-        finally:
-            child_snapshots.close()
-            child_messages.close()
         self.pid = process.pid
         self.state = "starting"
         self._feed = FrameFeed(core_snapshots)

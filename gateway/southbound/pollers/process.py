@@ -14,7 +14,6 @@ import asyncio
 import logging
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -27,10 +26,10 @@ from gateway.southbound.pollers.wire import (
 )
 from gateway.supervision import (
     MessageError,
-    child_environment,
     count_forwarded_suppressed,
     decode_message,
     encode_message,
+    start_child,
     stop_within,
     supervise,
     supervised_status,
@@ -113,26 +112,12 @@ class PollerProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         core_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        arguments = ["--config", self.config_path, "--channel-fd", str(child_end.fileno())]
         try:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    CHILD_MODULE,
-                    "--config",
-                    self.config_path,
-                    "--channel-fd",
-                    str(child_end.fileno()),
-                ],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(child_end.fileno(),),
-                env=child_environment(),
-            )
+            process = start_child(CHILD_MODULE, arguments, [child_end])
         except BaseException:
             core_end.close()
             raise
-        finally:
-            child_end.close()
         self.pid = process.pid
         self.state = "starting"
         core_end.setblocking(False)
