@@ -159,7 +159,10 @@ def site_fieldbus(config: SiteConfig) -> Fieldbus | None:
 
 
 async def serve_until_signal(config: SiteConfig) -> None:
-    engine = Engine(config, fieldbus=site_fieldbus(config))
+    fieldbus = site_fieldbus(config)
+    # A head's clusters take the parameters in force from each cycle's snapshot, to set them on the workers.
+    publishers = [fieldbus] if isinstance(fieldbus, ClusterFieldbus) else []
+    engine = Engine(config, fieldbus=fieldbus, publishers=publishers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

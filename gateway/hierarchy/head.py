@@ -9,6 +9,14 @@ is sent when it moved by 1 W or more, and at least every `REFRESH_S` otherwise: 
 never fires while the head lives, and an unchanged share does not cost a command (and two log lines)
 every cycle at every worker.
 
+The site parameters in force on the head (reserve, ceiling, balancing on/off: its config's, or what
+SCADA set since) reach it as the cycle's snapshot (`publish`, before the cycle's `write`). They are the
+head's to set: `write` sends them to a worker in the dispatch by NCMD of the same metrics a master
+writes, when they change and after each of its births (a restart, a new broker, a Rebirth the head
+asked for), so the worker checks them through the one control table and latches them, and every
+cluster's summary (energy above reserve, below ceiling) is counted with the reserve the head dispatches
+with. The head's own clusters-as-packs use the parameters in force too.
+
 The MQTT connections run on the host application's thread (host.py); the decoded messages come to this
 loop with `call_soon_threadsafe`, and `write` only queues the NCMD: no step of the cycle waits on a broker.
 """
@@ -19,17 +27,41 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from gateway.balancer import BalancerParams
 from gateway.fleet import NodeState
 from gateway.hierarchy.host import HostApplication, command_payload
 from gateway.hierarchy.settings import HeadSettings
 from gateway.hierarchy.tracker import ClusterTracker, Received
-from gateway.northbound.mqtt.metrics import REBIRTH, DataType
+from gateway.northbound.mqtt.metrics import REBIRTH, DataType, metric_name
+from gateway.snapshot import CycleSnapshot
 from gateway.southbound.fieldbus import NodeArrived
 
 REFRESH_S = 1.0
 RESEND_STEP_W = 1.0
+RESERVE, CEILING, BALANCING = (
+    metric_name(source) for source in ("fleet.reserve_pct", "fleet.ceiling_pct", "fleet.balancing_enabled")
+)
+
+
+@dataclass(frozen=True)
+class SiteParameters:
+    """What the head sets on every worker: the parameters in force on the head."""
+
+    reserve_pct: float
+    ceiling_pct: float
+    balancing_enabled: bool
+
+    def command(self, worker_ceiling_pct: float | None) -> tuple[tuple[str, DataType, float | bool], ...]:
+        """The NCMD metrics, in an order the worker accepts one at a time (it checks reserve +
+        hysteresis < ceiling at each): a raised ceiling before the reserve, a lowered one after it, so
+        each step holds whenever the worker's values (ceiling `worker_ceiling_pct`) and these do."""
+        reserve = (RESERVE, DataType.DOUBLE, self.reserve_pct)
+        ceiling = (CEILING, DataType.DOUBLE, self.ceiling_pct)
+        raised = worker_ceiling_pct is None or self.ceiling_pct >= worker_ceiling_pct
+        limits = (ceiling, reserve) if raised else (reserve, ceiling)
+        return (*limits, (BALANCING, DataType.BOOLEAN, self.balancing_enabled))
 
 
 class ClusterFieldbus:
@@ -43,6 +75,8 @@ class ClusterFieldbus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent: dict[str, tuple[float, float]] = {}  # worker -> (share W, when sent)
         self._writes = dict.fromkeys(settings.workers, 0)
+        self._in_force: SiteParameters | None = None  # from the last cycle's snapshot
+        self._parameters_sent: dict[str, SiteParameters] = {}  # worker -> what it was last sent
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -60,7 +94,15 @@ class ClusterFieldbus:
                 arrived(state)
         return states
 
+    def publish(self, snapshot: CycleSnapshot) -> None:
+        """The parameters in force this cycle (the engine calls every publisher before its write)."""
+        self.params = snapshot.params
+        self._in_force = SiteParameters(
+            snapshot.params.reserve_pct, snapshot.params.ceiling_pct, snapshot.command.balancing_enabled
+        )
+
     async def write(self, setpoints: Mapping[str, Mapping[str, float]], now: float) -> None:
+        self._send_parameters()
         for worker_id, values in setpoints.items():
             worker = self.tracker.workers.get(worker_id)
             share = values.get("setpoint_w")
@@ -74,6 +116,18 @@ class ClusterFieldbus:
             self.host.send(
                 worker.broker, worker_id, command_payload((("request_w", DataType.DOUBLE, share),))
             )
+
+    def _send_parameters(self) -> None:
+        in_force = self._in_force
+        if in_force is None:
+            return
+        for worker_id, worker in self.tracker.workers.items():
+            if not worker.in_dispatch or self._parameters_sent.get(worker_id) == in_force:
+                continue
+            self._parameters_sent[worker_id] = in_force
+            reported = worker.metrics.get(CEILING)
+            ceiling = float(reported) if isinstance(reported, int | float) else None
+            self.host.send(worker.broker, worker_id, command_payload(in_force.command(ceiling)))
 
     def writes_total(self) -> Mapping[str, int]:
         return dict(self._writes)
@@ -95,6 +149,8 @@ class ClusterFieldbus:
     def _apply(self, message: Received) -> None:
         rebirth = self.tracker.apply(message, time.monotonic())
         if message.kind == "NBIRTH" or rebirth is not None:
-            self._sent.pop(message.worker, None)  # a new session: its share goes out at once
+            # a new session: its share and the parameters in force go out at once
+            self._sent.pop(message.worker, None)
+            self._parameters_sent.pop(message.worker, None)
         if rebirth is not None:
             self.host.send(message.broker, rebirth, command_payload(((REBIRTH, DataType.BOOLEAN, True),)))

@@ -46,8 +46,13 @@ def create(site: SiteConfig, submit: Submit) -> MqttAdapter | None:
     from gateway.northbound.mqtt.metrics import metric_table, quantity_deadbands
 
     table = metric_table(quantity_deadbands(config_dir(site)))
+    # MQTT does not name a message's publisher; under a primary host (a hierarchy's head) the broker's
+    # ACL lets only that host command this node, so the log names it.
+    source = f"mqtt {settings.client_id}"
+    if settings.primary_host_id is not None:
+        source += f" (primary host {settings.primary_host_id})"
     edge = EdgeNode(
         Topics(settings.group_id, settings.edge_node_id), table, [node.node_id for node in site.nodes],
-        submit, f"mqtt {settings.client_id}",
+        submit, source,
     )  # fmt: skip
     return MqttAdapter(settings, edge, None)
