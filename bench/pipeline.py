@@ -60,7 +60,7 @@ from typing import Any
 import uvloop
 
 from bench.poll_scale import Simulators
-from gateway.commands.run import configure_logging, serve
+from gateway.commands.run import configure_logging, serve, site_fieldbus
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
 from gateway.fleet import Quality
@@ -182,7 +182,8 @@ async def step_requests(
 async def serve_recorded(
     config_path: Path, record: Path, profile_s: float, requests_w: tuple[float, float], step_s: float
 ) -> None:
-    engine = Engine(load_config(config_path))
+    config = load_config(config_path)
+    engine = Engine(config, fieldbus=site_fieldbus(config))  # as `socgw run`: pollers when configured
     recorder = Recorder(engine, record, profile_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
