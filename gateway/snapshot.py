@@ -19,6 +19,9 @@ class CycleAccounts:
     # the write and publish steps and the setpoint writes per node up to the cycle before.
     steps_ms: Mapping[str, float] = field(default_factory=dict)
     writes: Mapping[str, int] = field(default_factory=dict)
+    # Connections by outcome at each adapter process's front door since start, by section (added by the
+    # adapters' supervisor, which holds them): what the web view's /metrics shows beside its own.
+    front_door: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -386,6 +387,10 @@ class AdapterSupervisor:
         self._arrived.clear()
         self._batch_s = NODE_BATCH_S
         self._shown = {state.node_id: state for state in snapshot.fleet.nodes}
+        doors = {child.section: dict(child.front_door) for child in self.children if child.front_door}
+        if doors:
+            accounts = dataclasses.replace(snapshot.accounts, front_door=doors)
+            snapshot = dataclasses.replace(snapshot, accounts=accounts)
         frame = encode_snapshot(snapshot)
         for child in self.children:
             child.offer_snapshot(frame)

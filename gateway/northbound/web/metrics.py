@@ -151,11 +151,12 @@ class FleetCollector(Collector):
 
 
 class DoorCollector(Collector):
-    """Connections to the view by front-door outcome (accepted, refused-not-allowed, ...)."""
+    """Connections by front-door outcome (accepted, refused-not-allowed, ...): the view's own, and each
+    other adapter process's as the newest snapshot carries them."""
 
-    def __init__(self, section: str, counts: Callable[[], Mapping[str, int]]) -> None:
-        self._section = section
-        self._counts = counts
+    def __init__(self, own: Callable[[], Mapping[str, int]], latest: Latest) -> None:
+        self._own = own
+        self._latest = latest
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
@@ -163,21 +164,25 @@ class DoorCollector(Collector):
             "Connections by outcome at the front door (who may connect, TLS, first frame)",
             labels=("section", "outcome"),
         )
-        for outcome, count in sorted(self._counts().items()):
-            family.add_metric([self._section, outcome], count)
+        snapshot, _ = self._latest()
+        doors = dict(snapshot.accounts.front_door) if snapshot is not None else {}
+        doors["web"] = self._own()
+        for section, counts in sorted(doors.items()):
+            for outcome, count in sorted(counts.items()):
+                family.add_metric([section, outcome], count)
         yield family
 
 
 class Metrics:
     """The registry `/metrics` serves: the fleet, the cycle interval histogram, the process and the
-    view's own front door."""
+    front doors (the view's own and the other adapters')."""
 
     def __init__(
         self, latest: Latest, profiles: Mapping[str, str], door: Callable[[], Mapping[str, int]] = dict
     ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(FleetCollector(latest, profiles))
-        self.registry.register(DoorCollector("web", door))
+        self.registry.register(DoorCollector(door, latest))
         self.cycle_work = Histogram(
             "socgw_cycle_work_seconds",
             "Time a control cycle's work took (poll, dispatch, write), against its cycle",

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from gateway.balancer import NodeMode
 from gateway.fleet import Quality
 from gateway.mapping.sources import read_fleet, read_node
+from gateway.northbound.web.history import History
+from gateway.northbound.web.metrics import Metrics
 from gateway.site_command import CommandUpdate
-from gateway.snapshot import CycleSnapshot
+from gateway.snapshot import CycleAccounts, CycleSnapshot
 from tests.conftest import REPO, StartFleet
+from tests.northbound.process.test_channel import cycle
 from tests.northbound.web.support import Gateway, documented_families, web_site_config
 from tests.test_engine import run_async
 
@@ -110,3 +115,20 @@ def test_the_grafana_dashboard_queries_only_documented_families() -> None:
     bases = {next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name) for name in used}
     assert bases <= documented, bases - documented
     assert {"socgw_node_soc_ratio", "socgw_node_faults", "socgw_cycle_interval_seconds"} <= bases
+
+
+def test_metrics_count_every_front_door_the_snapshot_carries_beside_the_views_own() -> None:
+    snapshot = cycle(1)
+    snapshot = dataclasses.replace(
+        snapshot,
+        accounts=CycleAccounts(front_door={"dnp3": {"accepted": 3, "refused-not-allowed": 2}}),
+    )
+    metrics = Metrics(lambda: (snapshot, History(0.1)), {}, lambda: {"accepted": 1})
+    counted = {
+        (sample.labels["section"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        if family.name == "socgw_frontdoor_connections"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert counted == {("dnp3", "accepted"): 3, ("dnp3", "refused-not-allowed"): 2, ("web", "accepted"): 1}
