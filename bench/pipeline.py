@@ -68,6 +68,7 @@ from gateway.mapping.dnp3 import DEFAULT_MAP, LARGE_MAP, find_map, load_dnp3_map
 from gateway.northbound.iec61850.settings import BUFFERED_REPORT_PACKS
 from gateway.sim.fleet import Endpoint
 from gateway.site_command import CommandUpdate
+from gateway.southbound.pollers.process import CHILD_MODULE as POLLER_MODULE
 from gateway.status import read_status
 from gateway.timing import CycleStats, percentile
 
@@ -362,8 +363,8 @@ def children_of(pid: int) -> list[int]:
 
 
 def child_label(pid: int) -> str:
-    """What a child of the gateway is: its northbound section (`--section X`), else what it runs
-    (`-m module` or the script) with its first option, e.g. a polling process."""
+    """What a child of the gateway is: its northbound section (`--section X`), `poller` for a polling
+    process (a second one gets `#2`), else what it runs (`-m module` or the script)."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     except OSError:
@@ -371,7 +372,9 @@ def child_label(pid: int) -> str:
     if "--section" in args[:-1]:
         return args[args.index("--section") + 1]
     rest = args[args.index("-m") + 1 :] if "-m" in args[:-1] else args[1:]
-    return " ".join(word for word in rest[:3] if word).strip() or Path(args[0]).name
+    if rest and rest[0] == POLLER_MODULE:
+        return "poller"
+    return (rest[0] if rest and rest[0] else "") or Path(args[0]).name
 
 
 def children_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
