@@ -17,6 +17,7 @@ The adapter only translates: map point -> control target, refusal -> its protoco
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -28,6 +29,16 @@ from gateway.snapshot import CycleSnapshot
 # Set in the environment of an adapter's child process: the pid of the control core that started it
 # (an adapter reporting on the gateway process, such as the web view's `process_*` metrics, reads it).
 CORE_PID_VARIABLE = "SOCGW_CORE_PID"
+
+
+# Who a stack's peer really is: behind the front door a stack sees the door's loopback address
+# (`127.0.0.1:port`) and the door names the client behind it (`FrontDoor.client_behind`); without a door,
+# the peer as seen.
+ClientBehind = Callable[[str], str]
+
+
+def as_seen(peer: str) -> str:
+    return peer
 
 
 class Submit(Protocol):

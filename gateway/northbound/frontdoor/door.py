@@ -130,6 +130,7 @@ class FrontDoor:
         # Told the peer (and certificate subject) of each session before it reaches the stack, for an
         # adapter that names the peer in its logs and commands (the stack sees only the door).
         self.on_session: Callable[[str], None] | None = None
+        self._behind: dict[str, str] = {}  # the stack's view of a spliced connection -> the client
 
     @property
     def private(self) -> Listener:
@@ -242,6 +243,11 @@ class FrontDoor:
             raise _Refused(f"client-not-listed ({subject}, {fingerprint})", logging.WARNING)
         return f"{subject}; {ssl_object.version()}"
 
+    def client_behind(self, seen: str) -> str:
+        """The client behind the connection a stack sees as `seen` (the door's `127.0.0.1:port`), for its
+        command logs; `seen` itself for one the door did not open. Safe from a stack's thread."""
+        return self._behind.get(seen, seen)
+
     async def _place(self, peer: Peer, subject: str) -> _Session:
         """A session place for `peer`: the DNP3 rule of one master, or the cap of sessions."""
         if self._one_master and self._sessions:
@@ -262,21 +268,25 @@ class FrontDoor:
     async def _splice(self, session: _Session, client: Half) -> None:
         peer = session.peer
         session.halves.append(client)
+        seen: str | None = None
         try:
             stack = Half()
             if self.on_session is not None:  # before the stack sees the connection open
                 self.on_session(_peer_text(peer, session.subject))
             try:
-                await self._private.connect(stack)
+                seen = await self._private.connect(stack)
             except OSError as error:
                 self.audit.record("refused", peer, reason=f"stack-unreachable ({error})", level=logging.ERROR)
                 return
+            self._behind[seen] = _peer_text(peer, session.subject)
             session.halves.append(stack)
             client.join(stack)
             self.audit.record("admitted", peer, subject=session.subject)
             outcome = await until_end(client, stack, self.plan.admission.idle_s)
             self.audit.record("closed", peer, reason=outcome, subject=session.subject)
         finally:
+            if seen is not None:
+                del self._behind[seen]
             session.close()
             self._sessions.remove(session)
             session.done.set()

@@ -73,8 +73,9 @@ class PrivateLink:
                 f"{self.listener.port} before it was sealed; starting again on another port"
             )
 
-    async def connect(self, protocol: asyncio.Protocol) -> None:
-        """A signed connection to the stack, served by `protocol`."""
+    async def connect(self, protocol: asyncio.Protocol) -> str:
+        """A signed connection to the stack, served by `protocol`; its local end as the stack sees its
+        peer (`127.0.0.1:port`)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG_EXT, _md5_option(LOOPBACK, 32, self._key))
@@ -82,10 +83,12 @@ class PrivateLink:
             sock.setblocking(False)
             loop = asyncio.get_running_loop()
             await loop.sock_connect(sock, (LOOPBACK, self.listener.port))
+            host, port = sock.getsockname()
             await loop.create_connection(lambda: protocol, sock=sock)
         except BaseException:
             sock.close()
             raise
+        return f"{host}:{port}"
 
 
 def _socket_fds() -> list[int]:

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gateway.northbound.adapter import NodeUpdate, NorthboundError, Submit
+from gateway.northbound.adapter import ClientBehind, NodeUpdate, NorthboundError, Submit, as_seen
 from gateway.northbound.iec61850.plan import ModelPlan
 from gateway.northbound.iec61850.settings import BUFFERED_REPORT_PACKS, SECTION, Settings
 from gateway.snapshot import CycleSnapshot
@@ -34,13 +34,21 @@ class Iec61850Adapter:
         self.plan = plan
         self._submit = submit
         self._running: RunningServer | None = None
+        self._client_behind: ClientBehind = as_seen
+
+    def door_names(self, client_behind: ClientBehind) -> None:
+        """How the front door names the client behind each connection it opens to the server (which
+        sees the door's loopback address): for the command logs and each command's source."""
+        self._client_behind = client_behind
 
     def start(self) -> None:
         if self._running is not None:
             raise NorthboundError("the IEC 61850 server is already running")
         from gateway.northbound.iec61850.server import RunningServer  # libiec61850 loads here
 
-        self._running = RunningServer(self.settings, self.plan, self._submit, datetime.now(UTC))
+        self._running = RunningServer(
+            self.settings, self.plan, self._submit, datetime.now(UTC), self._client_behind
+        )
         tls = ", mutual TLS" if self.settings.tls is not None else ""
         log.info(
             "IEC 61850 MMS server %s on %s:%d: %d logical devices, map %s%s",

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import pyiec61850.pyiec61850 as iec
 
 from gateway.mapping.controls import Context, ControlValue, Refusal, decide
-from gateway.northbound.adapter import NorthboundError, Submit
+from gateway.northbound.adapter import ClientBehind, NorthboundError, Submit, as_seen
 from gateway.northbound.iec61850.model import ControlPoint
 from gateway.site_command import CommandUpdate
 
@@ -63,10 +63,12 @@ class _Operation(NamedTuple):
     outcome: CommandUpdate | Refusal
 
 
-def _operation(control: ControlPoint, handler: Any, rated_power_w: RatedPower) -> _Operation:
+def _operation(
+    control: ControlPoint, handler: Any, rated_power_w: RatedPower, client_behind: ClientBehind
+) -> _Operation:
     """What a check or operate handler was asked (from the binding's fields) and the table's answer."""
     value = decode_value(handler._libiec61850_mms_value, control.spec.cdc)
-    peer = peer_of(handler._libiec61850_control_action)
+    peer = client_behind(peer_of(handler._libiec61850_control_action))
     return _Operation(value, peer, decide_control(control, value, f"iec61850 {peer}", rated_power_w()))
 
 
@@ -80,17 +82,20 @@ def peer_of(control_action: Any) -> str:
 class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG classes are untyped
     """Runs before libiec61850 answers an operate: a refused value fails at the client."""
 
-    def __init__(self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower) -> None:
+    def __init__(
+        self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower, client_behind: ClientBehind
+    ) -> None:
         super().__init__()
         self._control = control
         self._submit = submit
         self._rated_power_w = rated_power_w
+        self._client_behind = client_behind
 
     def trigger(self) -> None:
         control = self._control
         result = iec.CONTROL_VALUE_INVALID
         try:
-            _value, peer, outcome = _operation(control, self, self._rated_power_w)
+            _value, peer, outcome = _operation(control, self, self._rated_power_w, self._client_behind)
             refusal = outcome.reason if isinstance(outcome, Refusal) else self._submit(outcome, apply=False)
             if refusal is None:
                 result = iec.CONTROL_ACCEPTED
@@ -104,17 +109,20 @@ class _CheckHandler(iec.CheckHandlerForPython):  # type: ignore[misc]  # SWIG cl
 class _OperateHandler(iec.ControlHandlerForPython):  # type: ignore[misc]  # SWIG classes are untyped
     """Runs after the check accepted the operate: hands the command to the engine."""
 
-    def __init__(self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower) -> None:
+    def __init__(
+        self, control: ControlPoint, submit: Submit, rated_power_w: RatedPower, client_behind: ClientBehind
+    ) -> None:
         super().__init__()
         self._control = control
         self._submit = submit
         self._rated_power_w = rated_power_w
+        self._client_behind = client_behind
 
     def trigger(self) -> None:
         control = self._control
         result = iec.CONTROL_RESULT_FAILED
         try:
-            value, peer, outcome = _operation(control, self, self._rated_power_w)
+            value, peer, outcome = _operation(control, self, self._rated_power_w, self._client_behind)
             if isinstance(outcome, Refusal):  # the rated power changed since the check
                 log.warning(
                     "IEC 61850 operate of %s from %s refused: %s", control.reference, peer, outcome.reason
@@ -136,7 +144,12 @@ class ControlHandlers:
     """The check and operate handlers of every control point, registered on one server."""
 
     def __init__(
-        self, server: Any, controls: Sequence[ControlPoint], submit: Submit, rated_power_w: RatedPower
+        self,
+        server: Any,
+        controls: Sequence[ControlPoint],
+        submit: Submit,
+        rated_power_w: RatedPower,
+        client_behind: ClientBehind = as_seen,
     ) -> None:
         self._subscribers: list[Any] = []
         for control in controls:
@@ -145,8 +158,12 @@ class ControlHandlers:
             subscriber.setControlObject(control.data_object)
             # The subscriber owns its handlers and deletes them with itself: hand them over with
             # __disown__, or Python deletes them a second time (measured: segfault at the next stop).
-            subscriber.setCheckHandler(_CheckHandler(control, submit, rated_power_w).__disown__())
-            subscriber.setControlHandler(_OperateHandler(control, submit, rated_power_w).__disown__())
+            subscriber.setCheckHandler(
+                _CheckHandler(control, submit, rated_power_w, client_behind).__disown__()
+            )
+            subscriber.setControlHandler(
+                _OperateHandler(control, submit, rated_power_w, client_behind).__disown__()
+            )
             self._subscribers.append(subscriber)
             if not subscriber.subscribe():
                 raise NorthboundError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyiec61850.pyiec61850 as iec
 
-from gateway.northbound.adapter import NorthboundError, Submit
+from gateway.northbound.adapter import ClientBehind, NorthboundError, Submit, as_seen
 from gateway.northbound.iec61850.controls import ControlHandlers
 from gateway.northbound.iec61850.model import BuiltModel
 from gateway.northbound.iec61850.native import ModelWriter, address_of
@@ -59,7 +59,14 @@ def tls_configuration(files: TlsFiles) -> Any:
 class RunningServer:
     """Started on construction; `close` releases every thread, socket, handler and C object."""
 
-    def __init__(self, settings: Settings, plan: ModelPlan, submit: Submit, now: datetime) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        plan: ModelPlan,
+        submit: Submit,
+        now: datetime,
+        client_behind: ClientBehind = as_seen,
+    ) -> None:
         self._server: Any = None
         self._tls: Any = None
         self._controls: ControlHandlers | None = None
@@ -76,7 +83,7 @@ class RunningServer:
             self.updater = Updater(ModelWriter(address_of(self._server)), self._model.publications)
             self.updater.write_fixed(self._model.fixed, now)
             self._controls = ControlHandlers(
-                self._server, self._model.controls, submit, self.updater.rated_power_w
+                self._server, self._model.controls, submit, self.updater.rated_power_w, client_behind
             )
             iec.IedServer_setLocalIpAddress(self._server, settings.host)
             iec.IedServer_start(self._server, settings.port)

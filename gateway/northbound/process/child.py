@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         adapter = create_adapter(site, args.section, link.submit, None if door is None else door.private)
         if door is not None:  # an adapter that names each session's peer learns it from the door
             door.on_session = getattr(adapter, "door_peer", None)
+            door_names = getattr(adapter, "door_names", None)
+            if door_names is not None:
+                door_names(door.client_behind)
     except NorthboundError as error:
         link.send({"kind": "failed", "message": str(error)})
         return EXIT_FAILED

@@ -120,6 +120,10 @@ def test_outside_the_allow_list_there_is_no_protocol_answer_inside_it_works(
             client = inside.run(
                 sys.executable, str(CLIENT), "--host", inside.gateway, "--port", str(mms_port), "read", *SOC
             )
+            operate = ("operate", "SOCGWFLEET/DRCC1.OutWSet", "900")
+            inside.run(
+                sys.executable, str(CLIENT), "--host", inside.gateway, "--port", str(mms_port), *operate
+            )
             probes = {
                 (space.name, protocol): space.peer("probe", inside.gateway, str(port), protocol)
                 for space in (inside, outside)
@@ -130,6 +134,9 @@ def test_outside_the_allow_list_there_is_no_protocol_answer_inside_it_works(
     assert master == {"batteries": 1.0, "polls": 1}
     # the outstation names the master's own address (from the door), not the door's loopback one
     assert any(f"DNP3 connection from {inside.address}:" in line for line in gateway.output), gateway.output
+    # and the IEC 61850 server's command log names the client behind the door, not the door's loopback end
+    operated = [line for line in gateway.output if "IEC 61850 operate" in line]
+    assert operated and all(f"from {inside.address}:" in line for line in operated), operated
     assert '"values": [' in client.stdout, client.stdout + client.stderr
     for protocol in ("dnp3", "iec61850"):
         assert probes[(inside.name, protocol)]["answer"] > 0  # a link status answer; a COTP CC
