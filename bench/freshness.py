@@ -50,6 +50,7 @@ import uvloop
 from bench.dnp3_bench import BANK1_SOC, master
 from bench.pipeline import (
     CYCLE_MS,
+    GATEWAY_STOP_S,
     LOOPBACK,
     PACK_RATED_W,
     children_cpu_s,
@@ -59,9 +60,9 @@ from bench.pipeline import (
     machine,
     site_maps,
     start_pinned,
-    stop_process,
     write_site_config,
 )
+from gateway.commands.demo import stop_process
 from gateway.mapping.dnp3 import LARGE_MAP
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.fleet import FleetThread
@@ -193,7 +194,7 @@ def socgw_run(config: Path, status: Path, packs: int, cpus: set[int] | None) -> 
             time.sleep(0.5)
         yield running
     finally:
-        stop_process(process)
+        stop_process(process, GATEWAY_STOP_S)
 
 
 def arrived_at(arrivals: Sequence[tuple[float, float]], target: float, tolerance: float) -> float | None:

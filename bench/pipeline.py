@@ -60,6 +60,7 @@ from typing import Any
 import uvloop
 
 from bench.poll_scale import Simulators
+from gateway.commands.demo import stop_process
 from gateway.commands.run import configure_logging, serve, site_fieldbus
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
@@ -80,6 +81,7 @@ PACK_RATED_W = 1200.0  # microstore/mp2000, the simulator's default pack
 PACKS_PER_SIMULATOR = 125
 GATEWAY_CPU = 0
 ONLINE_TIMEOUT_S = 180.0
+GATEWAY_STOP_S = 60.0  # a gateway writing its safe setpoints to 1000 packs on a loaded machine
 WARMUP_S = 5.0
 REQUEST_STEP_S = 10.0
 ADAPTERS = ("dnp3", "iec61850")
@@ -475,16 +477,6 @@ def start_pinned(command: Sequence[str], cpus: set[int] | None) -> subprocess.Po
     return subprocess.Popen(command, cwd=REPO, preexec_fn=pin)  # noqa: PLW1509 - only sets affinity
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def gateway_process(
     directory: Path,
@@ -517,7 +509,7 @@ def gateway_process(
         gateway.wait_online()
         yield gateway
     finally:
-        stop_process(process)
+        stop_process(process, GATEWAY_STOP_S)
         with contextlib.suppress(OSError, ValueError):
             gateway.recorded = json.loads(record.read_text())
 
