@@ -50,6 +50,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # standalone: one controller for the whole site; worker: balances its own packs (a cluster) and takes its
 # share from a head over Sparkplug B; head: balances the workers' clusters (docs/hierarchy.md).
 ROLES = ("standalone", "worker", "head")
+# Sparkplug ids may not hold the MQTT topic characters / + # (specification 4.1.1); keep them plain.
+SPARKPLUG_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
+ID_RULE = "letters, digits and _ . : - (no / + # or spaces)"
 
 
 class ConfigError(ProblemsError):
@@ -72,6 +75,28 @@ class NodeConfig:
     discharge_limit_w: float | None = None
     maintenance: bool = False  # starts in maintenance: monitored, never dispatched
     timeout_ms: float | None = None  # overrides the profile's comms timeout
+    mark: Mark = field(default=NO_MARK, compare=False)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One of a head's workers (`hierarchy.workers`): its edge node id, one cluster of the head's dispatch,
+    and the packs it owns, which the head serves upstream from its DDATA in this order."""
+
+    worker_id: str
+    packs: tuple[str, ...] = ()
+    pack_marks: tuple[Mark, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class ServedPack:
+    """A pack the northbound protocols serve, one device or block of points each: one of this gateway's
+    nodes, or on a head one of its workers' packs."""
+
+    node_id: str
+    origin: str  # the node's profile key, or `worker <id>` on a head
+    vendor: str = ""  # "" on a head: the worker's profile is not known upstream
+    model: str = ""
     mark: Mark = field(default=NO_MARK, compare=False)
 
 
@@ -110,6 +135,22 @@ class SiteConfig:
         default_factory=dict
     )  # a head's section, checked by gateway.hierarchy
     pollers: int = 1  # polling processes the nodes are split over (1: the sessions run in the core)
+    clusters: tuple[ClusterConfig, ...] = ()  # a head's workers, from `hierarchy.workers`
+
+    @property
+    def served_packs(self) -> tuple[ServedPack, ...]:
+        """What DNP3, IEC 61850, MQTT and the web view serve per pack: this gateway's nodes, or on a head
+        every pack its `hierarchy.workers` list (the workers' DDATA), worker by worker."""
+        if self.role == "head":
+            return tuple(
+                ServedPack(pack, f"worker {cluster.worker_id}", mark=mark)
+                for cluster in self.clusters
+                for pack, mark in zip(cluster.packs, cluster.pack_marks, strict=True)
+            )
+        return tuple(
+            ServedPack(node.node_id, node.profile.key, node.profile.vendor, node.profile.model, node.mark)
+            for node in self.nodes
+        )
 
 
 # --- The format: keys and what they hold (`socgw config schema` is made from these tables) -----------
@@ -470,6 +511,7 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
         northbound = MarkedMap(root.mark)
     role = checker.value(site, "role", SITE_FIELDS["role"], "standalone")
     hierarchy = _check_role(checker, root, site, role, nodes=nodes, northbound=northbound)
+    clusters = _load_clusters(checker, hierarchy) if role == "head" else ()
     if checker.problems:
         raise ConfigError(checker.problems)
     return SiteConfig(
@@ -485,6 +527,7 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
         role=role,
         hierarchy=hierarchy,
         pollers=pollers,
+        clusters=clusters,
     )
 
 
@@ -520,3 +563,87 @@ def _check_role(
         return MarkedMap(root.mark)
     section = checker.mapping(raw, root.value_mark("hierarchy"), "`hierarchy`")
     return section if section is not None else MarkedMap(root.mark)
+
+
+CLUSTER_FIELDS = table(
+    {
+        "id": text("The worker's Sparkplug edge node id.", rule=ID_RULE),
+        "packs": list_of(
+            "The packs of its cluster (the worker's node ids), served upstream by the head in this order.",
+            text("", pattern=NODE_ID, rule="1-32 letters, digits, '-' or '_' starting with a letter"),
+        ),
+    }
+)
+
+
+def _load_clusters(checker: Checker, hierarchy: MarkedMap) -> tuple[ClusterConfig, ...]:
+    """`hierarchy.workers`: each an edge node id, or `{id, packs}` to serve its packs upstream."""
+    entries = hierarchy.get("workers")
+    if not isinstance(entries, MarkedList) or not entries:
+        where = hierarchy.value_mark("workers") if "workers" in hierarchy else hierarchy.mark
+        checker.problem(where, "`hierarchy.workers` must list the workers' edge node ids, at least one")
+        return ()
+    clusters: dict[str, ClusterConfig] = {}
+    owners: dict[str, str] = {}  # pack -> worker
+    marks: dict[str, Mark] = {}  # worker -> where it is listed
+    for index, entry in enumerate(entries):
+        mark = entries.item_mark(index)
+        packs: tuple[str, ...] = ()
+        pack_marks: tuple[Mark, ...] = ()
+        if isinstance(entry, MarkedMap):
+            checker.known_keys(entry, CLUSTER_FIELDS, "`hierarchy.workers`")
+            if "id" not in entry:
+                checker.problem(entry.mark, "each worker with `packs` needs its `id` (its edge node id)")
+                continue
+            worker = entry.get("id")
+            mark = entry.value_mark("id")
+            packs, pack_marks = _cluster_packs(checker, entry, str(worker), owners)
+        else:
+            worker = entry
+        if not isinstance(worker, str) or not SPARKPLUG_ID.match(worker):
+            checker.problem(mark, f"worker {worker!r} must be an edge node id: {ID_RULE}")
+        elif worker in clusters:
+            checker.problem(mark, f"worker `{worker}` is listed twice: remove one")
+        else:
+            clusters[worker] = ClusterConfig(worker, packs, pack_marks)
+            marks[worker] = mark
+    bare = [cluster.worker_id for cluster in clusters.values() if not cluster.packs]
+    if owners and bare:
+        checker.problem(
+            marks[bare[0]],
+            f"list the `packs` of every worker or of none (none for {', '.join(bare)}): the head serves "
+            "upstream the packs it lists, and counts the site's SOC, energy and packs online over them",
+        )
+    return tuple(clusters.values())
+
+
+def _cluster_packs(
+    checker: Checker, entry: MarkedMap, worker: str, owners: dict[str, str]
+) -> tuple[tuple[str, ...], tuple[Mark, ...]]:
+    raw = entry.get("packs")
+    if raw is None:
+        return (), ()
+    if not isinstance(raw, MarkedList):
+        checker.problem(entry.value_mark("packs"), f"worker `{worker}`: `packs` must list its node ids")
+        return (), ()
+    packs: list[str] = []
+    marks: list[Mark] = []
+    for index, pack in enumerate(raw):
+        mark = raw.item_mark(index)
+        if not isinstance(pack, str) or not NODE_ID.match(pack):
+            checker.problem(
+                mark,
+                f"pack {pack!r} of worker `{worker}` must be its node id: 1-32 letters, digits, '-' or '_' "
+                "starting with a letter",
+            )
+        elif pack in owners:
+            checker.problem(
+                mark,
+                f"pack `{pack}` is listed under worker `{owners[pack]}` already: pack ids are unique across "
+                "the site; remove it from one worker",
+            )
+        else:
+            owners[pack] = worker
+            packs.append(pack)
+            marks.append(mark)
+    return tuple(packs), tuple(marks)

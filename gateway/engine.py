@@ -33,7 +33,7 @@ from gateway.fleet import FleetState, NodeState, highest_discharge_limits, learn
 from gateway.logbook import RateLimitedLog, emit_to, sweep
 from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
-from gateway.snapshot import CycleAccounts, CycleSnapshot
+from gateway.snapshot import CycleAccounts, CycleSnapshot, status_rows
 from gateway.southbound.fieldbus import Fieldbus, LocalFieldbus, NodeArrived
 from gateway.timing import CyclePace, CycleStats, Pace
 
@@ -293,8 +293,6 @@ class Engine:
         if snapshot is None:
             return document
         fleet = snapshot.fleet
-        modes = {node.node_id: node for node in snapshot.dispatch.nodes}
-        writes = self.fieldbus.writes_total()
         document.update(
             {
                 "cycle": snapshot.index,
@@ -315,21 +313,7 @@ class Engine:
                     "available_discharge_w": fleet.available_discharge_w,
                     "available_charge_w": fleet.available_charge_w,
                 },
-                "nodes": [
-                    {
-                        "id": state.node_id,
-                        "quality": str(state.quality),
-                        "error": state.error_code,
-                        "soc_pct": state.soc_pct,
-                        "power_w": state.power_w,
-                        "temp_c": state.temp_c,
-                        "setpoint_w": modes[state.node_id].setpoint_w if state.node_id in modes else None,
-                        "mode": str(modes[state.node_id].mode) if state.node_id in modes else None,
-                        "alarms": list(modes[state.node_id].alarms) if state.node_id in modes else [],
-                        "writes": writes.get(state.node_id, 0),
-                    }
-                    for state in fleet.nodes
-                ],
+                "nodes": status_rows(snapshot, self.fieldbus.writes_total()),
             }
         )
         return document

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from gateway.balancer import BalancerParams, Dispatch, NodeDispatch, SiteCommand
 from gateway.fleet import FleetState
@@ -49,3 +50,25 @@ class CycleSnapshot:
 
     def node_dispatch(self, node_id: str) -> NodeDispatch | None:
         return self._by_node.get(node_id)
+
+
+def status_rows(snapshot: CycleSnapshot, writes: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One row per node of the snapshot's fleet, as `socgw status` and the live view show it."""
+    rows = []
+    for state in snapshot.fleet.nodes:
+        decision = snapshot.node_dispatch(state.node_id)
+        rows.append(
+            {
+                "id": state.node_id,
+                "quality": str(state.quality),
+                "error": state.error_code,
+                "soc_pct": state.soc_pct,
+                "power_w": state.power_w,
+                "temp_c": state.temp_c,
+                "setpoint_w": None if decision is None else decision.setpoint_w,
+                "mode": None if decision is None else str(decision.mode),
+                "alarms": [] if decision is None else list(decision.alarms),
+                "writes": writes.get(state.node_id, 0),
+            }
+        )
+    return rows

@@ -28,7 +28,7 @@ import uvloop
 from rich.console import Console
 from rich.live import Live
 
-from gateway.commands.run import configure_logging, serve
+from gateway.commands.run import configure_logging, serve, site_status
 from gateway.commands.view import rounded, status_renderable
 from gateway.config import ConfigError, load_config
 from gateway.engine import Engine
@@ -244,17 +244,17 @@ async def _wait_online(
 
 async def _print_json(engine: Engine, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        print(json.dumps(rounded(engine.status()), default=str), flush=True)
+        print(json.dumps(rounded(site_status(engine)), default=str), flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
 async def _show(engine: Engine, stop: asyncio.Event) -> None:
     console = Console()
-    first = status_renderable(engine.status(), console.width)
+    first = status_renderable(site_status(engine), console.width)
     with Live(first, console=console, refresh_per_second=4) as live:
         while not stop.is_set():
-            live.update(status_renderable(engine.status(), console.width))
+            live.update(status_renderable(site_status(engine), console.width))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.25)
 

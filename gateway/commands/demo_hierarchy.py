@@ -2,8 +2,9 @@
 
 A Mosquitto of its own on 127.0.0.1 (`--mqtt-port`, default 1883), K simulators (`socgw simulate`, each
 `--packs` packs, default 4) each behind a worker (`socgw run`, role worker, its own process), and the
-head in this process, serving DNP3, IEC 61850 and MQTT (edge node `socgw/demo`) for the whole site; the
-live view shows the head: its clusters, one row per worker.
+head in this process, serving DNP3, IEC 61850 and MQTT (edge node `socgw/demo`) for the whole site, every
+pack's points included (from the workers' DDATA); the live view shows the head's clusters, one row per
+worker, and below them every pack with its worker.
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ DEFAULT_MQTT_PORT = 1883
 DEFAULT_PACKS = 4
 
 
+def pack_id(worker: str, endpoint: Endpoint) -> str:
+    return f"{worker}-{endpoint.pack_id}"
+
+
 def worker_config(directory: Path, name: str, endpoints: list[Endpoint], mqtt_port: int) -> Path:
     config = {
         "site": {"name": name, "role": "worker", "cycle_ms": 100},
         "nodes": [
             {
-                "id": f"{name}-{e.pack_id}",
+                "id": pack_id(name, e),
                 "host": e.host,
                 "port": e.port,
                 "unit": e.unit_id,
@@ -76,7 +81,10 @@ def running_worker(config: Path) -> Iterator[None]:
         log.close()
 
 
-def head_config(directory: Path, workers: list[str], args: argparse.Namespace, mqtt_port: int) -> Path:
+def head_config(
+    directory: Path, workers: dict[str, list[str]], args: argparse.Namespace, mqtt_port: int
+) -> Path:
+    """The head over `workers` (each worker's pack ids), serving the standalone demo's sections."""
     path = write_site_config(directory, [], args)  # the standalone demo's northbound sections
     config = json.loads(path.read_text())
     config["site"] = {"name": "demo", "role": "head", "cycle_ms": 100}
@@ -85,7 +93,7 @@ def head_config(directory: Path, workers: list[str], args: argparse.Namespace, m
         "group_id": GROUP,
         "host_id": HOST_ID,
         "keepalive_s": 5,
-        "workers": workers,
+        "workers": [{"id": name, "packs": packs} for name, packs in workers.items()],
     }
     path.write_text(json.dumps(config, indent=2))
     return path
@@ -95,7 +103,7 @@ def run_hierarchy(args: argparse.Namespace, directory: Path) -> None:
     """Raises RuntimeError, OSError, ValueError or NorthboundError with the reason it cannot run."""
     packs = args.packs or DEFAULT_PACKS
     args.mqtt_port = args.mqtt_port or DEFAULT_MQTT_PORT
-    workers = [f"worker-{k + 1}" for k in range(args.workers)]
+    workers: dict[str, list[str]] = {f"worker-{k + 1}": [] for k in range(args.workers)}
     with running_broker(directory, args.mqtt_port), contextlib.ExitStack() as stack:
         for k, name in enumerate(workers):
             command = [
@@ -103,6 +111,7 @@ def run_hierarchy(args: argparse.Namespace, directory: Path) -> None:
                 *("--speed", str(args.speed), "--base-port", str(args.base_port + k * packs)),
             ]
             endpoints = stack.enter_context(running_simulator(command))
+            workers[name] = [pack_id(name, e) for e in endpoints]
             stack.enter_context(running_worker(worker_config(directory, name, endpoints, args.mqtt_port)))
         config = load_config(head_config(directory, workers, args, args.mqtt_port))
         check_sections(config)

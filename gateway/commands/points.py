@@ -67,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_CONFIG
     settings, dnp3_map = parsed
-    points = dnp3_map.expand([node.node_id for node in site.nodes])
+    points = dnp3_map.expand([pack.node_id for pack in site.served_packs])
     rows = [_row(point) for point in points]
     if args.format == "csv":
         sys.stdout.write(_csv(COLUMNS, rows))
     else:
-        sys.stdout.write(_markdown(site.name, settings, dnp3_map, len(site.nodes), rows))
+        sys.stdout.write(_markdown(site.name, settings, dnp3_map, len(site.served_packs), rows))
     return EXIT_OK
 
 
@@ -110,7 +110,7 @@ def _run_mqtt(args: argparse.Namespace) -> int:
         "",
         f"- Group `{settings.group_id}`, edge node `{settings.edge_node_id}`, client id "
         f"`{settings.client_id}`; {link} to {brokers} (in turn).",
-        f"- Devices: one per pack ({', '.join(node.node_id for node in site.nodes) or 'none configured'}).",
+        f"- Devices: one per pack ({', '.join(p.node_id for p in site.served_packs) or 'none configured'}).",
         f"- Primary host: {settings.primary_host_id or 'none (births at once)'}.",
         "- NBIRTH/DBIRTH carry every metric with `engUnit`, `engLow`, `engHigh` properties; NDATA/DDATA only "
         "what moved beyond its deadband (or changed quality: a `Quality` property, 64 stale, 0 bad).",

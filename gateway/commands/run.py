@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -132,20 +133,34 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
     config = engine.config
     adapters = AdapterSupervisor(config.path, configured_sections(config), engine.submit)
     fieldbus = engine.fieldbus
-    pollers = fieldbus.status if isinstance(fieldbus, PollerFieldbus) else list
-    status_server = StatusServer(
-        config.status_socket,
-        lambda: {**engine.status(), "adapters": adapters.status(), "pollers": pollers()},
-    )
+    status_server = StatusServer(config.status_socket, lambda: site_status(engine, adapters))
     try:
         await adapters.start()
-        engine.publishers.append(adapters)
+        # A head's adapters serve the packs behind its workers (their DDATA), not its clusters.
+        upstream = (
+            fieldbus.upstream(adapters.publish, adapters.node_arrived)
+            if isinstance(fieldbus, ClusterFieldbus)
+            else adapters
+        )
+        engine.publishers.append(upstream)
         await status_server.start()
         await engine.run(stop)
     finally:
         await engine.shutdown()
         await status_server.stop()
         await adapters.stop()
+
+
+def site_status(engine: Engine, adapters: AdapterSupervisor | None = None) -> dict[str, Any]:
+    """What `socgw status` and the demo's live view show: the engine's cycle and nodes, each adapter
+    process, each polling process, and on a head every pack it serves upstream."""
+    fieldbus = engine.fieldbus
+    document = engine.status()
+    document["adapters"] = [] if adapters is None else adapters.status()
+    document["pollers"] = fieldbus.status() if isinstance(fieldbus, PollerFieldbus) else []
+    if isinstance(fieldbus, ClusterFieldbus):
+        document["packs"] = fieldbus.pack_rows()
+    return document
 
 
 def site_fieldbus(config: SiteConfig) -> Fieldbus | None:

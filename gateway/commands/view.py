@@ -64,42 +64,12 @@ def status_renderable(document: Mapping[str, Any], width: int = WIDE_COLUMNS) ->
     mode abbreviations, a shorter SOC bar and each node's alarms on a line under the table; no cell is
     ever cut (node ids, numbers and modes stay on one line)."""
     narrow = width < WIDE_COLUMNS
-    table = Table(
-        title=f"socgw · site {document.get('site', '?')}",
-        expand=False,
-        # Narrow: no rules, one space between columns (the header row stands out in bold).
-        box=None if narrow else box.HEAVY_HEAD,
-        pad_edge=not narrow,
-        collapse_padding=narrow,
-        header_style="bold",
-    )
-    headers = (
-        ("node", "SOC", "%", "W", "set W", "°C", "mode", "quality")
-        if narrow
-        else ("node", "SOC", "%", "power W", "setpoint W", "temp °C", "mode", "quality", "alarms / error")
-    )
-    justified = ("left", "left", "right", "right", "right", "right", "left", "left", "left")
-    for header, justify in zip(headers, justified, strict=False):  # narrow: no alarms column
-        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     notes: list[Text] = []
-    for node in document.get("nodes", []):
-        mode = node.get("mode") or "-"
-        problems = ", ".join([*node.get("alarms", []), *([node["error"]] if node.get("error") else [])])
-        cells: list[str | Text] = [
-            node["id"],
-            _soc_bar(node.get("soc_pct"), NARROW_BAR_WIDTH if narrow else BAR_WIDTH),
-            _number(node.get("soc_pct"), ".1f"),
-            _number(node.get("power_w"), ".0f"),
-            _number(node.get("setpoint_w"), ".0f"),
-            _number(node.get("temp_c"), ".1f"),
-            Text(MODE_ABBREVIATIONS.get(mode, mode) if narrow else mode, style=MODE_STYLES.get(mode, "")),
-            node.get("quality", "-"),
-        ]
-        if not narrow:
-            cells.append(problems)
-        elif problems:
-            notes.append(Text.assemble((node["id"], "bold"), f": {problems}"))
-        table.add_row(*cells)
+    table = _node_table(f"socgw · site {document.get('site', '?')}", document.get("nodes", []), narrow, notes)
+    packs = document.get("packs")
+    tables = [table]
+    if packs:  # a head: its clusters above, every pack behind its workers below
+        tables.append(_node_table("packs behind the workers", packs, narrow, notes, by_worker=True))
     fleet = document.get("fleet", {})
     timing = document.get("timing", {})
     total = timing.get("steps_ms", {}).get("total", {})
@@ -142,7 +112,52 @@ def status_renderable(document: Mapping[str, Any], width: int = WIDE_COLUMNS) ->
         summary.append("\n")
         summary.append("pollers ", style="bold")
         summary.append("   ".join(_poller_text(poller) for poller in pollers))
-    return Group(table, *notes, summary)
+    return Group(*tables, *notes, summary)
+
+
+def _node_table(
+    title: str, rows: list[Mapping[str, Any]], narrow: bool, notes: list[Text], *, by_worker: bool = False
+) -> Table:
+    """One row per node (or pack, with its worker); narrow: each row's alarms go to `notes`."""
+    table = Table(
+        title=title,
+        expand=False,
+        # Narrow: no rules, one space between columns (the header row stands out in bold).
+        box=None if narrow else box.HEAVY_HEAD,
+        pad_edge=not narrow,
+        collapse_padding=narrow,
+        header_style="bold",
+    )
+    headers = (
+        ("node", "SOC", "%", "W", "set W", "°C", "mode", "quality")
+        if narrow
+        else ("node", "SOC", "%", "power W", "setpoint W", "temp °C", "mode", "quality", "alarms / error")
+    )
+    justified = ("left", "left", "right", "right", "right", "right", "left", "left", "left")
+    if by_worker:
+        table.add_column("worker", no_wrap=True)
+    for header, justify in zip(headers, justified, strict=False):  # narrow: no alarms column
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for node in rows:
+        mode = node.get("mode") or "-"
+        problems = ", ".join([*node.get("alarms", []), *([node["error"]] if node.get("error") else [])])
+        cells: list[str | Text] = [node.get("worker", "-")] if by_worker else []
+        cells += [
+            node["id"],
+            _soc_bar(node.get("soc_pct"), NARROW_BAR_WIDTH if narrow else BAR_WIDTH),
+            _number(node.get("soc_pct"), ".1f"),
+            _number(node.get("power_w"), ".0f"),
+            _number(node.get("setpoint_w"), ".0f"),
+            _number(node.get("temp_c"), ".1f"),
+            Text(MODE_ABBREVIATIONS.get(mode, mode) if narrow else mode, style=MODE_STYLES.get(mode, "")),
+            node.get("quality", "-"),
+        ]
+        if not narrow:
+            cells.append(problems)
+        elif problems:
+            notes.append(Text.assemble((node["id"], "bold"), f": {problems}"))
+        table.add_row(*cells)
+    return table
 
 
 def _adapter_text(adapter: Mapping[str, Any]) -> str:

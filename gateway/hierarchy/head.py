@@ -17,6 +17,11 @@ asked for), so the worker checks them through the one control table and latches 
 cluster's summary (energy above reserve, below ceiling) is counted with the reserve the head dispatches
 with. The head's own clusters-as-packs use the parameters in force too.
 
+Upstream (`upstream`), the head's adapters serve every pack its `hierarchy.workers` list, rebuilt from
+the workers' DBIRTH/DDATA/DDEATH (packs.py): each cycle's snapshot goes to them with the packs as its
+fleet, and each pack's new values as its DDATA arrives, before the next snapshot (as a standalone
+gateway's node states as their polls answer). A head that lists no packs serves its clusters.
+
 The MQTT connections run on the host application's thread (host.py); the decoded messages come to this
 loop with `call_soon_threadsafe`, and `write` only queues the NCMD: no step of the cycle waits on a broker.
 """
@@ -28,14 +33,16 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.balancer import BalancerParams
 from gateway.fleet import NodeState
 from gateway.hierarchy.host import HostApplication, command_payload
+from gateway.hierarchy.packs import PackView
 from gateway.hierarchy.settings import HeadSettings
 from gateway.hierarchy.tracker import ClusterTracker, Received
 from gateway.northbound.mqtt.metrics import REBIRTH, DataType, metric_name
-from gateway.snapshot import CycleSnapshot
+from gateway.snapshot import CycleSnapshot, status_rows
 from gateway.southbound.fieldbus import NodeArrived
 
 REFRESH_S = 1.0
@@ -77,6 +84,9 @@ class ClusterFieldbus:
         self._writes = dict.fromkeys(settings.workers, 0)
         self._in_force: SiteParameters | None = None  # from the last cycle's snapshot
         self._parameters_sent: dict[str, SiteParameters] = {}  # worker -> what it was last sent
+        self.packs = PackView(settings.clusters)
+        self._pack_arrived: NodeArrived | None = None  # the adapters', once `upstream` gave them
+        self.upstream_snapshot: CycleSnapshot | None = None  # the packs, as the adapters last had them
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -135,6 +145,21 @@ class ClusterFieldbus:
     async def close(self) -> None:
         await asyncio.to_thread(self.host.stop)
 
+    def upstream(self, publish: Callable[[CycleSnapshot], None], arrived: NodeArrived) -> UpstreamPublisher:
+        """The engine's publisher for the head's adapters (`publish`, `arrived`: theirs): the packs, or
+        the clusters when no pack is listed."""
+        if self.packs.serving:
+            self._pack_arrived = arrived
+        return UpstreamPublisher(self, publish)
+
+    def pack_rows(self) -> list[dict[str, Any]]:
+        """Each pack served upstream as `socgw status` shows it, with its worker (none before the
+        first cycle, or when no pack is listed)."""
+        snapshot = self.upstream_snapshot
+        if snapshot is None:
+            return []
+        return [{**row, "worker": self.packs.owners[row["id"]]} for row in status_rows(snapshot, {})]
+
     # --- from the host's thread -----------------------------------------------------------------------
 
     def _deliver(self, message: Received) -> None:
@@ -154,3 +179,27 @@ class ClusterFieldbus:
             self._parameters_sent.pop(message.worker, None)
         if rebirth is not None:
             self.host.send(message.broker, rebirth, command_payload(((REBIRTH, DataType.BOOLEAN, True),)))
+        pack = message.device
+        if pack is None or self._pack_arrived is None:
+            return
+        worker = self.tracker.workers.get(message.worker)
+        if worker is None or (message.kind == "DBIRTH" and not self.packs.check_claim(worker, pack)):
+            return
+        if self.packs.owners.get(pack) == message.worker:
+            self._pack_arrived(self.packs.served(pack, self.tracker)[0])
+
+
+class UpstreamPublisher:
+    """What the head's adapters are given each cycle: the snapshot with every listed pack as the fleet
+    (PackView.snapshot), or the clusters' as it is when no pack is listed."""
+
+    def __init__(self, fieldbus: ClusterFieldbus, publish: Callable[[CycleSnapshot], None]) -> None:
+        self._fieldbus = fieldbus
+        self._publish = publish
+
+    def publish(self, snapshot: CycleSnapshot) -> None:
+        view = self._fieldbus.packs
+        if view.serving:
+            snapshot = view.snapshot(snapshot, self._fieldbus.tracker)
+            self._fieldbus.upstream_snapshot = snapshot
+        self._publish(snapshot)

@@ -182,7 +182,7 @@ class HostApplication:
                 continue
             kind, worker, device = parsed
             try:
-                seq, metrics = decode_message(data, MAX_MESSAGE_BYTES)
+                decoded = decode_message(data, MAX_MESSAGE_BYTES)
             except PayloadError as error:
                 self._lines.log(
                     f"host payload {worker}",
@@ -190,7 +190,7 @@ class HostApplication:
                     f"head: {message.topic.value}: {error}; ignored",
                 )
                 continue
-            self._deliver(Received(index, kind, worker, device, seq, tuple(metrics)))
+            self._deliver(Received(index, kind, worker, device, decoded.seq, decoded.metrics, decoded.stale))
 
 
 def _ignore_result(task: asyncio.Task[None]) -> None:

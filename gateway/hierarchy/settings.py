@@ -10,7 +10,9 @@ hierarchy:
   host_id: head             # its STATE topic spBv1.0/STATE/head; each worker's primary_host_id
   client_id: socgw-head     # default socgw-<host_id>
   keepalive_s: 5            # MQTT keepalive: a cut-off worker's NDEATH comes 1.5 × its own keepalive late
-  workers: [north, south]   # the workers' edge node ids: the head's clusters, in this order
+  workers:                  # the workers' edge node ids: the head's clusters, in this order
+    - {id: north, packs: [north-01, north-02]}   # its packs, served upstream from its DDATA
+    - south                                      # a cluster whose packs are not served upstream
   tls: {ca: ca.pem, cert: head.pem, key: head.key}
 """
 
@@ -19,14 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.config import ConfigError, SiteConfig
-from gateway.diagnostics import Checker, MarkedList, MarkedMap
-from gateway.diagnostics.fields import list_of, section, table, text, whole
+from gateway.config import CLUSTER_FIELDS, ID_RULE, SPARKPLUG_ID, ClusterConfig, ConfigError, SiteConfig
+from gateway.diagnostics import Checker, MarkedMap
+from gateway.diagnostics.fields import anything, list_of, section, table, text, whole
+from gateway.diagnostics.schema import field_schema
 from gateway.northbound.mqtt.settings import (
     BROKER_FIELDS,
-    ID_RULE,
     PLAIN_PORT,
-    SPARKPLUG_ID,
     TLS_PORT,
     Broker,
     MqttSettings,
@@ -47,7 +48,16 @@ FIELDS = table(
         "host_id": text("This head's Sparkplug host id (the workers' primary_host_id).", rule=ID_RULE),
         "client_id": text("MQTT client identifier (default socgw-<host_id>).", rule=ID_RULE),
         "keepalive_s": whole("MQTT keepalive.", 1, 3600, unit="s"),
-        "workers": list_of("The workers' edge node ids: one cluster each.", text("", rule=ID_RULE)),
+        "workers": list_of(
+            "The workers, one cluster each: an edge node id, or {id, packs} to serve its packs upstream.",
+            anything(
+                "",
+                oneOf=[
+                    {"type": "string", "pattern": SPARKPLUG_ID.pattern},
+                    field_schema(section("", CLUSTER_FIELDS, required=("id",))),
+                ],
+            ),
+        ),
         "tls": TLS_SECTION,
     }
 )
@@ -57,7 +67,11 @@ FIELDS = table(
 class HeadSettings:
     mqtt: MqttSettings  # brokers, client id, group, keepalive and TLS, as an edge node's
     host_id: str
-    workers: tuple[str, ...]
+    clusters: tuple[ClusterConfig, ...]  # the workers, in the configured order, with the packs listed
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        return tuple(cluster.worker_id for cluster in self.clusters)
 
     @property
     def group_id(self) -> str:
@@ -77,7 +91,6 @@ def parse_head(site: SiteConfig) -> HeadSettings:
     checker.known_keys(raw, FIELDS, "`hierarchy`")
     tls = parse_tls(checker, raw, config_dir(site), datetime.now(UTC))
     host_id = _id(checker, raw, "host_id", "head")
-    workers = _workers(checker, raw)
     settings = HeadSettings(
         mqtt=MqttSettings(
             brokers=parse_brokers(checker, raw, TLS_PORT if tls is not None else PLAIN_PORT),
@@ -88,7 +101,7 @@ def parse_head(site: SiteConfig) -> HeadSettings:
             tls=tls,
         ),
         host_id=host_id,
-        workers=workers,
+        clusters=site.clusters,
     )
     if checker.problems:
         raise ConfigError(checker.problems)
@@ -101,20 +114,3 @@ def _id(checker: Checker, raw: MarkedMap, key: str, default: str) -> str:
         checker.problem(raw.value_mark(key), f"`{key}` {value!r} must hold only {ID_RULE}")
         return default
     return value
-
-
-def _workers(checker: Checker, raw: MarkedMap) -> tuple[str, ...]:
-    entries = raw.get("workers")
-    if not isinstance(entries, MarkedList) or not entries:
-        where = raw.value_mark("workers") if "workers" in raw else raw.mark
-        checker.problem(where, "`hierarchy.workers` must list the workers' edge node ids, at least one")
-        return ()
-    workers: list[str] = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, str) or not SPARKPLUG_ID.match(entry):
-            checker.problem(entries.item_mark(index), f"worker {entry!r} must be an edge node id: {ID_RULE}")
-        elif entry in workers:
-            checker.problem(entries.item_mark(index), f"worker `{entry}` is listed twice: remove one")
-        else:
-            workers.append(entry)
-    return tuple(workers)

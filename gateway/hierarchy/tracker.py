@@ -45,6 +45,7 @@ class Received:
     device: str | None
     seq: int | None
     metrics: tuple[tuple[str, Scalar], ...]
+    stale: frozenset[str] = frozenset()  # the metrics the worker marks stale (their Quality property)
 
 
 def parse_topic(topic: str, group: str) -> tuple[str, str, str | None] | None:
@@ -56,6 +57,21 @@ def parse_topic(topic: str, group: str) -> tuple[str, str, str | None] | None:
 
 
 @dataclass
+class PackReport:
+    """What a worker last said of one of its packs (DBIRTH, then each DDATA's changes)."""
+
+    metrics: dict[str, Scalar] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+    version: int = 0  # counts the messages taken: what the head serves of it is rebuilt when it moves
+
+    def take(self, metrics: Sequence[tuple[str, Scalar]], stale: frozenset[str]) -> None:
+        self.metrics.update(metrics)
+        self.stale.difference_update(name for name, _ in metrics)
+        self.stale.update(stale)
+        self.version += 1
+
+
+@dataclass
 class WorkerState:
     worker_id: str
     born: bool = False
@@ -64,7 +80,8 @@ class WorkerState:
     broker: int = 0
     reason: str = E_NOT_BORN  # why it is out of the dispatch, while it is
     metrics: dict[str, Scalar] = field(default_factory=dict)
-    packs: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # DBIRTH/DDATA by pack id
+    packs: dict[str, PackReport] = field(default_factory=dict)  # DBIRTH/DDATA by pack id
+    gone: set[str] = field(default_factory=set)  # packs whose DDEATH came last (offline at the worker)
     duplicates: set[str] = field(default_factory=set)
     births: int = 0
     last_seen: float = 0.0  # its last message (monotonic s)
@@ -123,9 +140,12 @@ class ClusterTracker:
         elif kind in ("DBIRTH", "DDATA") and message.device is not None:
             if kind == "DBIRTH":
                 self._claim(worker, message.device)
-            worker.packs.setdefault(message.device, {}).update(message.metrics)
+                worker.packs[message.device] = PackReport()
+                worker.gone.discard(message.device)
+            worker.packs.setdefault(message.device, PackReport()).take(message.metrics, message.stale)
         elif kind == "DDEATH" and message.device is not None:
             worker.packs.pop(message.device, None)
+            worker.gone.add(message.device)
             worker.duplicates.discard(message.device)
         return rebirth  # the data is taken all the same: newer than what the head had
 
@@ -161,6 +181,7 @@ class ClusterTracker:
         worker.bd_seq = int(bd_seq) if isinstance(bd_seq, int | float) else None
         worker.metrics = dict(message.metrics)
         worker.packs.clear()
+        worker.gone.clear()
         worker.duplicates.clear()
         worker.births += 1
         self._asked_rebirth.pop(worker.worker_id, None)
@@ -187,6 +208,7 @@ class ClusterTracker:
     def _out(self, worker: WorkerState, reason: str, message: str) -> None:
         worker.born, worker.reason, worker.seq = False, reason, None
         worker.packs.clear()
+        worker.gone.clear()
         worker.duplicates.clear()
         log.warning("%s", message)
 

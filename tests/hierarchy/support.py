@@ -9,7 +9,7 @@ import pwd
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,12 @@ def head_config(
     *,
     keepalive_s: int = KEEPALIVE_S,
     tls: str = "",
+    packs: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
+    """The head's config; with `packs` (each worker's pack ids) it serves them upstream."""
     broker_list = ", ".join(f"{{host: {host}, port: {port}}}" for host, port in brokers)
+    if packs is not None:
+        workers = [f"{{id: {w}, packs: [{', '.join(packs[w])}]}}" for w in workers]
     path = directory / "head.yaml"
     path.write_text(
         f"site: {{name: plant, role: head, cycle_ms: 100}}\nnodes: []\n"

@@ -30,6 +30,11 @@ def test_demo_with_workers_balances_the_clusters_under_a_head() -> None:
     assert set(clusters) == {"worker-1", "worker-2"}
     assert all(node["quality"] == "good" and node["setpoint_w"] > 0 for node in clusters.values())
     assert last["served_w"] == pytest.approx(last["request_w"]) and last["request_w"] > 0
+    packs = {pack["id"]: pack for pack in last["packs"]}  # every pack behind the workers, from their DDATA
+    assert set(packs) == {f"worker-{w}-pack-0{p}" for w in (1, 2) for p in (1, 2)}
+    assert all(pack["quality"] == "good" and pack["soc_pct"] is not None for pack in packs.values())
+    assert {pack["worker"] for pack in packs.values()} == {"worker-1", "worker-2"}
+    assert sum(pack["setpoint_w"] for pack in packs.values()) == pytest.approx(last["request_w"], abs=50)
     assert "a head over 2 workers of 2 simulated packs" in demo.stderr
 
 

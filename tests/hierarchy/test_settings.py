@@ -87,3 +87,40 @@ def test_validate_names_the_role_and_the_clusters(tmp_path: Path, capsys: pytest
     assert "role head" in out and "clusters (workers): north, south" in out
     assert main(["validate", "-c", str(write(tmp_path, HEAD.replace("[north, south]", "[]")))]) == 2
     assert "must list the workers" in capsys.readouterr().err
+
+
+PACKS = HEAD.replace(
+    "  workers: [north, south]\n",
+    "  workers:\n    - {id: north, packs: [north-01, north-02]}\n    - {id: south, packs: [south-01]}\n",
+)
+
+
+def test_the_packs_listed_per_worker_are_what_the_head_serves_upstream_in_order(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, PACKS), [PROFILES])
+    assert parse_head(config).workers == ("north", "south")
+    assert [(pack.node_id, pack.origin) for pack in config.served_packs] == [
+        ("north-01", "worker north"), ("north-02", "worker north"), ("south-01", "worker south"),
+    ]  # fmt: skip
+    assert str(config.served_packs[2].mark).endswith(":9:27")
+    plain = load_config(write(tmp_path, HEAD), [PROFILES])
+    assert plain.served_packs == ()  # the head serves its clusters' aggregates only
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        (("[south-01]", "[north-02]"), ":9:", "pack `north-02` is listed under worker `north` already"),
+        (("{id: south, packs: [south-01]}", "south"), ":9:", "list the `packs` of every worker or of none"),
+        (("[south-01]", "[south/01]"), ":9:", "must be its node id"),
+        (("{id: south, packs: [south-01]}", "{packs: [south-01]}"), ":9:", "needs its `id`"),
+        (("[south-01]", "south-01"), ":9:", "`packs` must list its node ids"),
+        (("{id: south,", "{id: south, pack: 1,"), ":9:", "unknown key"),
+    ],
+)
+def test_pack_list_mistakes_are_reported_at_their_line(
+    tmp_path: Path, change: tuple[str, str], where: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, PACKS.replace(*change)), [PROFILES])
+    found = [str(problem) for problem in caught.value.problems]
+    assert any(where in p and message in p for p in found), found

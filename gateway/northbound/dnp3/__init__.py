@@ -46,5 +46,5 @@ def create(site: SiteConfig, submit: Submit, private: Listener | None = None) ->
 
     settings, dnp3_map = parsed
     settings = behind_door(settings, private)
-    node_ids = [node.node_id for node in site.nodes]
+    node_ids = [pack.node_id for pack in site.served_packs]
     return Dnp3Outstation(settings, dnp3_map, node_ids, submit, behind_door=private is not None)

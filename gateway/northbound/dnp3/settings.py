@@ -144,7 +144,7 @@ def parse_settings(site: SiteConfig) -> tuple[Dnp3Settings, Dnp3Map] | None:
         tls=parse_tls(checker, raw, directory, datetime.now(UTC)),
         admission=parse_admission(checker, raw, FIELDS, DEFAULT_ADMISSION),
     )
-    dnp3_map = _load_map(checker, raw, directory, len(site.nodes))
+    dnp3_map = _load_map(checker, raw, directory, len(site.served_packs))
     if checker.problems or dnp3_map is None:
         raise ConfigError(checker.problems)
     return settings, dnp3_map

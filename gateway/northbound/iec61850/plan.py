@@ -72,25 +72,20 @@ def plan_model(iec_map: IecMap, site: SiteConfig, ied_name: str, ied_mark: Mark)
         )
     ]
     owners: dict[str, str] = {fleet_inst: f"the fleet device of map {iec_map.path}"}
-    for node in site.nodes:
-        inst = device_name_for(node.node_id)
+    for pack in site.served_packs:
+        inst = device_name_for(pack.node_id)
         if inst in owners:
             problems.append(
                 Problem(
-                    node.mark,
-                    f"node `{node.node_id}` would be IEC 61850 logical device {inst}, which is already "
+                    pack.mark,
+                    f"node `{pack.node_id}` would be IEC 61850 logical device {inst}, which is already "
                     f"{owners[inst]}: rename the node",
                 )
             )
             continue
-        owners[inst] = f"node `{node.node_id}`"
-        texts = {
-            **common,
-            "node": node.node_id,
-            "vendor": node.profile.vendor,
-            "model": node.profile.model,
-        }
-        devices.append(PlannedDevice(inst, ied_name + inst, iec_map.pack, node.node_id, texts))
+        owners[inst] = f"node `{pack.node_id}`"
+        texts = {**common, "node": pack.node_id, "vendor": pack.vendor, "model": pack.model}
+        devices.append(PlannedDevice(inst, ied_name + inst, iec_map.pack, pack.node_id, texts))
     for device in devices:
         if len(device.domain) > MAX_DOMAIN_CHARS:
             problems.append(

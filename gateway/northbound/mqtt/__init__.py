@@ -52,7 +52,7 @@ def create(site: SiteConfig, submit: Submit) -> MqttAdapter | None:
     if settings.primary_host_id is not None:
         source += f" (primary host {settings.primary_host_id})"
     edge = EdgeNode(
-        Topics(settings.group_id, settings.edge_node_id), table, [node.node_id for node in site.nodes],
+        Topics(settings.group_id, settings.edge_node_id), table, [pack.node_id for pack in site.served_packs],
         submit, source,
     )  # fmt: skip
     return MqttAdapter(settings, edge, None)

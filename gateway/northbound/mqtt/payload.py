@@ -88,10 +88,10 @@ def encode(
 
 def decode_command(data: bytes) -> list[tuple[str, Scalar]]:
     """The (name, value) of each metric of an NCMD/DCMD payload; PayloadError when it is not one."""
-    _, metrics = decode_message(data, MAX_COMMAND_BYTES, "in a command")
+    metrics = decode_message(data, MAX_COMMAND_BYTES, "in a command").metrics
     if not metrics:
         raise PayloadError("no metrics")
-    return metrics
+    return list(metrics)
 
 
 # Which value field each Sparkplug datatype travels in (specification 6.4.16): a metric whose value is
@@ -129,11 +129,16 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
 
-def decode_message(
-    data: bytes, max_bytes: int, where: str = "in a message"
-) -> tuple[int | None, list[tuple[str, Scalar]]]:
-    """The seq (None when absent) and the (name, value) of each metric of any Sparkplug B payload (a
-    host reads births, data and deaths with it); PayloadError when it is not one or is over `max_bytes`."""
+@dataclass(frozen=True)
+class Decoded:
+    seq: int | None  # None when absent (a death)
+    metrics: tuple[tuple[str, Scalar], ...]  # (name, value) of each metric, in the payload's order
+    stale: frozenset[str]  # the metrics whose `Quality` property says stale (64), not good
+
+
+def decode_message(data: bytes, max_bytes: int, where: str = "in a message") -> Decoded:
+    """Any Sparkplug B payload (a host reads births, data and deaths with it); PayloadError when it is
+    not one or is over `max_bytes`."""
     if len(data) > max_bytes:
         raise PayloadError(f"{len(data)} bytes (at most {max_bytes} {where})")
     payload = pb.Payload()
@@ -142,4 +147,17 @@ def decode_message(
     except (DecodeError, ValueError, RuntimeError) as error:
         raise PayloadError(f"not a Sparkplug B payload ({error})") from None
     seq = payload.seq if payload.HasField("seq") else None
-    return seq, [(metric.name, _value(metric)) for metric in payload.metrics]
+    metrics = tuple((metric.name, _value(metric)) for metric in payload.metrics)
+    stale = frozenset(
+        metric.name for metric in payload.metrics if _quality(metric) == QUALITY_CODES[ValueQuality.STALE]
+    )
+    return Decoded(seq, metrics, stale)
+
+
+def _quality(metric: pb.Payload.Metric) -> int | None:
+    """The metric's `Quality` property (OPC code), None without one."""
+    properties = metric.properties
+    for key, value in zip(properties.keys, properties.values, strict=False):
+        if key == "Quality" and value.WhichOneof("value") == "int_value":
+            return int(value.int_value)
+    return None

@@ -24,7 +24,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.config import ConfigError, SiteConfig
+from gateway.config import ID_RULE, SPARKPLUG_ID, ConfigError, SiteConfig
 from gateway.diagnostics import Checker, MarkedList, MarkedMap
 from gateway.diagnostics.fields import flag, list_of, section, table, text, whole
 from gateway.northbound.section import config_dir, open_section
@@ -34,9 +34,6 @@ __all__ = ["FIELDS", "SECTION", "Broker", "MqttSettings", "parse_settings"]
 
 SECTION = "mqtt"
 PLAIN_PORT, TLS_PORT = 1883, 8883
-# Sparkplug ids may not hold the MQTT topic characters / + # (specification 4.1.1); keep them plain.
-SPARKPLUG_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
-ID_RULE = "letters, digits and _ . : - (no / + # or spaces)"
 
 
 @dataclass(frozen=True)

@@ -39,5 +39,5 @@ def create(site: SiteConfig, submit: Submit) -> WebAdapter | None:
         return None
     from gateway.northbound.web.server import WebAdapter  # aiohttp loads only when the view is served
 
-    profiles = {node.node_id: node.profile.key for node in site.nodes}
+    profiles = {pack.node_id: pack.origin for pack in site.served_packs}
     return WebAdapter(settings, site.name, profiles, site.cycle_ms / 1000.0)
