@@ -4,14 +4,18 @@ and a worker.
     python -m bench.hierarchy [--clusters 10 50 100] [--packs-per-cluster 20] [--samples 30]
                               [--json bench/results/hierarchy.json]
 
-CPU: a real head (`socgw run`, role head, 100 ms cycle, no northbound section) and a Mosquitto on
-loopback; synthetic workers published from this process (paho-mqtt on its own thread): for each
-cluster an NBIRTH with the cluster summary and a DBIRTH per pack, then every 100 ms an NDATA with a
-drifting summary (every cluster's share moves, so the head sends every worker an NCMD every cycle) and,
-staggered, each pack's DDATA once a second (SOC, power, setpoint: what a worker reports by exception).
-The head's CPU (utime + stime from /proc, its whole process) over `--seconds`, divided by its cycles,
-by cycles × clusters and by cycles × packs. The head keeps each pack's DDATA in its tracker but serves
-only the fleet and cluster aggregates upstream (per-pack points upstream are not built).
+CPU: a real head (`socgw run`, role head, 100 ms cycle) serving the full per-pack model upstream: its
+`hierarchy.workers` list every pack, and it serves DNP3, IEC 61850 and an MQTT edge node (the maps a
+site of that size would use: `large` above 256 packs, as bench.pipeline), with no master connected;
+a Mosquitto on loopback; synthetic workers published from this process (paho-mqtt on its own thread):
+for each cluster an NBIRTH with the cluster summary and a DBIRTH per pack with every device metric a
+worker publishes, then every 100 ms an NDATA with a drifting summary (every cluster's share moves, so
+the head sends every worker an NCMD every cycle) and, staggered, each pack's DDATA once a second (SOC,
+power, current, voltage, setpoint, temperature: what a worker reports by exception as a pack works).
+The head's core process's CPU (utime + stime from /proc, its control loop and MQTT host thread) and each
+adapter process's, over `--seconds`, divided by its cycles, by cycles × clusters and by cycles × packs.
+`--packs-per-cluster` is 10 by default: 100 clusters of 10 are 1000 packs, what the large DNP3 map holds
+(1024 nodes).
 
 Latency: a head with a `northbound.mqtt` edge node of its own, two real workers (`socgw run`) with three
 simulated packs each (`FleetThread` in this process); each sample publishes a site request (NCMD
@@ -37,6 +41,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.pipeline import children_cpu_s, site_maps
 from gateway.hierarchy.host import command_payload
 from gateway.northbound.mqtt.metrics import DataType
 from gateway.northbound.mqtt.payload import encode
@@ -63,6 +68,22 @@ Metric = tuple[str, DataType, float | bool]
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK_S
+
+
+def pack_id(worker: str, index: int) -> str:
+    return f"{worker}-p{index:02d}"
+
+
+def full_model(config: Path, packs: int, mqtt_port: int) -> None:
+    """The head's northbound sections: DNP3, IEC 61850 and an MQTT edge node, each on its own port."""
+    maps = site_maps(packs)
+    config.write_text(
+        config.read_text()
+        + f"northbound:\n  dnp3: {{host: 127.0.0.1, port: {free_port()}, map: {maps['dnp3']}}}\n"
+        + f"  iec61850: {{host: 127.0.0.1, port: {free_port()}, map: {maps['iec61850']}}}\n"
+        + f"  mqtt: {{brokers: [{{host: 127.0.0.1, port: {mqtt_port}}}], group_id: scada, "
+        + "edge_node_id: site}\n"
+    )
 
 
 class SyntheticWorkers:
@@ -109,8 +130,25 @@ class SyntheticWorkers:
         return self.seq[worker]
 
     def _pack(self, cycle: int, index: int) -> list[Metric]:
-        return [("soc_pct", DataType.DOUBLE, 50.0 + (cycle + index) % 7), ("power_w", DataType.DOUBLE, 900.0),
-                ("setpoint_w", DataType.DOUBLE, 900.0), ("online", DataType.BOOLEAN, True)]  # fmt: skip
+        """What moves as a pack works (its DDATA); its birth adds the rest."""
+        step = (cycle + index) % 7
+        return [
+            ("soc_pct", DataType.DOUBLE, 50.0 + step), ("power_w", DataType.DOUBLE, 900.0 + step),
+            ("current_a", DataType.DOUBLE, 17.0 + step), ("voltage_v", DataType.DOUBLE, 52.0 + step / 10),
+            ("setpoint_w", DataType.DOUBLE, 900.0 + step), ("temp_c", DataType.DOUBLE, 25.0 + step / 10),
+        ]  # fmt: skip
+
+    def _pack_birth(self, cycle: int, index: int) -> list[Metric]:
+        return [
+            *self._pack(cycle, index),
+            ("soh_pct", DataType.DOUBLE, 97.0), ("capacity_wh", DataType.DOUBLE, 20_000.0),
+            ("temp_max_c", DataType.DOUBLE, 28.0), ("temp_min_c", DataType.DOUBLE, 24.0),
+            ("cell_voltage_min_v", DataType.DOUBLE, 3.2), ("cell_voltage_max_v", DataType.DOUBLE, 3.25),
+            ("charge_limit_w", DataType.DOUBLE, 5000.0), ("discharge_limit_w", DataType.DOUBLE, 5000.0),
+            ("mode", DataType.INT32, 0), ("online", DataType.BOOLEAN, True),
+            ("thermal_excursion", DataType.BOOLEAN, False), ("fault", DataType.BOOLEAN, False),
+            ("maintenance", DataType.BOOLEAN, False), ("calibrating", DataType.BOOLEAN, False),
+        ]  # fmt: skip
 
     def _run(self) -> None:
         for cycle in itertools.count():
@@ -127,15 +165,15 @@ class SyntheticWorkers:
                     birth = [("bdSeq", DataType.INT64, 0), *self._summary(k, cycle)]
                     self.client.publish(f"{base}/NBIRTH/{worker}", encode((), stamp, 0, extra=birth))
                     for p in range(self.packs):
-                        payload = encode((), stamp, self._next(worker), extra=self._pack(cycle, p))
-                        self.client.publish(f"{base}/DBIRTH/{worker}/{worker}-p{p:02d}", payload)
+                        payload = encode((), stamp, self._next(worker), extra=self._pack_birth(cycle, p))
+                        self.client.publish(f"{base}/DBIRTH/{worker}/{pack_id(worker, p)}", payload)
                     continue
                 summary = encode((), stamp, self._next(worker), extra=self._summary(k, cycle))
                 self.client.publish(f"{base}/NDATA/{worker}", summary)
                 for p in range(self.packs):
                     if (p + k + cycle) % 10 == 0:  # each pack once a second, staggered
                         payload = encode((), stamp, self._next(worker), extra=self._pack(cycle, p))
-                        self.client.publish(f"{base}/DDATA/{worker}/{worker}-p{p:02d}", payload)
+                        self.client.publish(f"{base}/DDATA/{worker}/{pack_id(worker, p)}", payload)
             time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
 
     def close(self) -> None:
@@ -148,28 +186,43 @@ class SyntheticWorkers:
 def head_cost(directory: Path, clusters: int, packs: int, seconds: float) -> dict[str, Any]:
     broker = Broker(directory, free_port())
     names = [f"c{k:03d}" for k in range(clusters)]
-    head = Controller(head_config(directory, names, [("127.0.0.1", broker.port)], 1000.0 * clusters))
+    listed = {name: [pack_id(name, p) for p in range(packs)] for name in names}
+    config = head_config(directory, names, [("127.0.0.1", broker.port)], 1000.0 * clusters, packs=listed)
+    full_model(config, clusters * packs, broker.port)
+    head = Controller(config)
     head.start()
     workers = None
     try:
         time.sleep(1.0)  # the head's STATE online first: its Rebirth requests then reach the workers
         workers = SyntheticWorkers(broker.port, clusters, packs)
-        wait_until(lambda: all(cluster(head.status(), n).get("quality") == "good" for n in names), 60,
+        wait_until(lambda: all(cluster(head.status(), n).get("quality") == "good" for n in names), 120,
                    f"{clusters} synthetic clusters in the head's dispatch", step_s=0.5)  # fmt: skip
+        wait_until(lambda: all(row["quality"] == "good" for row in (head.status() or {}).get("packs", [{}])),
+                   60, "every pack good at the head", step_s=0.5)  # fmt: skip
         time.sleep(2.0)
         assert head.process is not None
-        status, cpu = head.status() or {}, cpu_s(head.process.pid)
+        pid = head.process.pid
+        status, cpu, children = head.status() or {}, cpu_s(pid), children_cpu_s(pid)
         time.sleep(seconds)
-        after, cpu_after = head.status() or {}, cpu_s(head.process.pid)
+        after, cpu_after, children_after = head.status() or {}, cpu_s(pid), children_cpu_s(pid)
         cycles = after["cycle"] - status["cycle"]
         per_cycle_s = (cpu_after - cpu) / cycles
+        adapters = {
+            label: (used - children[child][1]) / cycles
+            for child, (label, used) in children_after.items() if child in children
+        }  # fmt: skip
+        total_s = per_cycle_s + sum(adapters.values())
         return {
             "clusters": clusters, "packs": clusters * packs, "cycles": cycles,
             "head_cpu_ms_per_cycle": round(per_cycle_s * 1000.0, 3),
             "head_cpu_us_per_cluster_cycle": round(per_cycle_s / clusters * 1e6, 1),
             "head_cpu_us_per_pack_cycle": round(per_cycle_s / (clusters * packs) * 1e6, 2),
+            "adapters_cpu_ms_per_cycle": {label: round(s * 1000.0, 3) for label, s in adapters.items()},
+            "all_cpu_ms_per_cycle": round(total_s * 1000.0, 3),
+            "all_cpu_us_per_pack_cycle": round(total_s / (clusters * packs) * 1e6, 2),
             "head_cycle_ms": after.get("timing", {}).get("steps_ms", {}).get("total"),
             "all_in_dispatch": all(cluster(after, n).get("quality") == "good" for n in names),
+            "packs_good": sum(row["quality"] == "good" for row in after.get("packs", [])),
         }  # fmt: skip
     finally:
         if workers is not None:
@@ -236,7 +289,7 @@ def latency(directory: Path, samples: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hierarchy", description=__doc__.split("\n")[0])
     parser.add_argument("--clusters", type=int, nargs="+", default=[10, 50, 100])
-    parser.add_argument("--packs-per-cluster", type=int, default=20)
+    parser.add_argument("--packs-per-cluster", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--json", type=Path, help="write the result here")

@@ -5,6 +5,7 @@ Mosquitto on loopback, read by dnp3py (DNP3), libiec61850's client (IEC 61850) a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ async def dnp3_socs(port: int, indexes: dict[str, tuple[int, float]]) -> dict[st
             pack: (analog[index].value * scale, analog[index].quality)
             for pack, (index, scale) in indexes.items()
         }
+
+
+def is_death_of(pack: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda message: kind(message) == "DDEATH" and message["topic"].endswith(f"/{pack}")
 
 
 def iec_soc(port: int, pack: str) -> dict[str, Any]:
@@ -121,7 +126,7 @@ def test_the_head_serves_every_pack_behind_its_workers_on_dnp3_iec61850_and_mqtt
             workers["south"].kill()
             wait_until(lambda: cluster(head.status(), "south").get("quality") == "failed", 10, "south out")
             for pack in packs["south"]:  # its packs: DDEATH upstream
-                scada.next(lambda m, p=pack: kind(m) == "DDEATH" and m["topic"].endswith(f"/{p}"), 10)
+                scada.next(is_death_of(pack), 10)
             served = uvloop.run(asyncio.wait_for(dnp3_socs(dnp3_port, indexes), 30))
             for pack, (_, quality) in served.items():
                 lost = pack in packs["south"]
