@@ -227,6 +227,12 @@ def validate(args: argparse.Namespace) -> int:
     print(f"{args.config}: valid: site {config.name}, role {config.role}, {len(config.nodes)} node(s)")
     if config.role == "head":
         print(f"  clusters (workers): {', '.join(parse_head(config).workers)}")
+        for cluster in config.clusters:
+            if cluster.packs:
+                print(
+                    f"  {cluster.worker_id}: {len(cluster.packs)} pack(s) served upstream: "
+                    + ", ".join(cluster.packs)
+                )
     for node in config.nodes:
         print(f"  {node.node_id}: {node_target(node)}, profile {node.profile.key}")
     if config.pollers > 1:

@@ -95,13 +95,17 @@ PACKS = HEAD.replace(
 )
 
 
-def test_the_packs_listed_per_worker_are_what_the_head_serves_upstream_in_order(tmp_path: Path) -> None:
+def test_the_packs_listed_per_worker_are_what_the_head_serves_upstream_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = load_config(write(tmp_path, PACKS), [PROFILES])
     assert parse_head(config).workers == ("north", "south")
     assert [(pack.node_id, pack.origin) for pack in config.served_packs] == [
         ("north-01", "worker north"), ("north-02", "worker north"), ("south-01", "worker south"),
     ]  # fmt: skip
     assert str(config.served_packs[2].mark).endswith(":9:27")
+    assert main(["validate", "-c", str(tmp_path / "gateway.yaml")]) == 0
+    assert "north: 2 pack(s) served upstream: north-01, north-02" in capsys.readouterr().out
     plain = load_config(write(tmp_path, HEAD), [PROFILES])
     assert plain.served_packs == ()  # the head serves its clusters' aggregates only
 
