@@ -149,7 +149,9 @@ def decode_message(data: bytes, max_bytes: int, where: str = "in a message") -> 
     seq = payload.seq if payload.HasField("seq") else None
     metrics = tuple((metric.name, _value(metric)) for metric in payload.metrics)
     stale = frozenset(
-        metric.name for metric in payload.metrics if _quality(metric) == QUALITY_CODES[ValueQuality.STALE]
+        metric.name
+        for metric in payload.metrics
+        if metric.HasField("properties") and _quality(metric) == QUALITY_CODES[ValueQuality.STALE]
     )
     return Decoded(seq, metrics, stale)
 
