@@ -4,17 +4,21 @@ node encodes them, the head decodes them, and every pack quantity reads the same
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from gateway.balancer import BalancerParams, NodeMode, SiteCommand, dispatch
-from gateway.config import ClusterConfig
+from gateway.config import ClusterConfig, load_config
 from gateway.fleet import FleetState, NodeState, Quality
+from gateway.hierarchy.head import ClusterFieldbus
 from gateway.hierarchy.packs import E_NOT_REPORTED, E_PACK_OFFLINE, E_STALE_AT_WORKER, PackView
+from gateway.hierarchy.settings import parse_head
 from gateway.hierarchy.tracker import E_NDEATH, ClusterTracker, Received, parse_topic
 from gateway.mapping.sources import NODE_SOURCES, read_fleet, read_node
 from gateway.northbound.mqtt.edge import EdgeNode, Topics
 from gateway.northbound.mqtt.metrics import metric_table
 from gateway.northbound.mqtt.payload import decode_message
 from gateway.snapshot import CycleSnapshot
+from tests.conftest import PROFILES
 
 GROUP = "plant"
 PARAMS = BalancerParams(reserve_pct=10.0, ceiling_pct=95.0)
@@ -40,23 +44,29 @@ def snapshot_of(nodes: tuple[NodeState, ...], index: int = 0) -> CycleSnapshot:
     return CycleSnapshot(index, datetime.now(UTC), fleet, COMMAND, decision, PARAMS)
 
 
+def received(topic: str, data: bytes) -> Received:
+    """A worker's message as the head's host thread decodes it."""
+    parsed = parse_topic(topic, GROUP)
+    assert parsed is not None
+    kind, worker, device = parsed
+    decoded = decode_message(data, 1 << 20)
+    return Received(0, kind, worker, device, decoded.seq, decoded.metrics, decoded.stale)
+
+
 class Worker:
     """A worker's real edge node (zero deadbands: every change is published) feeding the head's tracker
     through the bytes it would send, decoded by the head's own decoder."""
 
-    def __init__(self, name: str, nodes: tuple[str, ...], tracker: ClusterTracker) -> None:
+    def __init__(self, name: str, nodes: tuple[str, ...], head: ClusterTracker | ClusterFieldbus) -> None:
         self.edge = EdgeNode(Topics(GROUP, name), metric_table({}), nodes, lambda u, *, apply=True: None, "t")
-        self.tracker = tracker
+        self.head = head
 
     def send(self, messages: list[tuple[str, bytes]]) -> None:
         for topic, data in messages:
-            parsed = parse_topic(topic, GROUP)
-            assert parsed is not None
-            kind, worker, device = parsed
-            decoded = decode_message(data, 1 << 20)
-            self.tracker.apply(
-                Received(0, kind, worker, device, decoded.seq, decoded.metrics, decoded.stale), 0.0
-            )
+            if isinstance(self.head, ClusterTracker):
+                self.head.apply(received(topic, data), 0.0)
+            else:
+                self.head._apply(received(topic, data))  # as the host thread hands it to the loop
 
     def births(self, snapshot: CycleSnapshot) -> None:
         self.send(self.edge.births(snapshot, 0))
@@ -170,3 +180,27 @@ def test_a_pack_is_rebuilt_only_when_its_worker_said_something_new() -> None:
     again = view.served("north-01", tracker)
     assert again is not first and again[0].soc_pct == 50.5
     assert view.served("north-02", tracker)[0].soc_pct == 60.0
+
+
+def test_each_pack_goes_to_the_head_s_adapters_as_its_ddata_arrives_and_each_snapshot_has_them_all(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "head.yaml"
+    path.write_text(
+        "site: {name: plant, role: head}\nnodes: []\nhierarchy:\n  brokers: [{host: 127.0.0.1}]\n"
+        "  group_id: plant\n  workers:\n    - {id: north, packs: [north-01, north-02, north-03]}\n"
+        "    - {id: south, packs: [south-01]}\n"
+    )
+    config = load_config(path, [PROFILES])
+    fieldbus = ClusterFieldbus(parse_head(config), config.balancer)
+    arrived: list[NodeState] = []
+    published: list[CycleSnapshot] = []
+    upstream = fieldbus.upstream(published.append, arrived.append)
+    north = Worker("north", CLUSTERS[0].packs, fieldbus)
+    north.births(snapshot_of((pack("north-01", 50.0), pack("north-02", 60.0))))
+    assert [state.node_id for state in arrived] == ["north-01", "north-02"]  # their DBIRTHs
+    north.update(snapshot_of((pack("north-01", 51.0), pack("north-02", 60.0)), 1))
+    assert [state.soc_pct for state in arrived if state.node_id == "north-01"] == [50.0, 51.0]
+    upstream.publish(snapshot_of(fieldbus.tracker.states(PARAMS, 0.0)))
+    assert [n.node_id for n in published[-1].fleet.nodes] == ["north-01", "north-02", "north-03", "south-01"]
+    assert fieldbus.pack_rows()[0] | {"worker": "north"} == fieldbus.pack_rows()[0]
