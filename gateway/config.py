@@ -44,6 +44,7 @@ from gateway.profiles.loader import ProfileError, ProfileLibrary, default_profil
 from gateway.profiles.model import Profile
 
 NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+NODE_ID_RULE = "1-32 letters, digits, '-' or '_' starting with a letter"
 TRANSPORTS = ("tcp", "rtu-over-tcp", "serial")
 PARITIES = ("N", "E", "O")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -179,9 +180,9 @@ SITE_FIELDS = table(
 NODE_FIELDS = table(
     {
         "id": text(
-            "Node id: 1-32 letters, digits, '-' or '_' starting with a letter.",
+            f"Node id: {NODE_ID_RULE}.",
             pattern=NODE_ID,
-            rule="1-32 letters, digits, '-' or '_' starting with a letter",
+            rule=NODE_ID_RULE,
         ),
         "host": text("IP address or host name of the Modbus TCP device or RTU-over-TCP converter."),
         "port": whole("TCP port (default 502).", 1, 65535, nullable=True),
@@ -570,7 +571,7 @@ CLUSTER_FIELDS = table(
         "id": text("The worker's Sparkplug edge node id.", rule=ID_RULE),
         "packs": list_of(
             "The packs of its cluster (the worker's node ids), served upstream by the head in this order.",
-            text("", pattern=NODE_ID, rule="1-32 letters, digits, '-' or '_' starting with a letter"),
+            text("", pattern=NODE_ID, rule=NODE_ID_RULE),
         ),
     }
 )
@@ -633,8 +634,7 @@ def _cluster_packs(
         if not isinstance(pack, str) or not NODE_ID.match(pack):
             checker.problem(
                 mark,
-                f"pack {pack!r} of worker `{worker}` must be its node id: 1-32 letters, digits, '-' or '_' "
-                "starting with a letter",
+                f"pack {pack!r} of worker `{worker}` must be its node id: {NODE_ID_RULE}",
             )
         elif pack in owners:
             checker.problem(
