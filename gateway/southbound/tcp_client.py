@@ -98,6 +98,9 @@ class LeanTcpClient(asyncio.Protocol):
         transport, self.transport = self.transport, None
         if transport is not None:
             transport.close()
+        # No answer can come now: a request still outstanding ends as a lost connection rather than
+        # waiting for ever (a poll without a coroutine would hold its link's turn).
+        self.fail(ConnectionException(f"connection to {self.host}:{self.port} closed"))
 
     # --- requests ----------------------------------------------------------------------------------
 
@@ -125,9 +128,13 @@ class LeanTcpClient(asyncio.Protocol):
         future, then, self._then = self.response_future, self._then, None
         if future is not None and not future.done():
             future.set_exception(error)
-        if then is not None:
-            # Soon, not now: this runs inside the protocol's callbacks (a malformed frame, a reset).
-            asyncio.get_running_loop().call_soon(then, error)
+        if then is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # closed after its loop stopped: nobody is left to tell
+            return
+        loop.call_soon(then, error)  # soon, not now: this runs inside the protocol's callbacks
 
     def _send(self, function_code: int, address: int, count: int, words: Sequence[int], unit: int) -> None:
         transport = self.transport

@@ -216,6 +216,31 @@ def test_a_poll_waits_for_a_write_in_progress_on_its_connection(
     assert requests >= 2  # the write and the poll's read, one after the other on one connection
 
 
+def test_a_connection_closed_under_a_poll_ends_it_and_frees_the_link(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+) -> None:
+    fleet = start_sim_fleet(packs=1)
+    session = session_for(fleet.endpoint("pack-01"), profile_library.get(MP2000))
+
+    async def scenario() -> tuple[Reading, Reading]:
+        await session.connect(time.monotonic())
+        await session.poll(time.monotonic())
+        fleet.set_faults("pack-01", silent=True)
+        polling = asyncio.ensure_future(session.poll(time.monotonic()))
+        await asyncio.sleep(0.01)  # its request is out, no answer will come
+        session.link.close()
+        reading = await asyncio.wait_for(polling, TEST_TIMEOUT_S / 2)  # at once, not at the timeout
+        fleet.set_faults("pack-01", silent=False)
+        await asyncio.wait_for(session.connect(time.monotonic()), 2.0)  # the link's turn is free again
+        again = await asyncio.wait_for(session.poll(time.monotonic()), 2.0)
+        await session.close()
+        return reading, again
+
+    reading, again = run(scenario())
+    assert reading.quality is not Quality.GOOD and reading.error_code is ErrorCode.CONN_RESET
+    assert again.quality is Quality.GOOD
+
+
 def test_stale_values_age_and_then_fail(sim_fleet: Any, profile_library: ProfileLibrary) -> None:
     session = session_for(sim_fleet.endpoint("pack-01"), profile_library.get(MP2000), stale_limit_s=2.0)
 
