@@ -2,6 +2,7 @@
 
     python -m bench.pipeline [--packs 200 500 1000] [--cycles 600 | --seconds S] [--profile-seconds 10]
                              [--pollers K] [--repeat R] [--quick] [--json bench/results/pipeline.json]
+                             [--northbound [dnp3 iec61850]] [--timeout-ms MS]
 
 Method, per N: ceil(N / 125) `socgw simulate --packs K --base-port 0` processes (microstore/mp2000 packs
 at real-time speed, bench.poll_scale's Simulators) pinned to CPU 1, and the gateway in its own process
@@ -31,7 +32,9 @@ cProfile on the loop thread (the numbers of that part are not in the timings): t
 time, and own time grouped by area (pymodbus, asyncio, socgw southbound/northbound/balancer, ...).
 Maps as the docs advise a site: above 256 packs mappings/dnp3/large.yaml (the default has no room)
 and mappings/iec61850/large.yaml (no buffered report per pack; `--iec61850-map` forces one).
-With 1 CPU nothing is pinned. Tests never assert speed; this prints it.
+With 1 CPU nothing is pinned. `--northbound` with no name runs the engine alone (no adapter process);
+`--timeout-ms 1000` gives every node a 1 s request timeout, so a loaded machine times out no pack that
+answers when only the core's CPU is compared. Tests never assert speed; this prints it.
 """
 
 from __future__ import annotations
@@ -305,10 +308,12 @@ def write_site_config(
     *,
     iec61850_map: str | None = None,
     pollers: int = 1,
+    timeout_ms: float | None = None,
 ) -> Path:
     """A gateway.yaml for the simulated packs with both northbound adapters (JSON is YAML). Every
     simulator process numbers its packs from pack-01, so several of them get the ids renumbered.
-    `site.pollers` is written only above 1, so the bench runs on a gateway that does not know the key."""
+    `site.pollers` is written only above 1, so the bench runs on a gateway that does not know the key;
+    `timeout_ms` (each node's request timeout) only when given: the profile's own otherwise."""
     ids = [e.pack_id for e in endpoints]
     if len(set(ids)) < len(ids):
         ids = [f"pack-{i + 1:04d}" for i in range(len(ids))]
@@ -320,10 +325,12 @@ def write_site_config(
     site: dict[str, Any] = {"name": "bench", "cycle_ms": CYCLE_MS}
     if pollers > 1:
         site["pollers"] = pollers
+    timeout = {} if timeout_ms is None else {"timeout_ms": timeout_ms}
     document = {
         "site": site,
         "nodes": [
             {"id": node_id, "host": e.host, "port": e.port, "unit": e.unit_id, "profile": e.profile_key}
+            | timeout
             for node_id, e in zip(ids, endpoints, strict=True)
         ],
         "command": {"default_request_w": request_w, "timeout_s": 31_536_000},
@@ -490,13 +497,20 @@ def gateway_process(
     iec61850_map: str | None = None,
     pollers: int = 1,
     request_step_s: float = REQUEST_STEP_S,
+    timeout_ms: float | None = None,
 ) -> Iterator[GatewayProcess]:
     """Start the recording gateway for these packs (pinned to `cpus`) and wait until every node is good."""
     rated_w = len(endpoints) * PACK_RATED_W
     low_w = rated_w / 4 if request_low_w is None else request_low_w
     high_w = rated_w / 2 if request_high_w is None else request_high_w
     config = write_site_config(
-        directory, endpoints, northbound, low_w, iec61850_map=iec61850_map, pollers=pollers
+        directory,
+        endpoints,
+        northbound,
+        low_w,
+        iec61850_map=iec61850_map,
+        pollers=pollers,
+        timeout_ms=timeout_ms,
     )
     record = directory / "record.json"
 
@@ -591,6 +605,7 @@ class Plan:
     iec61850_map: str | None = None  # None: as site_maps advises for the fleet size
     pollers: int = 1  # site.pollers (written only above 1)
     request_step_s: float = REQUEST_STEP_S  # the site request moves between 25 % and 50 % this often
+    timeout_ms: float | None = None  # every node's request timeout (None: the profile's)
 
 
 def run_one(packs: int, plan: Plan) -> dict[str, Any]:
@@ -613,6 +628,7 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
             iec61850_map=plan.iec61850_map,
             pollers=plan.pollers,
             request_step_s=plan.request_step_s,
+            timeout_ms=plan.timeout_ms,
         ) as gateway:
             online_s = time.monotonic() - started
             time.sleep(WARMUP_S)
@@ -633,6 +649,7 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
     result: dict[str, Any] = {
         "packs": packs,
         "pollers": plan.pollers,
+        "request_timeout_ms": plan.timeout_ms,
         "gateway_pinned_to_one_cpu": gateway_cpus is not None,
         "simulator_processes": simulator_processes,
         "maps": {name: maps[name] for name in plan.adapters},
@@ -834,7 +851,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         choices=ADAPTERS,
         default=list(ADAPTERS),
-        help="adapters to run (default both; none: the southbound and balancer alone)",
+        help="adapters to run (default both; `--northbound` with none: the engine alone, no adapter process)",
+    )
+    parser.add_argument(
+        "--timeout-ms",
+        type=float,
+        help="every node's request timeout (default the profile's; 1000 keeps a loaded machine from "
+        "timing out packs that answer, when only the CPU is compared)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: N = 10 and 50, 5 s each, 2 s profile"
@@ -864,7 +887,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.seconds or (5.0 if args.quick else args.cycles * CYCLE_MS / 1000.0)
     profile_s = args.profile_seconds if args.profile_seconds is not None else (2.0 if args.quick else 10.0)
     plan = Plan(
-        seconds, profile_s, args.packs_per_sim, tuple(args.northbound), args.iec61850_map, args.pollers
+        seconds,
+        profile_s,
+        args.packs_per_sim,
+        tuple(args.northbound),
+        args.iec61850_map,
+        args.pollers,
+        timeout_ms=args.timeout_ms,
     )
     about = machine()
     pinning = (

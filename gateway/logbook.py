@@ -90,6 +90,10 @@ class RateLimitedLog:
 
     def sweep(self) -> None:
         """Write the summary of every window that is over."""
+        # Nothing pending: most gates, most cycles (read without the lock: a key added meanwhile waits for
+        # the next sweep).
+        if not self._pending:
+            return
         now = self._clock()
         with self._lock:
             summaries = [self._close_window(key, now) for key in sorted(self._pending)]

@@ -56,7 +56,7 @@ class Burner:
 
     def wake(self) -> None:
         if self.burning:
-            asyncio.get_running_loop().call_soon(self._wake.send, b"!")
+            self._wake.send(b"!")  # now: the poll sends its requests in this same turn (poll_all)
 
     def _burn(self) -> None:
         self._woken.recv(64)

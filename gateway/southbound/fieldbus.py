@@ -8,7 +8,6 @@ of each node (`apply_node_config`) before the engine sees it, so every implement
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, Self
@@ -17,6 +16,7 @@ from gateway.config import NodeConfig, SiteConfig
 from gateway.fleet import NodeState
 from gateway.southbound.lines import LineRegistry
 from gateway.southbound.poller import close_all, connect_all, poll_all, write_all
+from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession, SessionOptions
 from gateway.southbound.transport import Transport
 
@@ -106,23 +106,16 @@ class LocalFieldbus:
         return {node_id: str(error) for node_id, error in failures.items()}
 
     async def poll(self, now: float, arrived: NodeArrived | None = None) -> tuple[NodeState, ...]:
-        if arrived is None:
-            readings = await poll_all(self.sessions, now)
-            return tuple(
-                apply_node_config(reading.to_node_state(), node)
-                for reading, node in zip(readings, self._configs, strict=True)
-            )
+        states: list[NodeState | None] = [None] * len(self.sessions)
+        configs = self._configs
 
-        async def one(session: ModbusSession, node: NodeConfig) -> NodeState:
-            state = apply_node_config((await session.poll(now)).to_node_state(), node)
-            arrived(state)
-            return state
+        def each(index: int, reading: Reading) -> None:
+            state = states[index] = apply_node_config(reading.to_node_state(), configs[index])
+            if arrived is not None:
+                arrived(state)
 
-        return tuple(
-            await asyncio.gather(
-                *(one(session, node) for session, node in zip(self.sessions, self._configs, strict=True))
-            )
-        )
+        await poll_all(self.sessions, now, each)
+        return tuple(state for state in states if state is not None)  # every one: poll_all waited for all
 
     async def write(self, setpoints: Mapping[str, Mapping[str, float]], now: float) -> None:
         await write_all(self.sessions, setpoints, now)

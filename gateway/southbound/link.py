@@ -11,18 +11,22 @@ the socket's receive buffer is not a timeout. On an overloaded loop (a cycle nee
 the timer can fire only after the loop was busy elsewhere, and libuv runs expired timers before it reads
 the sockets: the answer that came meanwhile would otherwise count as a timeout, the session would drop
 a unit that answers, and reconnects would pile up.
+
+A poll that has the link to itself on socgw's client runs without a coroutine (`take_turn_now`,
+`read_in_turn`): the answer's callback carries it on, with the same timer, frame checks and classification.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import logging
 import select
 import socket
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import cast
 
@@ -55,12 +59,13 @@ _NEVER_CLOSE_BY_ITSELF = 2**31  # pymodbus closes after retries+3 silent request
 _RECEIVE_BUFFER_BYTES = 256 * 1024
 _ANSWER_TIMES = 8  # answered requests whose duration `request_s` looks at
 # No timeout for pymodbus: it then awaits the answer's future without a `wait_for` (no timer, no waiter
-# per request); the link's one timer per request ends it (Python 3.11 wait_for returns at once for None).
+# per request); the link's own timer ends it (Python 3.11 wait_for returns at once for None).
 _NO_PYMODBUS_TIMEOUT = cast(float, None)
 # When the timer finds the answer waiting in the socket buffer it looks again this much later: the loop
 # reads the socket in between (libuv polls for I/O after it runs the timers that expired).
 _RECHECK_S = 0.001
 _RECHECKS = 3  # at most: a peer trickling bytes that never form an answer still times out
+_CLOCK_TICK_S = 0.001  # libuv's clock counts whole milliseconds: a timer may fire this much early
 _SERIAL_OPEN_ERRORS = {
     errno.ENOENT: (
         "no such serial device (unplugged, or renamed: name it by /dev/serial/by-id/...; the packaged "
@@ -72,12 +77,52 @@ _SERIAL_OPEN_ERRORS = {
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient | LeanTcpClient
 # A unit's requests cover the same few regions every cycle: one Region each, not one per request.
 _region = functools.lru_cache(maxsize=4096)(Region)
+# What `read_in_turn` calls with: the words read, or why not (a FieldError; any other exception is a bug).
+ReadDone = Callable[[list[int] | Exception], None]
 
 
 def silence_pymodbus_logging() -> None:
     """pymodbus logs every timeout and every dropped frame at ERROR, once per request: at 10 Hz that floods
     the journal. The session reports each of those as one classified message per change of state."""
     logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+
+
+class Turn:
+    """One request at a time on a link: taken at once when free (`take_now`, no await: a poll's fast
+    path), else in the order asked (`take`)."""
+
+    def __init__(self) -> None:
+        self._taken = False
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        if self._taken or self._waiting:
+            return False
+        self._taken = True
+        return True
+
+    async def take(self) -> None:
+        if self.take_now():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # handed the turn, then cancelled before using it: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+            raise
+
+    def give_back(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the turn passes to the next in line: still taken
+                return
+        self._taken = False
 
 
 class ModbusLink:
@@ -107,7 +152,7 @@ class ModbusLink:
         self.requests = 0
         self._asking = target  # the unit of the request in progress (units share a line's link)
         self.users = 0  # sessions sharing this link (an RS-485 line); 0: one session owns it
-        self._request_lock = asyncio.Lock()  # one request at a time, whoever asks (the line carries one)
+        self._turn = Turn()  # one request at a time, whoever asks (the line carries one)
         self._open_lock = asyncio.Lock()
         self._client: Client | None = None
         self._inspector: Inspector = RtuInspector() if transport.is_rtu else FrameInspector()
@@ -116,6 +161,7 @@ class ModbusLink:
         self._late_mark = 0  # late answers counted up to the last good answer
         self._answer_times: deque[float] = deque(maxlen=_ANSWER_TIMES)
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # when the outstanding request times out (None: none is)
         self._rechecks = 0
         self.answers_waiting = 0  # timeouts not declared: the answer was in the socket buffer already
 
@@ -266,21 +312,33 @@ class ModbusLink:
         a malformed frame, no valid answer will come, and waiting would stretch the whole cycle.
 
         pymodbus awaits `ctx.response_future` with `wait_for`; failing that future makes the request raise
-        ModbusIOException at once (our `_no_answer` then classifies it from what was observed)."""
+        ModbusIOException at once (our `_no_answer` then classifies it from what was observed). socgw's
+        own client ends its request the same way (`fail`)."""
         client = self._client
+        if isinstance(client, LeanTcpClient):
+            client.fail(ModbusIOException(reason))
+            return
         future = client.ctx.response_future if client is not None else None
         if future is not None and not future.done():
             future.set_exception(ModbusIOException(reason))
 
     def _expire(self) -> None:
         """The request's time is up, unless its answer already waits in the socket buffer (the loop was
-        busy when it came): then look again once the loop has read it."""
+        busy when it came): then look again once the loop has read it. The timer of a request answered
+        earlier looks at the time of the one outstanding now, if any."""
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if deadline - loop.time() >= _CLOCK_TICK_S:
+            self._timer = loop.call_at(deadline, self._expire)
+            return
         if self._rechecks < _RECHECKS and self._answer_waiting():
             self._rechecks += 1
             self.answers_waiting += 1
-            self._timer = asyncio.get_running_loop().call_later(_RECHECK_S, self._expire)
+            self._timer = loop.call_later(_RECHECK_S, self._expire)
             return
-        self._timer = None
         self._fail_fast(f"no answer within {self.timeout_s * 1000:g} ms")
 
     def _answer_waiting(self) -> bool:
@@ -301,6 +359,13 @@ class ModbusLink:
         region = _region(table, address, count)
         function_code = _READ_FUNCTION[table]
         response = await self._execute(region, function_code, False, unit, ())
+        return self._words(response, table, region, function_code)
+
+    def _words(
+        self, response: ModbusPDU | Answer, table: Table, region: Region, function_code: int
+    ) -> list[int]:
+        """The words (or 0/1 per bit) of a read's answer; MALFORMED when it holds another count."""
+        count = region.count
         if table.is_bit_table:
             bits: Sequence[bool] = response.bits
             words = [int(bit) for bit in bits[:count]]
@@ -314,6 +379,50 @@ class ModbusLink:
                 function_code=function_code,
             )
         return words
+
+    def take_turn_now(self) -> bool:
+        """Take the link for a series of `read_in_turn` without waiting: only on socgw's own Modbus TCP
+        client, connected, with no gap to keep between requests and nobody else's request on it. False:
+        use `read` (it waits its turn). `give_back_turn` when the series is over."""
+        if self.min_request_gap_s > 0 or not isinstance(self._client, LeanTcpClient):
+            return False
+        return self._client.connected and self._turn.take_now()
+
+    def give_back_turn(self) -> None:
+        self._turn.give_back()
+
+    def read_in_turn(self, table: Table, address: int, count: int, unit: int, done: ReadDone) -> None:
+        """`read` without a coroutine, for the holder of the turn (`take_turn_now`): `done` gets the words,
+        or the FieldError (any other exception: a bug), once the answer came or the request failed, from
+        the loop (at once when it could not be sent); never raises. The same request, timer, frame checks
+        and classification as `read`."""
+        try:
+            region = _region(table, address, count)
+            function_code = _READ_FUNCTION[table]
+            client = self._ready_client(region, function_code, False, unit)
+            sent_at = self._arm()
+
+            def answered(answer: Answer | Exception) -> None:
+                self._disarm()
+                try:
+                    if isinstance(answer, Exception):
+                        raise self._failure(answer, region, function_code, False)
+                    response = self._accept(answer, sent_at, region, function_code, False)
+                    words = self._words(response, table, region, function_code)
+                except Exception as error:
+                    done(error)
+                    return
+                done(words)
+
+            try:
+                # Only socgw's own client (take_turn_now): its request is on its way when this returns.
+                lean = cast(LeanTcpClient, client)
+                lean.request_then(function_code, address, count, (), unit, then=answered)
+            except Exception as error:
+                self._disarm()
+                raise self._failure(error, region, function_code, False) from None
+        except Exception as error:
+            done(error)
 
     async def write(self, table: Table, address: int, words: Sequence[int], unit: int) -> None:
         """Write registers (function 06 for one, 16 for several) or coils (05 / 15)."""
@@ -352,12 +461,30 @@ class ModbusLink:
     async def _execute(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
     ) -> ModbusPDU | Answer:
-        async with self._request_lock:
+        await self._turn.take()
+        try:
             return await self._execute_alone(region, function_code, writing, unit, words)
+        finally:
+            self._turn.give_back()
 
     async def _execute_alone(
         self, region: Region, function_code: int, writing: bool, unit: int, words: Sequence[int]
     ) -> ModbusPDU | Answer:
+        client = self._ready_client(region, function_code, writing, unit)
+        if self.min_request_gap_s > 0:
+            await self._pace()
+        sent_at = self._arm()
+        try:
+            # A request on a disconnected client raises synchronously: keep the call inside the try.
+            response = await self._send(client, function_code, region, unit, words)
+        except (ModbusIOException, ConnectionException) as error:
+            raise self._failure(error, region, function_code, writing) from None
+        finally:
+            self._disarm()
+        return self._accept(response, sent_at, region, function_code, writing)
+
+    def _ready_client(self, region: Region, function_code: int, writing: bool, unit: int) -> Client:
+        """The connected client for a request to `unit`; raises NOT_CONNECTED (CONN_RESET once lost)."""
         if unit != self._asking.unit:
             self._asking = replace(self.target, unit=unit)
         client = self._client
@@ -369,34 +496,48 @@ class ModbusLink:
                 function_code=function_code,
                 writing=writing,
             )
-        if self.min_request_gap_s > 0:
-            await self._pace()
+        return client
+
+    def _arm(self) -> float:
+        """A request goes out now: the frame inspector expects its answer and its timer runs; when sent."""
         self.requests += 1
         self._inspector.begin()
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         self._rechecks = 0
-        self._timer = loop.call_at(sent_at + self.timeout_s, self._expire)
-        try:
-            # A request on a disconnected client raises synchronously: keep the call inside the try.
-            response = await self._send(client, function_code, region, unit, words)
-        except ModbusIOException:
-            raise self._no_answer(region, function_code, writing) from None
-        except ConnectionException:
-            raise self._error(
+        self._deadline = sent_at + self.timeout_s
+        # One timer at a time: one still running for an earlier request (answered since) moves on to this
+        # request's time when it fires. So an answer stops no timer (libuv's are not cheap to stop), and
+        # a request sent within the timeout of the one before starts none.
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expire)
+        return sent_at
+
+    def _disarm(self) -> None:
+        """The request is over (answered or failed): its time stops counting, the inspector expecting."""
+        self._deadline = None
+        self._inspector.end()
+        if self.min_request_gap_s > 0:
+            self._next_request_at = asyncio.get_running_loop().time() + self.min_request_gap_s
+
+    def _failure(self, error: BaseException, region: Region, function_code: int, writing: bool) -> FieldError:
+        """The FieldError of a request the client ended with `error` (re-raised when it is no client's)."""
+        if isinstance(error, ModbusIOException):
+            return self._no_answer(region, function_code, writing)
+        if isinstance(error, ConnectionException):
+            return self._error(
                 ErrorCode.CONN_RESET,
                 "connection lost",
                 region=region,
                 function_code=function_code,
                 writing=writing,
-            ) from None
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._inspector.end()
-            if self.min_request_gap_s > 0:
-                self._next_request_at = asyncio.get_running_loop().time() + self.min_request_gap_s
+            )
+        raise error
+
+    def _accept(
+        self, response: ModbusPDU | Answer, sent_at: float, region: Region, function_code: int, writing: bool
+    ) -> ModbusPDU | Answer:
+        """The answer, unless a Modbus exception (raised, classified); its time counts in `request_s`."""
         if response.isError():
             exception_code = int(getattr(response, "exception_code", 0))
             raise self._error(

@@ -1,9 +1,9 @@
 """Every unit at once: connect, poll, write and close a set of sessions concurrently.
 
-Each unit runs in its own coroutine and `ModbusSession.poll` / `write_setpoints` never raise, so one
-dead, slow or misbehaving unit never delays the others beyond its own request timeout, and never aborts
-them. (A bare `gather` over pymodbus calls would: a request on a disconnected client raises before its
-first await.)
+Each unit's work goes on by itself (its own coroutine, or for a poll on its own connection its answers'
+callbacks) and `ModbusSession.poll` / `poll_soon` / `write_setpoints` never raise, so one dead, slow or
+misbehaving unit never delays the others beyond its own request timeout, and never aborts them. (A bare
+`gather` over pymodbus calls would: a request on a disconnected client raises before its first await.)
 
 For hundreds of units call `gc.freeze()` once the sessions are connected: the long-lived profile and
 session objects then leave the garbage collector's generations, which shortens the collector's pauses
@@ -13,7 +13,8 @@ inside the cycle (see notes/modbus.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 from gateway.southbound.errors import FieldError
 from gateway.southbound.reading import Reading
@@ -37,9 +38,52 @@ async def connect_all(sessions: Sequence[ModbusSession], now: float) -> dict[str
     }
 
 
-async def poll_all(sessions: Sequence[ModbusSession], now: float) -> list[Reading]:
-    """One reading per unit, in the order of `sessions`."""
-    return list(await asyncio.gather(*(session.poll(now) for session in sessions)))
+async def poll_all(
+    sessions: Sequence[ModbusSession], now: float, each: Callable[[int, Reading], None] | None = None
+) -> list[Reading]:
+    """One reading per unit, in the order of `sessions`; `each(index, reading)` is called as each comes
+    (on the loop's thread: it must return at once; what it raises, `poll_all` raises).
+
+    A unit that needs only requests on its own connection polls without a coroutine
+    (`ModbusSession.poll_soon`): its answers drive it, and one future waits for them all. The others (on
+    a shared line, connecting, closed) each get their coroutine, as before."""
+    readings: list[Reading | None] = [None] * len(sessions)
+    all_in: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    remaining = len(sessions)
+
+    def arrived(index: int, reading: Reading) -> None:
+        nonlocal remaining
+        if all_in.done():  # an `each` raised, or the poll was cancelled: nobody waits any more
+            return
+        readings[index] = reading
+        try:
+            if each is not None:
+                each(index, reading)
+        except Exception as error:
+            all_in.set_exception(error)
+            return
+        remaining -= 1
+        if remaining == 0:
+            all_in.set_result(None)
+
+    async def awaited(index: int, session: ModbusSession) -> None:
+        arrived(index, await session.poll(now))
+
+    waiting = [
+        awaited(index, session)
+        for index, session in enumerate(sessions)
+        if not session.poll_soon(now, functools.partial(arrived, index))
+    ]
+    if not sessions:
+        all_in.set_result(None)
+    coroutines = asyncio.gather(*waiting) if waiting else None
+    try:
+        await all_in
+    except asyncio.CancelledError:
+        if coroutines is not None:
+            coroutines.cancel()
+        raise
+    return [reading for reading in readings if reading is not None]  # every one: `remaining` reached 0
 
 
 async def write_all(

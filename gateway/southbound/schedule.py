@@ -90,6 +90,8 @@ class PollSchedule:
         self._due: deque[ReadBlock] = deque()
         self._swapped = False  # the last poll read a slow block (or nothing) instead of the fast ones
         self._skipped = False  # the last poll read nothing: the next one reads, whatever is due
+        # Most polls: the fast blocks alone (made once, not per poll).
+        self._fast_only = PollBlocks(self._fast, False, len(self._fast) == len(self._full))
 
     def next(self, request_s: float | None, writes: int = 0) -> PollBlocks:
         """The blocks for this poll, given the node's recent time per request (None: not known yet) and the
@@ -116,4 +118,6 @@ class PollSchedule:
         self._swapped = swap
         if swap:
             return PollBlocks((self._due.popleft(),), True, False)
-        return PollBlocks(tuple(blocks), len(blocks) > len(self._fast), len(blocks) == len(self._full))
+        if len(blocks) == len(self._fast):
+            return self._fast_only
+        return PollBlocks(tuple(blocks), True, len(blocks) == len(self._full))

@@ -21,7 +21,7 @@ import enum
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.fleet import Quality, node_from_values
@@ -51,7 +51,7 @@ from gateway.southbound.identify import (
 from gateway.southbound.lines import LineRegistry
 from gateway.southbound.link import ModbusLink
 from gateway.southbound.reading import PointRead, Reading
-from gateway.southbound.schedule import PollSchedule, poll_plan
+from gateway.southbound.schedule import PollBlocks, PollSchedule, poll_plan
 from gateway.southbound.transport import TCP, Transport
 from gateway.southbound.writer import WriteOutcome, WritePlan, WritePolicy, WriteState, WriteStatus
 
@@ -337,12 +337,77 @@ class ModbusSession:
 
     async def poll(self, now: float) -> Reading:
         """One cycle's reading of this unit. Never raises; never waits for a reconnect."""
+        polled: asyncio.Future[Reading] = asyncio.get_running_loop().create_future()
+
+        def done(reading: Reading) -> None:
+            if not polled.done():  # not when the caller gave up (cancelled)
+                polled.set_result(reading)
+
+        if self.poll_soon(now, done):  # the same path as a fleet's poll (`poll_all`)
+            return await polled
         try:
             return await self._poll(now)
         except Exception as error:  # a bug must not take the other units' poll down
-            log.exception("node %s: unexpected error while polling", self.node_id)
-            self._set_error(self._internal(error))
-            return self._carried(now)
+            return self._poll_bug(error, now)
+
+    def poll_soon(self, now: float, done: Callable[[Reading], None]) -> bool:
+        """`poll` without a coroutine (no task per unit per cycle) when this poll is only requests on a
+        connection it has to itself: True when started, and `done` gets the reading once the answers came
+        (from the loop; at once when there was nothing to ask). False: nothing was done, await `poll`.
+        The same requests, timeouts, classification and reading as `poll`."""
+        if self.state is not SessionState.READY or self._lines is not None or not self.link.take_turn_now():
+            return False
+        try:
+            planned = self._plan_poll(now)
+        except Exception as error:
+            self.link.give_back_turn()
+            done(self._poll_bug(error, now))
+            return True
+        self._read_soon(planned, 0, {}, now, done)
+        return True
+
+    def _read_soon(
+        self,
+        planned: PollBlocks,
+        index: int,
+        raw: dict[str, list[int]],
+        now: float,
+        done: Callable[[Reading], None],
+    ) -> None:
+        """Read `planned`'s blocks from `index` on, one request after the other, then hand on the reading."""
+        if index == len(planned.blocks):
+            self.link.give_back_turn()
+            done(self._polled_safely(planned, raw, now))
+            return
+        block = planned.blocks[index]
+
+        def answered(words: list[int] | Exception) -> None:
+            if isinstance(words, Exception):
+                self.link.give_back_turn()
+                done(self._polled_safely(planned, self._block_failed(words, block), now))
+                return
+            try:
+                self._keep_block(block, words, raw)
+            except Exception as error:
+                self.link.give_back_turn()
+                done(self._poll_bug(error, now))
+                return
+            self._read_soon(planned, index + 1, raw, now, done)
+
+        self.link.read_in_turn(block.table, block.start, block.count, self.target.unit, answered)
+
+    def _poll_bug(self, error: Exception, now: float) -> Reading:
+        log.exception("node %s: unexpected error while polling", self.node_id, exc_info=error)
+        self._set_error(self._internal(error))
+        return self._carried(now)
+
+    def _polled_safely(
+        self, planned: PollBlocks, read: dict[str, list[int]] | Exception, now: float
+    ) -> Reading:
+        try:
+            return self._polled(planned, read, now)
+        except Exception as error:
+            return self._poll_bug(error, now)
 
     async def _poll(self, now: float) -> Reading:
         if self.state is SessionState.CONNECTING:
@@ -363,43 +428,66 @@ class ModbusSession:
                 now,
             )
         if self.state is SessionState.READY:
-            # The heartbeat written later in this cycle takes its share of the node's budget too.
-            self._heartbeat_planned = self._heartbeat_due(now) is not None
-            planned = self._schedule.next(self.link.request_s, writes=int(self._heartbeat_planned))
+            planned = self._plan_poll(now)
             try:
-                read = await self._read_blocks(planned.blocks)
-                if planned.complete:
-                    raw, values = read, self._decode(self._cyclic, read)
-                else:  # what this poll did not read keeps its words and values from earlier polls
-                    raw = {**self._good_raw, **read}
-                    values = {
-                        **self._good_values,
-                        **self._decode(self._cyclic, raw if planned.slow else read),
-                    }
+                read: dict[str, list[int]] | Exception = await self._read_blocks(planned.blocks)
             except FieldError as error:
-                self._request_failed(error, now)
-            else:
-                return self._good(values, raw, now)
-        elif self.state is SessionState.DISCONNECTED and now >= self._next_attempt_s:
+                read = error
+            return self._polled(planned, read, now)
+        if self.state is SessionState.DISCONNECTED and now >= self._next_attempt_s:
             self._start_connect()
         return self._carried(now)
 
+    def _plan_poll(self, now: float) -> PollBlocks:
+        """The blocks of this poll of a ready unit."""
+        # The heartbeat written later in this cycle takes its share of the node's budget too.
+        self._heartbeat_planned = self._heartbeat_due(now) is not None
+        return self._schedule.next(self.link.request_s, writes=int(self._heartbeat_planned))
+
+    def _polled(self, planned: PollBlocks, read: dict[str, list[int]] | Exception, now: float) -> Reading:
+        """The reading of a poll that read `planned`'s blocks into `read`, or failed with that FieldError."""
+        try:
+            if isinstance(read, Exception):
+                raise read
+            if planned.complete:
+                raw, values = read, self._decode(self._cyclic, read)
+            else:  # what this poll did not read keeps its words and values from earlier polls
+                raw = {**self._good_raw, **read}
+                values = {
+                    **self._good_values,
+                    **self._decode(self._cyclic, raw if planned.slow else read),
+                }
+        except FieldError as error:
+            self._request_failed(error, now)
+            return self._carried(now)
+        return self._good(values, raw, now)
+
     async def _read_blocks(self, plan: Sequence[ReadBlock]) -> dict[str, list[int]]:
+        """The words of every block, by point; raises the FieldError of the first block that failed."""
         raw: dict[str, list[int]] = {}
         unit = self.target.unit
-        splits = self._splits
         for block in plan:
             try:
                 words = await self.link.read(block.table, block.start, block.count, unit)
             except FieldError as error:
-                raise error.in_context(self.context, tuple(p.name for p in block.points)) from None
-            # A block whose words did not change gives the same words per point as before (the decode
-            # then finds them unchanged at once).
-            split = splits.get(id(block))
-            if split is None or split[0] is not block or split[1] != words:
-                split = splits[id(block)] = (block, words, split_block(block, words))
-            raw.update(split[2])
+                raise self._block_failed(error, block) from None
+            self._keep_block(block, words, raw)
         return raw
+
+    def _block_failed(self, error: Exception, block: ReadBlock) -> Exception:
+        """A block's failure, naming its points (an exception that is no FieldError is a bug: as it is)."""
+        if isinstance(error, FieldError):
+            return error.in_context(self.context, tuple(p.name for p in block.points))
+        return error
+
+    def _keep_block(self, block: ReadBlock, words: list[int], raw: dict[str, list[int]]) -> None:
+        """Add a block's words to `raw`, by point."""
+        # A block whose words did not change gives the same words per point as before (the decode then
+        # finds them unchanged at once).
+        split = self._splits.get(id(block))
+        if split is None or split[0] is not block or split[1] != words:
+            split = self._splits[id(block)] = (block, words, split_block(block, words))
+        raw.update(split[2])
 
     def _decode(
         self, points: Mapping[str, Point], raw: Mapping[str, Sequence[int]]

@@ -10,7 +10,9 @@ pymodbus: the frame inspector (`frames.py`) sees every outgoing frame and the wh
 classifies every failure. RTU (over TCP or a serial port) stays on pymodbus.
 
 The surface is the part of pymodbus's client the link uses (`ctx.call_create`, `ctx.transport`,
-`ctx.response_future`, `connected`, `close`), so both clients run through the same link code.
+`ctx.response_future`, `connected`, `close`), so both clients run through the same link code; beyond it,
+`request_then` hands the answer to a callback from `data_received` (a poll without a coroutine: no future,
+no wake-up through the loop) and `fail` ends either kind of request.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from pymodbus.exceptions import ConnectionException
@@ -29,12 +31,16 @@ _LONGEST_ANSWER = 6 + 254  # MBAP length field counts from the unit id: at most 
 _LAST_TRANSACTION_ID = 0xFFFF
 
 
-@dataclass
+# Called with a `request_then`'s answer, or with the exception that ended it (`fail`).
+Then = Callable[["Answer | Exception"], None]
+
+
+@dataclass(slots=True)
 class Answer:
     """A device's answer: the words read (or 0/1 per bit), or its exception code (`exception`)."""
 
-    registers: list[int] = field(default_factory=list)
-    bits: list[bool] = field(default_factory=list)
+    registers: Sequence[int] = ()
+    bits: Sequence[bool] = ()
     exception: bool = False
     exception_code: int = 0
 
@@ -58,6 +64,7 @@ class LeanTcpClient(asyncio.Protocol):
         self._trace_connect = trace_connect
         self.transport: asyncio.Transport | None = None
         self.response_future: asyncio.Future[Answer] | None = None
+        self._then: Then | None = None  # who gets the answer of a `request_then`
         self.max_buffer_size = _LONGEST_ANSWER
         self._buffer = b""
         self._transaction_id = 0
@@ -91,6 +98,9 @@ class LeanTcpClient(asyncio.Protocol):
         transport, self.transport = self.transport, None
         if transport is not None:
             transport.close()
+        # No answer can come now: a request still outstanding ends as a lost connection rather than
+        # waiting for ever (a poll without a coroutine would hold its link's turn).
+        self.fail(ConnectionException(f"connection to {self.host}:{self.port} closed"))
 
     # --- requests ----------------------------------------------------------------------------------
 
@@ -99,6 +109,34 @@ class LeanTcpClient(asyncio.Protocol):
     ) -> asyncio.Future[Answer]:
         """Send one request (reads: `count` from `address`; writes: `words`); the future of its answer.
         Raises ConnectionException at once when not connected."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._send(function_code, address, count, words, unit)
+        self.response_future = future
+        return future
+
+    def request_then(
+        self, function_code: int, address: int, count: int, words: Sequence[int], unit: int, *, then: Then
+    ) -> None:
+        """`request` without a future: `then` gets the answer, called from `data_received` once the answer
+        is in, or the exception `fail` ends the request with (called soon, from the loop)."""
+        self._send(function_code, address, count, words, unit)
+        self._then = then
+
+    def fail(self, error: Exception) -> None:
+        """End the outstanding request with `error` (no answer will do): what pymodbus's client does when
+        its `response_future` is failed. Nothing when none is outstanding."""
+        future, then, self._then = self.response_future, self._then, None
+        if future is not None and not future.done():
+            future.set_exception(error)
+        if then is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # closed after its loop stopped: nobody is left to tell
+            return
+        loop.call_soon(then, error)  # soon, not now: this runs inside the protocol's callbacks
+
+    def _send(self, function_code: int, address: int, count: int, words: Sequence[int], unit: int) -> None:
         transport = self.transport
         if transport is None:
             raise ConnectionException(f"not connected to {self.host}:{self.port}")
@@ -107,10 +145,8 @@ class LeanTcpClient(asyncio.Protocol):
         sent = self._trace_packet(True, frame(asked, address, count, words))
         self._asked = asked
         self._buffer = b""
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self.response_future = future
+        self.response_future, self._then = None, None
         transport.write(sent)
-        return future
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -119,20 +155,28 @@ class LeanTcpClient(asyncio.Protocol):
         # The inspector sees the whole buffer first, and returns what may be used (nothing: swallowed).
         buffer = self._trace_packet(False, buffer)
         position = 0
+        answered: tuple[Then, Answer] | None = None
         while len(buffer) - position >= _HEADER.size:
             transaction_id, _, length, unit, function_code = _HEADER.unpack_from(buffer, position)
             end = position + 6 + length
             if end > len(buffer):
                 break
             frame_at, position = position, end
-            asked, future = self._asked, self.response_future
-            if asked is None or future is None or future.done():
+            asked, future, then = self._asked, self.response_future, self._then
+            if asked is None or (then is None and (future is None or future.done())):
                 continue  # nobody waits for it (a late answer: the inspector counted it)
             if (transaction_id, unit) != asked[:2]:
                 continue  # another request's answer, or another unit's: the inspector told the link
             self._asked = None
-            future.set_result(_answer(buffer, frame_at, function_code, asked[2]))
+            answer = _answer(buffer, frame_at, function_code, asked[2])
+            if then is not None:
+                self._then = None
+                answered = (then, answer)
+            elif future is not None:
+                future.set_result(answer)
         self._buffer = buffer[position:]
+        if answered is not None:  # last: `then` may send the next request at once
+            answered[0](answered[1])
 
 
 def frame(asked: tuple[int, int, int], address: int, count: int, words: Sequence[int]) -> bytes:
@@ -163,7 +207,7 @@ def _answer(buffer: bytes, at: int, function_code: int, asked_function: int) -> 
         return Answer(exception=True, exception_code=buffer[at + 8])
     if asked_function in (0x03, 0x04):
         byte_count = buffer[at + 8]
-        return Answer(registers=list(struct.unpack_from(f">{byte_count // 2}H", buffer, at + 9)))
+        return Answer(registers=struct.unpack_from(f">{byte_count // 2}H", buffer, at + 9))
     if asked_function in (0x01, 0x02):
         data = buffer[at + 9 : at + 9 + buffer[at + 8]]
         return Answer(bits=[bool(byte >> bit & 1) for byte in data for bit in range(8)])

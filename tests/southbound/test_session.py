@@ -165,6 +165,82 @@ def test_a_disconnected_unit_never_aborts_the_others(sim_fleet: Any, profile_lib
     assert [r.quality for r in readings[1:]] == [Quality.GOOD] * len(sessions)
 
 
+def test_a_fleet_polls_without_a_task_per_unit_and_each_reading_arrives_in_order(
+    sim_fleet: Any, profile_library: ProfileLibrary
+) -> None:
+    profile = profile_library.get(MP2000)
+    sessions = [session_for(endpoint, profile) for endpoint in sim_fleet.endpoints]
+
+    async def scenario() -> tuple[int, list[int], list[tuple[int, str]], list[Reading]]:
+        await connect_all(sessions, time.monotonic())
+        tasks_before = len(asyncio.all_tasks())
+        tasks_seen: list[int] = []
+        arrived: list[tuple[int, str]] = []
+
+        def each(index: int, reading: Reading) -> None:
+            tasks_seen.append(len(asyncio.all_tasks()))
+            arrived.append((index, reading.node_id))
+
+        readings = await poll_all(sessions, time.monotonic(), each)
+        await close_all(sessions)
+        return tasks_before, tasks_seen, arrived, readings
+
+    tasks_before, tasks_seen, arrived, readings = run(scenario())
+    assert tasks_seen == [tasks_before] * len(sessions)  # no task was started for any unit's poll
+    assert sorted(arrived) == [(i, s.node_id) for i, s in enumerate(sessions)]
+    assert [r.node_id for r in readings] == [s.node_id for s in sessions]
+    assert [r.quality for r in readings] == [Quality.GOOD] * len(sessions)
+
+
+def test_a_poll_waits_for_a_write_in_progress_on_its_connection(
+    sim_fleet: Any, profile_library: ProfileLibrary
+) -> None:
+    session = session_for(sim_fleet.endpoint("pack-01"), profile_library.get(MP2000))
+
+    async def scenario() -> tuple[Reading, Any, int]:
+        await session.connect(time.monotonic())
+        await session.poll(time.monotonic())
+        requests = session.link.requests
+        now = time.monotonic()
+        writing = asyncio.ensure_future(session.write_setpoints({"setpoint_w": -300.0}, now))
+        await asyncio.sleep(0)  # the write holds the link, its answer not in yet
+        assert not session.link.take_turn_now()
+        reading = await session.poll(now)  # not the coroutine-free path: it waits its turn
+        outcomes = await writing
+        await session.close()
+        return reading, outcomes, session.link.requests - requests
+
+    reading, outcomes, requests = run(scenario())
+    assert reading.quality is Quality.GOOD
+    assert [o.status for o in outcomes if o.point == "setpoint_w"] == [WriteStatus.WRITTEN]
+    assert requests >= 2  # the write and the poll's read, one after the other on one connection
+
+
+def test_a_connection_closed_under_a_poll_ends_it_and_frees_the_link(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+) -> None:
+    fleet = start_sim_fleet(packs=1)
+    session = session_for(fleet.endpoint("pack-01"), profile_library.get(MP2000))
+
+    async def scenario() -> tuple[Reading, Reading]:
+        await session.connect(time.monotonic())
+        await session.poll(time.monotonic())
+        fleet.set_faults("pack-01", silent=True)
+        polling = asyncio.ensure_future(session.poll(time.monotonic()))
+        await asyncio.sleep(0.01)  # its request is out, no answer will come
+        session.link.close()
+        reading = await asyncio.wait_for(polling, TEST_TIMEOUT_S / 2)  # at once, not at the timeout
+        fleet.set_faults("pack-01", silent=False)
+        await asyncio.wait_for(session.connect(time.monotonic()), 2.0)  # the link's turn is free again
+        again = await asyncio.wait_for(session.poll(time.monotonic()), 2.0)
+        await session.close()
+        return reading, again
+
+    reading, again = run(scenario())
+    assert reading.quality is not Quality.GOOD and reading.error_code is ErrorCode.CONN_RESET
+    assert again.quality is Quality.GOOD
+
+
 def test_stale_values_age_and_then_fail(sim_fleet: Any, profile_library: ProfileLibrary) -> None:
     session = session_for(sim_fleet.endpoint("pack-01"), profile_library.get(MP2000), stale_limit_s=2.0)
 
