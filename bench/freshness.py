@@ -31,9 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -43,7 +45,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import uvloop
 
@@ -62,8 +64,10 @@ from bench.pipeline import (
     start_pinned,
     write_site_config,
 )
+from bench.stages import STAGES_VARIABLE, VARIANT_VARIABLE
 from gateway.commands.demo import stop_process
 from gateway.mapping.dnp3 import LARGE_MAP
+from gateway.mapping.iec61850 import find_map as find_iec61850_map
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.fleet import FleetThread
 from gateway.sim.scenario import uniform_fleet
@@ -80,6 +84,13 @@ SAMPLE_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 300.0
 TARGETS_PCT = (40.0, 60.0)
 CLIENTS = ("dnp3_unsolicited", "iec61850_report", "mqtt_ddata")
+CLIENT_SECTIONS = {"dnp3_unsolicited": "dnp3", "iec61850_report": "iec61850", "mqtt_ddata": "mqtt"}
+SOC_TOLERANCE_PCT = 0.05
+# From one mark to the next (bench.stages): the simulator makes the change; the pack's next poll
+# starts; its answer reaches the adapter supervisor; the frame carrying it is encoded and offered to
+# the children; the child decodes it; the adapter's stack thread takes it (DNP3: at once, on the
+# child's loop); the stack has it; the client has decoded it.
+STAGES = ("simulator", "wait_poll", "poll", "batch", "channel", "handover", "apply", "client")
 
 
 def first_float(value: Any) -> float | None:
@@ -172,8 +183,12 @@ class SocgwRun:
 
 
 @contextlib.contextmanager
-def socgw_run(config: Path, status: Path, packs: int, cpus: set[int] | None) -> Iterator[SocgwRun]:
-    process = start_pinned([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], cpus)
+def socgw_run(
+    config: Path, status: Path, packs: int, cpus: set[int] | None, environment: Mapping[str, str]
+) -> Iterator[SocgwRun]:
+    """`socgw run` through bench.stages (its stage records and variant in `environment`)."""
+    command = [sys.executable, "-m", "bench.stages", "run", "-c", str(config)]
+    process = start_pinned(command, cpus, environment)
     running = SocgwRun(process, status)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -201,15 +216,23 @@ def arrived_at(arrivals: Sequence[tuple[float, float]], target: float, tolerance
     return next((t for t, value in list(arrivals) if abs(value - target) <= tolerance), None)
 
 
-async def sample_latencies(
+@dataclass
+class Sample:
+    """One change: when it was asked and when the simulator had made it, its SOC, each client's arrival."""
+
+    asked: float
+    made: float
+    target_pct: float
+    arrived: dict[str, float | None]
+
+
+async def take_samples(
     dnp3_port: int, fleet: FleetThread, reports: ReportClient, decoder: StampedDecoder, samples: int
-) -> tuple[dict[str, list[float]], int]:
-    """Milliseconds per client, and the samples where a client's value did not arrive in time."""
+) -> list[Sample]:
     rng = random.Random(11)
     handler, runner = master(dnp3_port)
     await runner.open()
-    latencies: dict[str, list[float]] = {client: [] for client in CLIENTS}
-    missed = 0
+    taken: list[Sample] = []
     try:
         await runner.integrity_poll()
         await runner.enable_unsolicited()
@@ -220,8 +243,9 @@ async def sample_latencies(
             decoder.arrivals.clear()
             started = time.perf_counter()
             fleet.update_state(WATCHED, soc_pct=target)
-            deadline = started + SAMPLE_TIMEOUT_S
             arrived: dict[str, float | None] = dict.fromkeys(CLIENTS)
+            taken.append(Sample(started, time.perf_counter(), target, arrived))
+            deadline = started + SAMPLE_TIMEOUT_S
             while None in arrived.values() and time.perf_counter() < deadline:
                 await runner.listen_unsolicited(timeout=0.02)
                 soc_points = [(t, value) for t, index, value in handler.arrivals if index == BANK1_SOC]
@@ -232,14 +256,89 @@ async def sample_latencies(
                     reports.arrivals, target, 0.5
                 )
                 arrived["mqtt_ddata"] = arrived["mqtt_ddata"] or arrived_at(decoder.arrivals, target, 0.05)
-            missed += None in arrived.values()
-            for client, at in arrived.items():
-                if at is not None:
-                    latencies[client].append((at - started) * 1000.0)
             await asyncio.sleep(rng.uniform(0.3, 0.7))
     finally:
         await runner.close()
-    return latencies, missed
+    return taken
+
+
+def read_stages(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def first_record(
+    records: Sequence[Mapping[str, Any]], stage: str, target: float, after: float, role: str = "core"
+) -> float | None:
+    """When `stage` first had the target SOC after `after` (bench.stages' records are in time order per
+    process, not across them)."""
+    times = [
+        r["t"]
+        for r in records
+        if r["stage"] == stage
+        and r["role"] == role
+        and r["t"] >= after
+        and r["soc"] is not None
+        and abs(r["soc"] - target) <= SOC_TOLERANCE_PCT
+    ]
+    return min(times, default=None)
+
+
+def stage_times(sample: Sample, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each client's stages for one sample, in milliseconds; a client whose chain has a gap is left out."""
+    answered = first_record(records, "answered", sample.target_pct, sample.asked)
+    if answered is None:
+        return {}
+    polled = max((r["t"] for r in records if r["stage"] == "polled" and r["t"] <= answered), default=None)
+    sent = first_record(records, "sent", sample.target_pct, answered)
+    if polled is None or sent is None:
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for client, section in CLIENT_SECTIONS.items():
+        received = first_record(records, "received", sample.target_pct, answered, section)
+        applying = first_record(records, "applying", sample.target_pct, sample.asked, section)
+        applied = first_record(records, "applied", sample.target_pct, sample.asked, section)
+        decoded = sample.arrived[client]
+        if received is None or applying is None or applied is None or decoded is None:
+            continue
+        marks = [sample.asked, sample.made, polled, answered, sent, received, applying, applied, decoded]
+        found[client] = {
+            stage: (end - start) * 1000.0 for stage, start, end in zip(STAGES, marks, marks[1:], strict=False)
+        }
+        found[client]["total"] = (decoded - sample.asked) * 1000.0
+    return found
+
+
+def breakdown(runs: Sequence[Run]) -> dict[str, Any]:
+    """Per client: p50/p99 of each stage over the runs' samples whose every stage was recorded."""
+    per_client: dict[str, dict[str, list[float]]] = {c: {s: [] for s in (*STAGES, "total")} for c in CLIENTS}
+    for run in runs:
+        for sample in run.samples:
+            for client, stages in stage_times(sample, run.records).items():
+                for stage, ms in stages.items():
+                    per_client[client][stage].append(ms)
+    return {
+        client: {
+            "samples": len(stages["total"]),
+            **{
+                stage: [round(statistics.median(ms), 1), round(percentile(ms, 0.99), 1)]
+                for stage, ms in stages.items()
+                if ms
+            },
+        }
+        for client, stages in per_client.items()
+    }
+
+
+def latencies_of(samples: Sequence[Sample]) -> tuple[dict[str, list[float]], int]:
+    """Milliseconds per client, and the samples where a client's value did not arrive in time."""
+    latencies: dict[str, list[float]] = {client: [] for client in CLIENTS}
+    for sample in samples:
+        for client, at in sample.arrived.items():
+            if at is not None:
+                latencies[client].append((at - sample.asked) * 1000.0)
+    return latencies, sum(None in sample.arrived.values() for sample in samples)
 
 
 def distribution(values: Sequence[float]) -> dict[str, float | int]:
@@ -255,7 +354,61 @@ def distribution(values: Sequence[float]) -> dict[str, float | int]:
     }
 
 
-def run_one(packs: int, samples: int, iec61850_map: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Variant:
+    """A configuration compared side by side (bench.stages applies the gateway's settings)."""
+
+    children: str = "core"  # adapter processes on the core's CPU ("core") or on the bench's ("apart")
+    batch_ms: float | None = None  # the first NODES batch of a poll; None: the gateway's own
+    batch_growth: float | None = None  # each later batch of the poll this many times longer
+    buf_time_ms: int | None = None  # the IEC 61850 map's report buffer time; None: the map's own
+
+    def gateway_settings(self, other_cpus: set[int] | None) -> dict[str, Any]:
+        return {
+            "batch_s": None if self.batch_ms is None else self.batch_ms / 1000.0,
+            "batch_growth": self.batch_growth,
+            "child_cpus": sorted(other_cpus) if self.children == "apart" and other_cpus else None,
+        }
+
+
+VARIANTS: Final[dict[str, Variant]] = {
+    "gateway": Variant(),
+    "children-apart": Variant(children="apart"),
+    "batch-doubling": Variant(batch_ms=5.0, batch_growth=2.0),
+    "batch-5ms": Variant(batch_ms=5.0, batch_growth=1.0),
+    "batch-2ms": Variant(batch_ms=2.0, batch_growth=1.0),
+    "buftm-0": Variant(buf_time_ms=0),
+    "buftm-10": Variant(buf_time_ms=10),
+    "buftm-100": Variant(buf_time_ms=100),
+}
+
+
+def iec61850_map_with(name: str, buf_time_ms: int, directory: Path) -> Path:
+    """A copy of the named IEC 61850 map whose reports have this buffer time."""
+    text = find_iec61850_map(name, REPO).read_text()
+    changed, count = re.subn(r"(?m)^(\s*buf_time_ms:) \d+", rf"\g<1> {buf_time_ms}", text)
+    if count != 1:
+        raise RuntimeError(f"the IEC 61850 map {name} has {count} report_defaults.buf_time_ms, expected 1")
+    path = directory / f"iec61850-{name}-buftm-{buf_time_ms}.yaml"
+    path.write_text(changed)
+    return path
+
+
+@dataclass
+class Run:
+    """One gateway run of one variant: its samples and stage records, and the gateway's accounts."""
+
+    samples: list[Sample]
+    records: list[dict[str, Any]]
+    cycles: int
+    overruns: int
+    cycle_p50_ms: float
+    cycle_p99_ms: float
+    children_us: dict[str, float]
+    load: tuple[float, float]
+
+
+def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant) -> Run:
     gateway_cpus, other_cpus = cpu_split()
     if other_cpus:
         os.sched_setaffinity(0, other_cpus)  # this process, its threads and children (broker, clients)
@@ -267,7 +420,11 @@ def run_one(packs: int, samples: int, iec61850_map: str | None) -> dict[str, Any
         tempfile.TemporaryDirectory(prefix="socgw-freshness-") as temp,
     ):
         directory = Path(temp)
+        stages = directory / "stages.jsonl"
         broker = Broker(directory, free_port())
+        served_map = maps["iec61850"]
+        if variant.buf_time_ms is not None:
+            served_map = str(iec61850_map_with(served_map, variant.buf_time_ms, directory))
         try:
             dnp3_port, mms_port = free_port(), free_port()
             northbound = {
@@ -281,55 +438,96 @@ def run_one(packs: int, samples: int, iec61850_map: str | None) -> dict[str, Any
             }
             request_w = packs * PACK_RATED_W / 4
             config = write_site_config(
-                directory, fleet.endpoints, northbound, request_w, iec61850_map=iec61850_map
+                directory, fleet.endpoints, northbound, request_w, iec61850_map=served_map
             )
             decoder = StampedDecoder(broker.port, f"spBv1.0/{GROUP}/DDATA/{EDGE}/{WATCHED}")
+            environment = {
+                STAGES_VARIABLE: f"{stages}:{WATCHED}",
+                VARIANT_VARIABLE: json.dumps(variant.gateway_settings(other_cpus)),
+            }
             try:
                 with (
-                    socgw_run(config, directory / "status.sock", packs, gateway_cpus) as gateway,
+                    socgw_run(config, directory / "status.sock", packs, gateway_cpus, environment) as gateway,
                     report_client(mms_port, block, seconds=samples * 1.5 + 60.0) as reports,
                 ):
                     before, children_before = gateway.read()["timing"], children_cpu_s(gateway.process.pid)
                     load_before = os.getloadavg()[0]
-                    latencies, missed = uvloop.run(
-                        sample_latencies(dnp3_port, fleet, reports, decoder, samples)
-                    )
+                    taken = uvloop.run(take_samples(dnp3_port, fleet, reports, decoder, samples))
                     after, children_after = gateway.read()["timing"], children_cpu_s(gateway.process.pid)
             finally:
                 decoder.close()
+            records = read_stages(stages)
         finally:
             broker.stop()
     cycles = int(after["cycles"]) - int(before["cycles"])
+    return Run(
+        samples=taken,
+        records=records,
+        cycles=cycles,
+        overruns=int(after["overruns"]) - int(before["overruns"]),
+        # the engine's own percentiles over its recent cycles, read at the end
+        cycle_p50_ms=after["steps_ms"]["total"]["p50"],
+        cycle_p99_ms=after["steps_ms"]["total"]["p99"],
+        children_us=children_us_per_pack_cycle(children_before, children_after, packs * max(1, cycles)),
+        load=(round(load_before, 2), round(os.getloadavg()[0], 2)),
+    )
+
+
+def summarize(packs: int, name: str, iec61850_map: str | None, runs: Sequence[Run]) -> dict[str, Any]:
+    """One variant at one N over its alternated runs."""
+    maps = site_maps(packs, iec61850_map)
+    taken = [sample for run in runs for sample in run.samples]
+    latencies, missed = latencies_of(taken)
     return {
         "packs": packs,
+        "variant": name,
+        "settings": dataclasses.asdict(VARIANTS[name]),
         "maps": maps,
-        "iec61850_report_block": block,
+        "iec61850_report_block": REPORT_BLOCKS["unbuffered" if maps["iec61850"] == LARGE_MAP else "buffered"],
         **{client: distribution(latencies[client]) for client in CLIENTS},
+        "stages_p50_p99_ms": breakdown(runs),
+        "runs": len(runs),
+        "stages_p50_p99_ms_per_run": [breakdown([run]) for run in runs],
         "aim_p99_ms": CYCLE_MS + 20.0,
         "samples_missing_a_value": missed,
-        "gateway_cycle": {
-            "cycles": cycles,
-            "overruns": int(after["overruns"]) - int(before["overruns"]),
-            # the engine's own percentiles over its recent cycles, read at the end
-            "total_p50_ms": after["steps_ms"]["total"]["p50"],
-            "total_p99_ms": after["steps_ms"]["total"]["p99"],
-        },
-        "children_cpu_us_per_pack_cycle": children_us_per_pack_cycle(
-            children_before, children_after, packs * max(1, cycles)
-        ),
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "gateway_cycle": [
+            {
+                "cycles": run.cycles,
+                "overruns": run.overruns,
+                "total_p50_ms": run.cycle_p50_ms,
+                "total_p99_ms": run.cycle_p99_ms,
+            }
+            for run in runs
+        ],
+        "children_cpu_us_per_pack_cycle": [run.children_us for run in runs],
+        "load_average_1min": [list(run.load) for run in runs],
     }
 
 
 def print_side_by_side(results: Sequence[Mapping[str, Any]]) -> None:
     print(f"\nside by side (ms from the register change; aim p99 ≤ {CYCLE_MS + 20.0:g}):", flush=True)
-    print(f"{'packs':>5} " + " ".join(f"{c + ' p50/p99':>28}" for c in CLIENTS) + f" {'p99 ÷ aim':>24}")
+    print(
+        f"{'packs':>5} {'variant':<15}"
+        + " ".join(f"{c + ' p50/p99':>28}" for c in CLIENTS)
+        + f" {'p99 ÷ aim':>24}"
+    )
     for r in results:
         cells = [f"{r[c].get('p50_ms', '-')}/{r[c].get('p99_ms', '-')}" for c in CLIENTS]
         ratios = [
             f"{float(r[c]['p99_ms']) / (CYCLE_MS + 20.0):.2f}" if "p99_ms" in r[c] else "-" for c in CLIENTS
         ]
-        print(f"{r['packs']:>5} " + " ".join(f"{cell:>28}" for cell in cells) + f" {' '.join(ratios):>24}")
+        label = f"{r['packs']:>5} {r['variant']:<15}"
+        print(label + " ".join(f"{cell:>28}" for cell in cells) + f" {' '.join(ratios):>24}")
+
+
+def print_breakdown(result: Mapping[str, Any]) -> None:
+    label = f"{result['packs']} packs" + (f", {result['variant']}" if result.get("variant") else "")
+    print(f"\nstages at {label} (ms, p50/p99; load {result['load_average_1min']}):", flush=True)
+    print(f"{'client':>17} {'n':>3} " + " ".join(f"{stage:>10}" for stage in (*STAGES, "total")))
+    for client in CLIENTS:
+        stages = result["stages_p50_p99_ms"][client]
+        cells = [f"{stages[s][0]:g}/{stages[s][1]:g}" if s in stages else "-" for s in (*STAGES, "total")]
+        print(f"{client:>17} {stages['samples']:>3} " + " ".join(f"{cell:>10}" for cell in cells))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,22 +535,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--packs", type=int, nargs="+", help="fleet sizes (default 200 500)")
-    parser.add_argument("--samples", type=int, help="changes per N (default 60)")
+    parser.add_argument("--samples", type=int, help="changes per N and variant (default 60)")
     parser.add_argument(
         "--iec61850-map", help="IEC 61850 map for every N (default: `default` up to 256 packs, `large` above)"
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        default=["gateway"],
+        help="configurations compared side by side (default: the gateway as it is)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate the variants this many times per N (default 1)"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 10, 6 samples")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     packs = args.packs or ([10] if args.quick else [200, 500])
     samples = args.samples or (6 if args.quick else 60)
+    per_round = max(1, samples // args.rounds)
     about = machine()
     print(f"freshness: {about['cpus']} CPU(s), load average {about['load_average_at_start']}", flush=True)
     results = []
     for n in packs:
-        result = run_one(n, samples, args.iec61850_map)
-        results.append(result)
-        print(json.dumps(result), flush=True)
+        runs: dict[str, list[Run]] = {name: [] for name in args.variants}
+        for round_index in range(args.rounds):
+            for name in args.variants:
+                run = run_one(n, per_round, args.iec61850_map, VARIANTS[name])
+                runs[name].append(run)
+                print(
+                    f"{n} packs, {name}, round {round_index + 1}: load {run.load}, "
+                    f"{run.overruns} overruns in {run.cycles} cycles",
+                    flush=True,
+                )
+        for name in args.variants:
+            result = summarize(n, name, args.iec61850_map, runs[name])
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        for result in results[-len(args.variants) :]:
+            print_breakdown(result)
     print_side_by_side(results)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

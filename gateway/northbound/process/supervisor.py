@@ -64,6 +64,7 @@ STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
 # loop) still makes only a handful of frames, each a system call per child and a wake-up of each child
 # and its stack (a DNP3 unsolicited response, an IEC 61850 report).
 NODE_BATCH_S: Final = 0.005
+NODE_BATCH_GROWTH: Final = 2.0
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
 
 
@@ -372,7 +373,7 @@ class AdapterSupervisor:
 
     def _send_arrived(self) -> None:
         self._batch = None
-        self._batch_s *= 2
+        self._batch_s *= NODE_BATCH_GROWTH
         frame = encode_nodes(self._arrived, time.time())
         self._arrived.clear()
         for child in self.children:

@@ -1,0 +1,236 @@
+"""Where one pack's new value spends its time inside the gateway: per-stage timestamps for bench.freshness.
+
+    python -m bench.stages run -c gateway.yaml      (what bench.freshness starts instead of `socgw run`)
+
+With `STAGES_VARIABLE` set to `<file>:<node id>`, this wraps a few of the gateway's functions, in the
+core and (through the supervisor's `start_child`) in each adapter process, so that each stage of that
+one node's values appends a line `{"stage", "t", "soc", ...}` to the file (O_APPEND: whole lines from
+every process and thread). `t` is `time.perf_counter()`, CLOCK_MONOTONIC on Linux, one clock for every
+process of the machine, so the bench subtracts times taken in different processes. The stages:
+
+- core: `polled` (the node's poll request starts), `answered` (its state reaches the adapter supervisor),
+  `sent` (the frame carrying it is about to be encoded and offered to the children: a NODES frame, or
+  the cycle's snapshot when the cycle ended before the batch did);
+- each child (`section`): `received` (the frame decoded), `applying` and `applied` (before and after the
+  hand-over to the stack: DNP3, the adapter's publish and the stack's `Apply`, on the child's loop;
+  IEC 61850, the updater thread's write of the model; MQTT, the Sparkplug messages' encoding on the
+  client's thread, next the broker).
+
+Only the watched node pays for a record; the others pass through one wrapper call, which the product
+never has: the gateway itself carries no probe. Nothing here is imported by `gateway/`.
+
+`VARIANT_VARIABLE` (JSON) sets what bench.freshness compares side by side: `batch_s` and `batch_growth`
+(the supervisor's first NODES batch and its growth within a poll) and `child_cpus` (the CPUs each
+adapter process moves to as it starts, before its stack's threads exist).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+STAGES_VARIABLE: Final = "SOCGW_BENCH_STAGES"
+VARIANT_VARIABLE: Final = "SOCGW_BENCH_VARIANT"
+CHILD_STAGES: Final = ("received", "applied")
+CORE_STAGES: Final = ("polled", "answered", "sent")
+
+
+class Recorder:
+    """Appends one JSON line per stage to the shared file."""
+
+    def __init__(self, path: str, node_id: str, role: str) -> None:
+        self.node_id = node_id
+        self.role = role
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def __call__(self, stage: str, soc: float | None, **extra: object) -> None:
+        now = time.perf_counter()
+        line = {"stage": stage, "t": now, "soc": soc, "role": self.role, **extra}
+        os.write(self._fd, (json.dumps(line) + "\n").encode())
+
+
+def recorder_from_environment(role: str) -> Recorder | None:
+    setting = os.environ.get(STAGES_VARIABLE)
+    if not setting:
+        return None
+    path, node_id = setting.rsplit(":", 1)
+    return Recorder(path, node_id, role)
+
+
+def _soc_in(nodes: Sequence[Any], node_id: str) -> float | None:
+    """The watched node's SOC among these states; None when it is not among them."""
+    for state in nodes:
+        if state.node_id == node_id:
+            soc: float | None = state.soc_pct
+            return soc
+    return None
+
+
+def variant_from_environment() -> dict[str, Any]:
+    settings: dict[str, Any] = json.loads(os.environ.get(VARIANT_VARIABLE) or "{}")
+    return settings
+
+
+def _wrap(owner: object, name: str, wrapper: Callable[[Any], Any]) -> None:
+    """Replace `owner.name` with `wrapper(original)`."""
+    setattr(owner, name, wrapper(getattr(owner, name)))
+
+
+def install_core(record: Recorder) -> None:
+    """Wrap the core's poll of the watched node, the supervisor's intake and its frames."""
+    from gateway.northbound.process import supervisor
+    from gateway.southbound import fieldbus
+
+    watched = record.node_id
+
+    def recorded_poll(poll: Callable[[float], Awaitable[Any]]) -> Callable[[float], Awaitable[Any]]:
+        async def recorded(now: float) -> Any:
+            record("polled", None)
+            return await poll(now)
+
+        return recorded
+
+    def build_sessions(build: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        def recorded(*args: Any, **kwargs: Any) -> list[Any]:
+            sessions = build(*args, **kwargs)
+            for session in sessions:
+                if session.node_id == watched:  # only the watched session pays
+                    _wrap(session, "poll", recorded_poll)
+            return sessions
+
+        return recorded
+
+    def node_arrived(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def recorded(self: Any, state: Any) -> None:
+            if state.node_id == watched:
+                record("answered", state.soc_pct)
+            original(self, state)
+
+        return recorded
+
+    # `sent` is recorded before the frame is encoded and offered: a child on the same CPU may decode it
+    # before the offer returns.
+    def send_arrived(original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def recorded(self: Any) -> None:
+            soc = _soc_in(self._arrived, watched)
+            if soc is not None:
+                record("sent", soc, frame="nodes")
+            original(self)
+
+        return recorded
+
+    def publish(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def recorded(self: Any, snapshot: Any) -> None:
+            soc = _soc_in(self._arrived, watched) if self._batch is not None else None
+            if soc is not None:
+                record("sent", soc, frame="snapshot")
+            original(self, snapshot)
+
+        return recorded
+
+    def start_child(original: Callable[..., Any]) -> Callable[..., Any]:
+        def with_stages(module: str, arguments: Sequence[str], *rest: Any) -> Any:
+            return original("bench.stages", ["child", module, *arguments], *rest)
+
+        return with_stages
+
+    variant = variant_from_environment()
+    if variant.get("batch_s") is not None:
+        supervisor.NODE_BATCH_S = variant["batch_s"]  # type: ignore[misc]
+    if variant.get("batch_growth") is not None:
+        supervisor.NODE_BATCH_GROWTH = variant["batch_growth"]  # type: ignore[misc]
+    _wrap(fieldbus, "build_sessions", build_sessions)
+    _wrap(supervisor.AdapterSupervisor, "node_arrived", node_arrived)
+    _wrap(supervisor.AdapterSupervisor, "_send_arrived", send_arrived)
+    _wrap(supervisor.AdapterSupervisor, "publish", publish)
+    _wrap(supervisor, "start_child", start_child)
+
+
+def install_child(record: Recorder, section: str) -> None:
+    """Wrap the child's frame decoding and its adapter's hand-over to the stack (only this section's
+    modules are imported: libiec61850 and yadnp3 never share a process)."""
+    from gateway.northbound.adapter import NodeUpdate
+    from gateway.northbound.process import child
+
+    watched = record.node_id
+
+    def nodes_soc(nodes: Sequence[Any], *_: Any) -> float | None:
+        return _soc_in(nodes, watched)
+
+    def update_soc(update: Any) -> float | None:
+        return _soc_in(update.nodes, watched)
+
+    def snapshot_soc(snapshot: Any, *_: Any) -> float | None:
+        return _soc_in(snapshot.fleet.nodes, watched)
+
+    def decode_frame(original: Callable[[int, bytes], Any]) -> Callable[[int, bytes], Any]:
+        def recorded(kind: int, body: bytes) -> Any:
+            content = original(kind, body)
+            soc = update_soc(content) if isinstance(content, NodeUpdate) else snapshot_soc(content)
+            if soc is not None:
+                record("received", soc, section=section, frame=type(content).__name__)
+            return content
+
+        return recorded
+
+    def applied(soc: Callable[..., float | None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+            def recorded(self: Any, *args: Any) -> Any:
+                value = soc(*args)
+                if value is not None:
+                    record("applying", value, section=section, via=original.__name__)
+                result = original(self, *args)
+                if value is not None:
+                    record("applied", value, section=section, via=original.__name__)
+                return result
+
+            return recorded
+
+        return wrapper
+
+    _wrap(child, "decode_frame", decode_frame)
+    if section == "dnp3":
+        from gateway.northbound.dnp3.outstation import Dnp3Outstation
+
+        _wrap(Dnp3Outstation, "publish_nodes", applied(update_soc))
+        _wrap(Dnp3Outstation, "publish", applied(snapshot_soc))
+    elif section == "iec61850":
+        from gateway.northbound.iec61850.updater import Updater
+
+        _wrap(Updater, "apply_nodes", applied(nodes_soc))
+        _wrap(Updater, "apply", applied(snapshot_soc))
+    elif section == "mqtt":
+        from gateway.northbound.mqtt.edge import EdgeNode
+
+        _wrap(EdgeNode, "update_nodes", applied(nodes_soc))
+        _wrap(EdgeNode, "update", applied(snapshot_soc))
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["child"]:
+        module, arguments = argv[1], list(argv[2:])
+        cpus = variant_from_environment().get("child_cpus")
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        record = recorder_from_environment(module)
+        if record is not None:
+            section = arguments[arguments.index("--section") + 1]
+            record.role = section
+            install_child(record, section)
+        from gateway.northbound.process import child
+
+        return child.main(arguments)
+    record = recorder_from_environment("core")
+    if record is not None:
+        install_core(record)
+    from gateway import cli
+
+    return cli.main(list(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
