@@ -60,15 +60,17 @@ from bench.pipeline import (
     cpu_split,
     free_port,
     machine,
+    process_cpu_s,
     site_maps,
     start_pinned,
     write_site_config,
 )
-from bench.stages import STAGES_VARIABLE, VARIANT_VARIABLE
+from bench.stages import STAGES_VARIABLE, VARIANT_VARIABLE, Recorder
 from gateway.commands.demo import stop_process
 from gateway.mapping.dnp3 import LARGE_MAP
 from gateway.mapping.iec61850 import find_map as find_iec61850_map
 from gateway.profiles.loader import ProfileLibrary
+from gateway.sim.faults import Faults
 from gateway.sim.fleet import FleetThread
 from gateway.sim.scenario import uniform_fleet
 from gateway.status import read_status
@@ -77,8 +79,28 @@ from tests.northbound.mqtt.support import Broker, Decoder
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "tests" / "northbound" / "iec61850" / "client.py"
-WATCHED = "pack-01"
-REPORT_BLOCKS = {"buffered": "SOCGWPACK_01/LLN0.BR.brcbMeas", "unbuffered": "SOCGWPACK_01/LLN0.RP.urcbMeas"}
+BANK_STRIDE = 27  # AN2018 battery banks: AI955 + 27 per pack in both DNP3 maps (mappings/dnp3/)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """The pack whose SOC the samples change: the first of the poll order or the last."""
+
+    position: int  # 1-based, in the site config's `nodes:` (the poll's order)
+
+    @property
+    def node_id(self) -> str:
+        return f"pack-{self.position:02d}"  # as uniform_fleet names them
+
+    @property
+    def soc_index(self) -> int:
+        return BANK1_SOC + BANK_STRIDE * (self.position - 1)
+
+    def report_block(self, iec61850_map: str) -> str:
+        domain = f"SOCGWPACK_{self.position:02d}"
+        return f"{domain}/LLN0.RP.urcbMeas" if iec61850_map == LARGE_MAP else f"{domain}/LLN0.BR.brcbMeas"
+
+
 GROUP, EDGE = "bench", "freshness"
 SAMPLE_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 300.0
@@ -87,10 +109,10 @@ CLIENTS = ("dnp3_unsolicited", "iec61850_report", "mqtt_ddata")
 CLIENT_SECTIONS = {"dnp3_unsolicited": "dnp3", "iec61850_report": "iec61850", "mqtt_ddata": "mqtt"}
 SOC_TOLERANCE_PCT = 0.05
 # From one mark to the next (bench.stages): the simulator makes the change; the pack's next poll
-# starts; its answer reaches the adapter supervisor; the frame carrying it is encoded and offered to
-# the children; the child decodes it; the adapter's stack thread takes it (DNP3: at once, on the
-# child's loop); the stack has it; the client has decoded it.
-STAGES = ("simulator", "wait_poll", "poll", "batch", "channel", "handover", "apply", "client")
+# starts; the simulator serves its (last) request; the answer reaches the adapter supervisor; the frame
+# carrying it is encoded and offered to the children; the child decodes it; the adapter's stack thread
+# takes it (DNP3: at once, on the child's loop); the stack has it; the client has decoded it.
+STAGES = ("simulator", "wait_poll", "request", "answer", "batch", "channel", "handover", "apply", "client")
 
 
 def first_float(value: Any) -> float | None:
@@ -113,6 +135,7 @@ class ReportClient:
 
     process: subprocess.Popen[str]
     arrivals: list[tuple[float, float]] = field(default_factory=list)  # (perf_counter, ZBAT1.Soc)
+    count: int = 0  # reports received
     ready: threading.Event = field(default_factory=threading.Event)
     problem: str = ""
 
@@ -125,6 +148,7 @@ class ReportClient:
                 if "ready" in document:
                     self.ready.set()
                 elif document.get("values"):
+                    self.count += 1
                     soc = first_float(document["values"][0])
                     if soc is not None:
                         self.arrivals.append((arrived, soc))
@@ -227,7 +251,13 @@ class Sample:
 
 
 async def take_samples(
-    dnp3_port: int, fleet: FleetThread, reports: ReportClient, decoder: StampedDecoder, samples: int
+    dnp3_port: int,
+    fleet: FleetThread,
+    reports: ReportClient,
+    decoder: StampedDecoder,
+    samples: int,
+    *,
+    watched: Watched,
 ) -> list[Sample]:
     rng = random.Random(11)
     handler, runner = master(dnp3_port)
@@ -242,13 +272,15 @@ async def take_samples(
             reports.arrivals.clear()
             decoder.arrivals.clear()
             started = time.perf_counter()
-            fleet.update_state(WATCHED, soc_pct=target)
+            fleet.update_state(watched.node_id, soc_pct=target)
             arrived: dict[str, float | None] = dict.fromkeys(CLIENTS)
             taken.append(Sample(started, time.perf_counter(), target, arrived))
             deadline = started + SAMPLE_TIMEOUT_S
             while None in arrived.values() and time.perf_counter() < deadline:
                 await runner.listen_unsolicited(timeout=0.02)
-                soc_points = [(t, value) for t, index, value in handler.arrivals if index == BANK1_SOC]
+                soc_points = [
+                    (t, value) for t, index, value in handler.arrivals if index == watched.soc_index
+                ]
                 arrived["dnp3_unsolicited"] = arrived["dnp3_unsolicited"] or arrived_at(
                     soc_points, target * 10, 5
                 )
@@ -260,6 +292,18 @@ async def take_samples(
     finally:
         await runner.close()
     return taken
+
+
+def record_served(fleet: FleetThread, pack_id: str, record: Recorder) -> None:
+    """Stamp each request of the watched pack as the simulator serves it (on the fleet's thread)."""
+    server = fleet.fleet._server(pack_id)
+    respond = server.respond
+
+    def recorded(unit_id: int, pdu: bytes, faults: Faults) -> bytes:
+        record("served", None)
+        return respond(unit_id, pdu, faults)
+
+    server.respond = recorded  # type: ignore[method-assign]
 
 
 def read_stages(path: Path) -> list[dict[str, Any]]:
@@ -291,8 +335,9 @@ def stage_times(sample: Sample, records: Sequence[Mapping[str, Any]]) -> dict[st
     if answered is None:
         return {}
     polled = max((r["t"] for r in records if r["stage"] == "polled" and r["t"] <= answered), default=None)
+    served = max((r["t"] for r in records if r["stage"] == "served" and r["t"] <= answered), default=None)
     sent = first_record(records, "sent", sample.target_pct, answered)
-    if polled is None or sent is None:
+    if polled is None or served is None or sent is None:
         return {}
     found: dict[str, dict[str, float]] = {}
     for client, section in CLIENT_SECTIONS.items():
@@ -302,7 +347,18 @@ def stage_times(sample: Sample, records: Sequence[Mapping[str, Any]]) -> dict[st
         decoded = sample.arrived[client]
         if received is None or applying is None or applied is None or decoded is None:
             continue
-        marks = [sample.asked, sample.made, polled, answered, sent, received, applying, applied, decoded]
+        marks = [
+            sample.asked,
+            sample.made,
+            polled,
+            served,
+            answered,
+            sent,
+            received,
+            applying,
+            applied,
+            decoded,
+        ]
         found[client] = {
             stage: (end - start) * 1000.0 for stage, start, end in zip(STAGES, marks, marks[1:], strict=False)
         }
@@ -359,14 +415,14 @@ class Variant:
     """A configuration compared side by side (bench.stages applies the gateway's settings)."""
 
     children: str = "core"  # adapter processes on the core's CPU ("core") or on the bench's ("apart")
-    batch_ms: float | None = None  # the first NODES batch of a poll; None: the gateway's own
-    batch_growth: float | None = None  # each later batch of the poll this many times longer
+    batch_ms: float | None = None  # the least time between NODES frames; None: the gateway's own
+    doubling_batches: bool = False  # the batch schedule before issue 14's freshness work
     buf_time_ms: int | None = None  # the IEC 61850 map's report buffer time; None: the map's own
 
     def gateway_settings(self, other_cpus: set[int] | None) -> dict[str, Any]:
         return {
             "batch_s": None if self.batch_ms is None else self.batch_ms / 1000.0,
-            "batch_growth": self.batch_growth,
+            "doubling_batches": self.doubling_batches,
             "child_cpus": sorted(other_cpus) if self.children == "apart" and other_cpus else None,
         }
 
@@ -374,9 +430,9 @@ class Variant:
 VARIANTS: Final[dict[str, Variant]] = {
     "gateway": Variant(),
     "children-apart": Variant(children="apart"),
-    "batch-doubling": Variant(batch_ms=5.0, batch_growth=2.0),
-    "batch-5ms": Variant(batch_ms=5.0, batch_growth=1.0),
-    "batch-2ms": Variant(batch_ms=2.0, batch_growth=1.0),
+    "batch-doubling": Variant(doubling_batches=True),
+    "batch-2ms": Variant(batch_ms=2.0),
+    "batch-10ms": Variant(batch_ms=10.0),
     "buftm-0": Variant(buf_time_ms=0),
     "buftm-10": Variant(buf_time_ms=10),
     "buftm-100": Variant(buf_time_ms=100),
@@ -404,23 +460,26 @@ class Run:
     overruns: int
     cycle_p50_ms: float
     cycle_p99_ms: float
+    core_us: float  # the core process's CPU per pack-cycle
     children_us: dict[str, float]
     load: tuple[float, float]
+    iec61850_reports_per_s: float  # of the watched pack's report block, every report
 
 
-def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant) -> Run:
+def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant, watched: Watched) -> Run:
     gateway_cpus, other_cpus = cpu_split()
     if other_cpus:
         os.sched_setaffinity(0, other_cpus)  # this process, its threads and children (broker, clients)
     profile = ProfileLibrary([REPO / "profiles"]).get("microstore/mp2000")
     maps = site_maps(packs, iec61850_map)
-    block = REPORT_BLOCKS["unbuffered" if maps["iec61850"] == LARGE_MAP else "buffered"]
+    block = watched.report_block(maps["iec61850"])
     with (
         FleetThread(uniform_fleet(packs, profile, base_port=0, speed=1.0)) as fleet,
         tempfile.TemporaryDirectory(prefix="socgw-freshness-") as temp,
     ):
         directory = Path(temp)
         stages = directory / "stages.jsonl"
+        record_served(fleet, watched.node_id, Recorder(str(stages), watched.node_id, "simulator"))
         broker = Broker(directory, free_port())
         served_map = maps["iec61850"]
         if variant.buf_time_ms is not None:
@@ -440,9 +499,9 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
             config = write_site_config(
                 directory, fleet.endpoints, northbound, request_w, iec61850_map=served_map
             )
-            decoder = StampedDecoder(broker.port, f"spBv1.0/{GROUP}/DDATA/{EDGE}/{WATCHED}")
+            decoder = StampedDecoder(broker.port, f"spBv1.0/{GROUP}/DDATA/{EDGE}/{watched.node_id}")
             environment = {
-                STAGES_VARIABLE: f"{stages}:{WATCHED}",
+                STAGES_VARIABLE: f"{stages}:{watched.node_id}",
                 VARIANT_VARIABLE: json.dumps(variant.gateway_settings(other_cpus)),
             }
             try:
@@ -451,9 +510,13 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
                     report_client(mms_port, block, seconds=samples * 1.5 + 60.0) as reports,
                 ):
                     before, children_before = gateway.read()["timing"], children_cpu_s(gateway.process.pid)
-                    load_before = os.getloadavg()[0]
-                    taken = uvloop.run(take_samples(dnp3_port, fleet, reports, decoder, samples))
+                    core_before = process_cpu_s(gateway.process.pid)
+                    load_before, reports_before, since = os.getloadavg()[0], reports.count, time.monotonic()
+                    sampling = take_samples(dnp3_port, fleet, reports, decoder, samples, watched=watched)
+                    taken = uvloop.run(sampling)
+                    reports_per_s = (reports.count - reports_before) / (time.monotonic() - since)
                     after, children_after = gateway.read()["timing"], children_cpu_s(gateway.process.pid)
+                    core_s = process_cpu_s(gateway.process.pid) - core_before
             finally:
                 decoder.close()
             records = read_stages(stages)
@@ -468,12 +531,16 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
         # the engine's own percentiles over its recent cycles, read at the end
         cycle_p50_ms=after["steps_ms"]["total"]["p50"],
         cycle_p99_ms=after["steps_ms"]["total"]["p99"],
+        core_us=round(core_s * 1e6 / (packs * max(1, cycles)), 1),
         children_us=children_us_per_pack_cycle(children_before, children_after, packs * max(1, cycles)),
         load=(round(load_before, 2), round(os.getloadavg()[0], 2)),
+        iec61850_reports_per_s=round(reports_per_s, 1),
     )
 
 
-def summarize(packs: int, name: str, iec61850_map: str | None, runs: Sequence[Run]) -> dict[str, Any]:
+def summarize(
+    packs: int, name: str, iec61850_map: str | None, watched: Watched, runs: Sequence[Run]
+) -> dict[str, Any]:
     """One variant at one N over its alternated runs."""
     maps = site_maps(packs, iec61850_map)
     taken = [sample for run in runs for sample in run.samples]
@@ -483,7 +550,9 @@ def summarize(packs: int, name: str, iec61850_map: str | None, runs: Sequence[Ru
         "variant": name,
         "settings": dataclasses.asdict(VARIANTS[name]),
         "maps": maps,
-        "iec61850_report_block": REPORT_BLOCKS["unbuffered" if maps["iec61850"] == LARGE_MAP else "buffered"],
+        "watched": watched.node_id,
+        "iec61850_report_block": watched.report_block(maps["iec61850"]),
+        "iec61850_reports_per_s": [run.iec61850_reports_per_s for run in runs],
         **{client: distribution(latencies[client]) for client in CLIENTS},
         "stages_p50_p99_ms": breakdown(runs),
         "runs": len(runs),
@@ -499,6 +568,7 @@ def summarize(packs: int, name: str, iec61850_map: str | None, runs: Sequence[Ru
             }
             for run in runs
         ],
+        "core_cpu_us_per_pack_cycle": [run.core_us for run in runs],
         "children_cpu_us_per_pack_cycle": [run.children_us for run in runs],
         "load_average_1min": [list(run.load) for run in runs],
     }
@@ -549,12 +619,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="alternate the variants this many times per N (default 1)"
     )
+    parser.add_argument(
+        "--watch",
+        choices=("first", "last"),
+        default="first",
+        help="the pack whose SOC changes: the first polled (pack-01, default) or the last (pack-N)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 10, 6 samples")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     packs = args.packs or ([10] if args.quick else [200, 500])
     samples = args.samples or (6 if args.quick else 60)
     per_round = max(1, samples // args.rounds)
+
+    def watched(packs: int) -> Watched:
+        return Watched(1 if args.watch == "first" else packs)
+
     about = machine()
     print(f"freshness: {about['cpus']} CPU(s), load average {about['load_average_at_start']}", flush=True)
     results = []
@@ -562,15 +642,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, list[Run]] = {name: [] for name in args.variants}
         for round_index in range(args.rounds):
             for name in args.variants:
-                run = run_one(n, per_round, args.iec61850_map, VARIANTS[name])
+                run = run_one(n, per_round, args.iec61850_map, VARIANTS[name], watched(n))
                 runs[name].append(run)
                 print(
                     f"{n} packs, {name}, round {round_index + 1}: load {run.load}, "
-                    f"{run.overruns} overruns in {run.cycles} cycles",
+                    f"{run.overruns} overruns in {run.cycles} cycles, CPU µs/pack-cycle core "
+                    f"{run.core_us} children {run.children_us}, IEC 61850 reports/s "
+                    f"{run.iec61850_reports_per_s}",
                     flush=True,
                 )
         for name in args.variants:
-            result = summarize(n, name, args.iec61850_map, runs[name])
+            result = summarize(n, name, args.iec61850_map, watched(n), runs[name])
             results.append(result)
             print(json.dumps(result), flush=True)
         for result in results[-len(args.variants) :]:

@@ -19,13 +19,15 @@ process of the machine, so the bench subtracts times taken in different processe
 Only the watched node pays for a record; the others pass through one wrapper call, which the product
 never has: the gateway itself carries no probe. Nothing here is imported by `gateway/`.
 
-`VARIANT_VARIABLE` (JSON) sets what bench.freshness compares side by side: `batch_s` and `batch_growth`
-(the supervisor's first NODES batch and its growth within a poll) and `child_cpus` (the CPUs each
+`VARIANT_VARIABLE` (JSON) sets what bench.freshness compares side by side: `batch_s` (the supervisor's
+least time between NODES frames), `doubling_batches` (the schedule the gateway had before: a frame 5 ms
+after the first answer of a poll, each later batch twice as long) and `child_cpus` (the CPUs each
 adapter process moves to as it starts, before its stack's threads exist).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -78,6 +80,44 @@ def variant_from_environment() -> dict[str, Any]:
 def _wrap(owner: object, name: str, wrapper: Callable[[Any], Any]) -> None:
     """Replace `owner.name` with `wrapper(original)`."""
     setattr(owner, name, wrapper(getattr(owner, name)))
+
+
+DOUBLING_FIRST_S: Final = 0.005
+
+
+def install_doubling_batches(cls: type) -> None:
+    """The supervisor's batches as they were before the frames went at the end of the loop's burst:
+    the first NODES frame of a poll DOUBLING_FIRST_S after the first answer, each later batch of the
+    poll twice as long as the one before (5, 10, 20, 40 ms)."""
+
+    def node_arrived(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def rescheduled(self: Any, state: Any) -> None:
+            waiting = self._batch
+            original(self, state)
+            if waiting is None and self._batch is not None:  # a batch starts: on the old schedule
+                self._batch.cancel()
+                delay = getattr(self, "doubling_s", DOUBLING_FIRST_S)
+                self._batch = asyncio.get_running_loop().call_later(delay, self._send_arrived)
+
+        return rescheduled
+
+    def send_arrived(original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def doubled(self: Any) -> None:
+            self.doubling_s = getattr(self, "doubling_s", DOUBLING_FIRST_S) * 2
+            original(self)
+
+        return doubled
+
+    def publish(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def reset(self: Any, snapshot: Any) -> None:
+            self.doubling_s = DOUBLING_FIRST_S
+            original(self, snapshot)
+
+        return reset
+
+    _wrap(cls, "node_arrived", node_arrived)
+    _wrap(cls, "_send_arrived", send_arrived)
+    _wrap(cls, "publish", publish)
 
 
 def install_core(record: Recorder) -> None:
@@ -141,8 +181,8 @@ def install_core(record: Recorder) -> None:
     variant = variant_from_environment()
     if variant.get("batch_s") is not None:
         supervisor.NODE_BATCH_S = variant["batch_s"]  # type: ignore[misc]
-    if variant.get("batch_growth") is not None:
-        supervisor.NODE_BATCH_GROWTH = variant["batch_growth"]  # type: ignore[misc]
+    if variant.get("doubling_batches"):
+        install_doubling_batches(supervisor.AdapterSupervisor)
     _wrap(fieldbus, "build_sessions", build_sessions)
     _wrap(supervisor.AdapterSupervisor, "node_arrived", node_arrived)
     _wrap(supervisor.AdapterSupervisor, "_send_arrived", send_arrived)
