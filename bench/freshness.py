@@ -387,6 +387,34 @@ def breakdown(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
+def carrying_frames(runs: Sequence[Run]) -> dict[str, Any]:
+    """Which frame of its poll first carried each sample's value (1: the first NODES frame, 0: the
+    cycle's snapshot) and how many node states it held."""
+    carried: list[tuple[int, int]] = []
+    for run in runs:
+        for sample in run.samples:
+            answered = first_record(run.records, "answered", sample.target_pct, sample.asked)
+            if answered is None:
+                continue
+            sent = [
+                r
+                for r in run.records
+                if r["stage"] == "sent" and r["t"] >= answered and "index" in r
+                and abs(r["soc"] - sample.target_pct) <= SOC_TOLERANCE_PCT
+            ]  # fmt: skip
+            if sent:
+                first = min(sent, key=lambda r: r["t"])
+                carried.append((first["index"], first["states"]))
+    if not carried:
+        return {}
+    indexes = [index for index, _ in carried]
+    return {
+        "samples": len(carried),
+        "by_frame_of_poll": {str(i): indexes.count(i) for i in sorted(set(indexes))},
+        "states_p50": statistics.median(states for _, states in carried),
+    }
+
+
 def latencies_of(samples: Sequence[Sample]) -> tuple[dict[str, list[float]], int]:
     """Milliseconds per client, and the samples where a client's value did not arrive in time."""
     latencies: dict[str, list[float]] = {client: [] for client in CLIENTS}
@@ -414,22 +442,32 @@ def distribution(values: Sequence[float]) -> dict[str, float | int]:
 class Variant:
     """A configuration compared side by side (bench.stages applies the gateway's settings)."""
 
-    children: str = "core"  # adapter processes on the core's CPU ("core") or on the bench's ("apart")
+    # the adapter processes on any CPU (as the kernel places them), on the core's ("core") or on the
+    # bench's ("apart"); the core itself stays on its own CPU
+    children: str = "anywhere"
+    pollers: int = 1  # site.pollers: above 1 nothing is pinned (bench.pipeline.cpu_split)
     batch_ms: float | None = None  # the least time between NODES frames; None: the gateway's own
     doubling_batches: bool = False  # the batch schedule before issue 14's freshness work
     buf_time_ms: int | None = None  # the IEC 61850 map's report buffer time; None: the map's own
 
     def gateway_settings(self, other_cpus: set[int] | None) -> dict[str, Any]:
+        child_cpus = {"core": None, "apart": other_cpus, "anywhere": set(range(os.cpu_count() or 1))}
+        cpus = child_cpus[self.children]
         return {
             "batch_s": None if self.batch_ms is None else self.batch_ms / 1000.0,
             "doubling_batches": self.doubling_batches,
-            "child_cpus": sorted(other_cpus) if self.children == "apart" and other_cpus else None,
+            "child_cpus": sorted(cpus) if cpus else None,
         }
 
 
 VARIANTS: Final[dict[str, Variant]] = {
     "gateway": Variant(),
+    # what issue 14's freshness run measured: the children pinned with the core, NODES batches of 5,
+    # 10, 20, 40 ms, the maps' report buffer time of 100 ms
+    "issue-start": Variant(children="core", doubling_batches=True, buf_time_ms=100),
+    "children-with-core": Variant(children="core"),
     "children-apart": Variant(children="apart"),
+    "pollers-2": Variant(pollers=2),
     "batch-doubling": Variant(doubling_batches=True),
     "batch-2ms": Variant(batch_ms=2.0),
     "batch-10ms": Variant(batch_ms=10.0),
@@ -467,9 +505,9 @@ class Run:
 
 
 def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant, watched: Watched) -> Run:
-    gateway_cpus, other_cpus = cpu_split()
-    if other_cpus:
-        os.sched_setaffinity(0, other_cpus)  # this process, its threads and children (broker, clients)
+    gateway_cpus, other_cpus = cpu_split(variant.pollers)
+    # this process, its threads and children (broker, clients); all of them for an unpinned gateway
+    os.sched_setaffinity(0, other_cpus or set(range(os.cpu_count() or 1)))
     profile = ProfileLibrary([REPO / "profiles"]).get("microstore/mp2000")
     maps = site_maps(packs, iec61850_map)
     block = watched.report_block(maps["iec61850"])
@@ -497,7 +535,12 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
             }
             request_w = packs * PACK_RATED_W / 4
             config = write_site_config(
-                directory, fleet.endpoints, northbound, request_w, iec61850_map=served_map
+                directory,
+                fleet.endpoints,
+                northbound,
+                request_w,
+                iec61850_map=served_map,
+                pollers=variant.pollers,
             )
             decoder = StampedDecoder(broker.port, f"spBv1.0/{GROUP}/DDATA/{EDGE}/{watched.node_id}")
             environment = {
@@ -555,6 +598,7 @@ def summarize(
         "iec61850_reports_per_s": [run.iec61850_reports_per_s for run in runs],
         **{client: distribution(latencies[client]) for client in CLIENTS},
         "stages_p50_p99_ms": breakdown(runs),
+        "carrying_frame": carrying_frames(runs),
         "runs": len(runs),
         "stages_p50_p99_ms_per_run": [breakdown([run]) for run in runs],
         "aim_p99_ms": CYCLE_MS + 20.0,
@@ -591,8 +635,9 @@ def print_side_by_side(results: Sequence[Mapping[str, Any]]) -> None:
 
 
 def print_breakdown(result: Mapping[str, Any]) -> None:
-    label = f"{result['packs']} packs" + (f", {result['variant']}" if result.get("variant") else "")
+    label = f"{result['packs']} packs, {result['variant']}, watching {result['watched']}"
     print(f"\nstages at {label} (ms, p50/p99; load {result['load_average_1min']}):", flush=True)
+    print(f"  frame of its poll that carried it (0: the snapshot): {result['carrying_frame']}")
     print(f"{'client':>17} {'n':>3} " + " ".join(f"{stage:>10}" for stage in (*STAGES, "total")))
     for client in CLIENTS:
         stages = result["stages_p50_p99_ms"][client]

@@ -154,11 +154,13 @@ def install_core(record: Recorder) -> None:
 
     # `sent` is recorded before the frame is encoded and offered: a child on the same CPU may decode it
     # before the offer returns.
+    # Which NODES frame of its poll carried the watched node, and with how many states.
     def send_arrived(original: Callable[[Any], None]) -> Callable[[Any], None]:
         def recorded(self: Any) -> None:
+            self.frames_in_poll = getattr(self, "frames_in_poll", 0) + 1
             soc = _soc_in(self._arrived, watched)
             if soc is not None:
-                record("sent", soc, frame="nodes")
+                record("sent", soc, frame="nodes", index=self.frames_in_poll, states=len(self._arrived))
             original(self)
 
         return recorded
@@ -167,7 +169,8 @@ def install_core(record: Recorder) -> None:
         def recorded(self: Any, snapshot: Any) -> None:
             soc = _soc_in(self._arrived, watched) if self._batch is not None else None
             if soc is not None:
-                record("sent", soc, frame="snapshot")
+                record("sent", soc, frame="snapshot", index=0, states=len(self._arrived))
+            self.frames_in_poll = 0
             original(self, snapshot)
 
         return recorded
