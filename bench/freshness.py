@@ -1,28 +1,36 @@
 """Freshness: from a register change inside the simulator to the value decoded by each SCADA client.
 
     python -m bench.freshness [--packs 200 500] [--samples 60] [--iec61850-map default|large]
+                              [--watch first|last] [--variants gateway issue-start ...] [--rounds R]
                               [--quick] [--json bench/results/freshness.json]
 
 Method, per N: the simulator runs in this process (`FleetThread`, N microstore/mp2000 packs at real-time
 speed) so the bench can change a pack's state directly; `socgw run -c` runs as its own process (the
-core, with its DNP3, IEC 61850 and MQTT children), pinned to CPU 0, while this process, the clients and
-a Mosquitto broker started here on a free loopback port stay on the other CPUs. Three independent
-clients watch pack-01 at once:
+core, with its DNP3, IEC 61850 and MQTT children) through bench.stages; the core is pinned to CPU 0
+and its adapter processes run on any CPU (variant `children-with-core`: pinned with the core), while
+this process, the clients and a Mosquitto broker started here on a free loopback port stay on the other
+CPUs. Three independent clients watch one pack at once (`--watch`: pack-01, polled first, or the last):
 - DNP3: the master dnp3py with unsolicited responses enabled; its handler stamps every analog value as
-  it decodes it (AI961, bank 1 SOC in 0.1 %).
-- IEC 61850: a libiec61850 client process (tests/northbound/iec61850/client.py `report`) with pack-01's
-  buffered report `brcbMeas` enabled (buffer time 100 ms, the map's default); with the large map (the
-  advice above 256 packs: no buffered report per pack) its unbuffered `urcbMeas`. Each report is
-  stamped when this process reads the client's line (ZBAT1.Soc).
-- MQTT: Eclipse Tahu's Sparkplug decoder in Node.js (tests/northbound/mqtt/peer) subscribed to
-  pack-01's DDATA through the broker; each decoded message is stamped when this process reads it.
-Each sample sets pack-01's SOC to 40 % or 60 % in turn (far beyond every deadband) and takes the time
+  it decodes it (the pack's AN2018 bank SOC in 0.1 %, AI961 for pack-01).
+- IEC 61850: a libiec61850 client process (tests/northbound/iec61850/client.py `report`) with the pack's
+  buffered report `brcbMeas` enabled (the map's buffer time); with the large map (the advice above 256
+  packs: no buffered report per pack) its unbuffered `urcbMeas`. Each report is stamped when this
+  process reads the client's line (ZBAT1.Soc).
+- MQTT: Eclipse Tahu's Sparkplug decoder in Node.js (tests/northbound/mqtt/peer) subscribed to the
+  pack's DDATA through the broker; each decoded message is stamped when this process reads it.
+Each sample sets the pack's SOC to 40 % or 60 % in turn (far beyond every deadband) and takes the time
 until each client has the new value; a random pause of 0.3-0.7 s puts the next change at a random phase
-of the 100 ms cycle. What is measured: up to one cycle of waiting for the next poll, the poll, the
-snapshot and its frame to each child, then DNP3: the outstation's event and unsolicited response;
-IEC 61850: the model update, the report buffer time, the report; MQTT: the encoding, the broker; and
-each client's decoding. The aim (issue 14/15): p99 ≤ cycle + 20 ms. Beside: the core's cycle timings
-and overruns over the samples (from `socgw status`) and each child's CPU per pack-cycle.
+of the 100 ms cycle. The aim (issue 14/15): p99 ≤ cycle + 20 ms.
+
+Where the time goes (bench.stages stamps the watched pack in every process, on one clock; `STAGES`):
+simulator (the change made), wait_poll (until the pack's next poll starts), request (until the
+simulator serves it), answer (until the core hands the state to the adapter supervisor), batch (until
+its NODES frame goes), channel (until the child has decoded it), handover (to the stack's thread),
+apply (the stack has it), client (the client has decoded it); p50/p99 of each, and which frame of its
+poll carried the value. `--variants` runs configurations alternated `--rounds` times in one run
+(`VARIANTS`: the adapters' CPUs, the NODES schedule, the IEC 61850 buffer time, site.pollers), each
+with its load average. Beside: the core's cycle timings and overruns over the samples (from `socgw
+status`), the core's and each child's CPU per pack-cycle, the watched report block's reports per second.
 Tests never assert speed.
 """
 
@@ -415,6 +423,30 @@ def carrying_frames(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
+def stack_updates(runs: Sequence[Run]) -> dict[str, dict[str, list[float]]]:
+    """How long each adapter's hand-over to its stack took, every call that carried the watched pack
+    (its node frames and every snapshot), p50/p99/max in ms, by section and call."""
+    durations: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        started: dict[tuple[str, str], float] = {}
+        for r in sorted(run.records, key=lambda r: r["t"]):
+            if r["stage"] not in {"applying", "applied"}:
+                continue
+            key = (r["section"], r["via"])
+            if r["stage"] == "applying":
+                started[key] = r["t"]
+            elif key in started:
+                ms = (r["t"] - started.pop(key)) * 1000.0
+                durations.setdefault(key[0], {}).setdefault(key[1], []).append(ms)
+    return {
+        section: {
+            via: [round(statistics.median(ms), 2), round(percentile(ms, 0.99), 1), round(max(ms), 1)]
+            for via, ms in calls.items()
+        }
+        for section, calls in durations.items()
+    }
+
+
 def latencies_of(samples: Sequence[Sample]) -> tuple[dict[str, list[float]], int]:
     """Milliseconds per client, and the samples where a client's value did not arrive in time."""
     latencies: dict[str, list[float]] = {client: [] for client in CLIENTS}
@@ -584,10 +616,12 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
 def summarize(
     packs: int, name: str, iec61850_map: str | None, watched: Watched, runs: Sequence[Run]
 ) -> dict[str, Any]:
-    """One variant at one N over its alternated runs."""
+    """One variant at one N over its alternated runs: the samples pooled, the gateway's accounts summed
+    or averaged over the runs, and each run on its own beside."""
     maps = site_maps(packs, iec61850_map)
     taken = [sample for run in runs for sample in run.samples]
     latencies, missed = latencies_of(taken)
+    labels = {label for run in runs for label in run.children_us}
     return {
         "packs": packs,
         "variant": name,
@@ -595,26 +629,37 @@ def summarize(
         "maps": maps,
         "watched": watched.node_id,
         "iec61850_report_block": watched.report_block(maps["iec61850"]),
-        "iec61850_reports_per_s": [run.iec61850_reports_per_s for run in runs],
         **{client: distribution(latencies[client]) for client in CLIENTS},
         "stages_p50_p99_ms": breakdown(runs),
         "carrying_frame": carrying_frames(runs),
-        "runs": len(runs),
-        "stages_p50_p99_ms_per_run": [breakdown([run]) for run in runs],
+        "stack_update_p50_p99_max_ms": stack_updates(runs),
         "aim_p99_ms": CYCLE_MS + 20.0,
         "samples_missing_a_value": missed,
-        "gateway_cycle": [
+        "gateway_cycle": {
+            "cycles": sum(run.cycles for run in runs),
+            "overruns": sum(run.overruns for run in runs),
+            # the engine's own percentiles over its recent cycles, read at the end of each run
+            "total_p50_ms": statistics.median(run.cycle_p50_ms for run in runs),
+            "total_p99_ms": max(run.cycle_p99_ms for run in runs),
+        },
+        "core_cpu_us_per_pack_cycle": round(statistics.mean(run.core_us for run in runs), 1),
+        "children_cpu_us_per_pack_cycle": {
+            label: round(statistics.mean(r.children_us[label] for r in runs if label in r.children_us), 1)
+            for label in sorted(labels)
+        },
+        "load_average_1min": [list(run.load) for run in runs],
+        "runs": [
             {
+                "load_average_1min": list(run.load),
                 "cycles": run.cycles,
                 "overruns": run.overruns,
-                "total_p50_ms": run.cycle_p50_ms,
-                "total_p99_ms": run.cycle_p99_ms,
+                "core_cpu_us_per_pack_cycle": run.core_us,
+                "children_cpu_us_per_pack_cycle": run.children_us,
+                "iec61850_reports_per_s": run.iec61850_reports_per_s,
+                "stages_p50_p99_ms": breakdown([run]),
             }
             for run in runs
         ],
-        "core_cpu_us_per_pack_cycle": [run.core_us for run in runs],
-        "children_cpu_us_per_pack_cycle": [run.children_us for run in runs],
-        "load_average_1min": [list(run.load) for run in runs],
     }
 
 
@@ -638,6 +683,7 @@ def print_breakdown(result: Mapping[str, Any]) -> None:
     label = f"{result['packs']} packs, {result['variant']}, watching {result['watched']}"
     print(f"\nstages at {label} (ms, p50/p99; load {result['load_average_1min']}):", flush=True)
     print(f"  frame of its poll that carried it (0: the snapshot): {result['carrying_frame']}")
+    print(f"  each hand-over to a stack, p50/p99/max ms: {result['stack_update_p50_p99_max_ms']}")
     print(f"{'client':>17} {'n':>3} " + " ".join(f"{stage:>10}" for stage in (*STAGES, "total")))
     for client in CLIENTS:
         stages = result["stages_p50_p99_ms"][client]
