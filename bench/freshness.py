@@ -447,6 +447,19 @@ def stack_updates(runs: Sequence[Run]) -> dict[str, dict[str, list[float]]]:
     }
 
 
+def gc_pauses(runs: Sequence[Run]) -> dict[str, list[float]]:
+    """Each adapter process's garbage collections longer than 5 ms over the runs: count, p50, max ms."""
+    pauses: dict[str, list[float]] = {}
+    for run in runs:
+        for r in run.records:
+            if r["stage"] == "gc":
+                pauses.setdefault(r["section"], []).append(r["ms"])
+    return {
+        section: [len(ms), round(statistics.median(ms), 1), round(max(ms), 1)]
+        for section, ms in pauses.items()
+    }
+
+
 def latencies_of(samples: Sequence[Sample]) -> tuple[dict[str, list[float]], int]:
     """Milliseconds per client, and the samples where a client's value did not arrive in time."""
     latencies: dict[str, list[float]] = {client: [] for client in CLIENTS}
@@ -480,6 +493,7 @@ class Variant:
     pollers: int = 1  # site.pollers: above 1 nothing is pinned (bench.pipeline.cpu_split)
     batch_ms: float | None = None  # the least time between NODES frames; None: the gateway's own
     doubling_batches: bool = False  # the batch schedule before issue 14's freshness work
+    child_gc_frozen: bool = False  # gc.freeze() in each adapter process after its start
     buf_time_ms: int | None = None  # the IEC 61850 map's report buffer time; None: the map's own
 
     def gateway_settings(self, other_cpus: set[int] | None) -> dict[str, Any]:
@@ -488,6 +502,7 @@ class Variant:
         return {
             "batch_s": None if self.batch_ms is None else self.batch_ms / 1000.0,
             "doubling_batches": self.doubling_batches,
+            "child_gc_frozen": self.child_gc_frozen,
             "child_cpus": sorted(cpus) if cpus else None,
         }
 
@@ -499,6 +514,7 @@ VARIANTS: Final[dict[str, Variant]] = {
     "issue-start": Variant(children="core", doubling_batches=True, buf_time_ms=100),
     "children-with-core": Variant(children="core"),
     "children-apart": Variant(children="apart"),
+    "children-gc-frozen": Variant(child_gc_frozen=True),
     "pollers-2": Variant(pollers=2),
     "batch-doubling": Variant(doubling_batches=True),
     "batch-2ms": Variant(batch_ms=2.0),
@@ -633,6 +649,7 @@ def summarize(
         "stages_p50_p99_ms": breakdown(runs),
         "carrying_frame": carrying_frames(runs),
         "stack_update_p50_p99_max_ms": stack_updates(runs),
+        "gc_pauses_over_5ms_count_p50_max_ms": gc_pauses(runs),
         "aim_p99_ms": CYCLE_MS + 20.0,
         "samples_missing_a_value": missed,
         "gateway_cycle": {
@@ -684,6 +701,7 @@ def print_breakdown(result: Mapping[str, Any]) -> None:
     print(f"\nstages at {label} (ms, p50/p99; load {result['load_average_1min']}):", flush=True)
     print(f"  frame of its poll that carried it (0: the snapshot): {result['carrying_frame']}")
     print(f"  each hand-over to a stack, p50/p99/max ms: {result['stack_update_p50_p99_max_ms']}")
+    print(f"  garbage collections > 5 ms, count/p50/max ms: {result['gc_pauses_over_5ms_count_p50_max_ms']}")
     print(f"{'client':>17} {'n':>3} " + " ".join(f"{stage:>10}" for stage in (*STAGES, "total")))
     for client in CLIENTS:
         stages = result["stages_p50_p99_ms"][client]

@@ -21,13 +21,16 @@ never has: the gateway itself carries no probe. Nothing here is imported by `gat
 
 `VARIANT_VARIABLE` (JSON) sets what bench.freshness compares side by side: `batch_s` (the supervisor's
 least time between NODES frames), `doubling_batches` (the schedule the gateway had before: a frame 5 ms
-after the first answer of a poll, each later batch twice as long) and `child_cpus` (the CPUs each
-adapter process moves to as it starts, before its stack's threads exist).
+after the first answer of a poll, each later batch twice as long), `child_cpus` (the CPUs each
+adapter process moves to as it starts, before its stack's threads exist) and `child_gc_frozen`
+(`gc.freeze()` in each adapter process once its adapter has started). Each adapter process also
+records its garbage collections longer than 5 ms (`gc`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -253,17 +256,62 @@ def install_child(record: Recorder, section: str) -> None:
         _wrap(EdgeNode, "update", applied(snapshot_soc))
 
 
+GC_PAUSE_RECORDED_S: Final = 0.005
+
+
+def record_gc_pauses(record: Recorder, section: str) -> None:
+    """A `gc` record for every collection in this process that took longer than GC_PAUSE_RECORDED_S
+    (it holds the GIL: every Python thread of the process waits)."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            seconds = time.perf_counter() - started[0]
+            if seconds > GC_PAUSE_RECORDED_S:
+                record("gc", None, section=section, ms=seconds * 1000.0, generation=info["generation"])
+
+    gc.callbacks.append(callback)
+
+
+def freeze_after_start(section: str) -> None:
+    """Variant `child_gc_frozen`: what the core does after its start-up (`gc.freeze()`), in the
+    adapter process once its adapter has started."""
+    from gateway.northbound.process import child
+
+    def create_adapter(original: Callable[..., Any]) -> Callable[..., Any]:
+        def frozen_after_start(*args: Any, **kwargs: Any) -> Any:
+            adapter = original(*args, **kwargs)
+            if adapter is not None:
+
+                def start(start: Callable[[], None] = adapter.start) -> None:
+                    start()
+                    gc.collect()
+                    gc.freeze()
+
+                adapter.start = start
+            return adapter
+
+        return frozen_after_start
+
+    _wrap(child, "create_adapter", create_adapter)
+
+
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["child"]:
         module, arguments = argv[1], list(argv[2:])
-        cpus = variant_from_environment().get("child_cpus")
-        if cpus:
-            os.sched_setaffinity(0, cpus)
+        variant = variant_from_environment()
+        if variant.get("child_cpus"):
+            os.sched_setaffinity(0, variant["child_cpus"])
+        section = arguments[arguments.index("--section") + 1]
+        if variant.get("child_gc_frozen"):
+            freeze_after_start(section)
         record = recorder_from_environment(module)
         if record is not None:
-            section = arguments[arguments.index("--section") + 1]
             record.role = section
             install_child(record, section)
+            record_gc_pauses(record, section)
         from gateway.northbound.process import child
 
         return child.main(arguments)
