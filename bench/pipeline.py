@@ -474,14 +474,17 @@ class GatewayProcess:
         return self.recorded
 
 
-def start_pinned(command: Sequence[str], cpus: set[int] | None) -> subprocess.Popen[bytes]:
-    """Start `command` in the repository, on `cpus` (None: anywhere)."""
+def start_pinned(
+    command: Sequence[str], cpus: set[int] | None, environment: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `command` in the repository, on `cpus` (None: anywhere), with `environment` added to ours."""
 
     def pin() -> None:
         if cpus:
             os.sched_setaffinity(0, cpus)
 
-    return subprocess.Popen(command, cwd=REPO, preexec_fn=pin)  # noqa: PLW1509 - only sets affinity
+    env = None if environment is None else {**os.environ, **environment}
+    return subprocess.Popen(command, cwd=REPO, preexec_fn=pin, env=env)  # noqa: PLW1509 - only sets affinity
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.freshness import STAGES
 from bench.pipeline import write_site_config
 from gateway.sim.fleet import Endpoint
 from tests.conftest import REPO
@@ -127,6 +128,11 @@ def test_freshness_quick_run_times_all_three_clients(tmp_path: Path) -> None:
         assert 0 < result[client]["p50_ms"] <= result[client]["p99_ms"], client
     assert set(result["children_cpu_us_per_pack_cycle"]) == {"dnp3", "iec61850", "mqtt"}
     assert result["gateway_cycle"]["cycles"] > 0
+    # every sample's path stamped in the core, each child and the simulator (bench.stages)
+    for client, stages in result["stages_p50_p99_ms"].items():
+        assert stages["samples"] == 3, client
+        assert set(STAGES) | {"total"} <= set(stages), client
+    assert result["carrying_frame"]["samples"] == 3
 
 
 def test_dnp3_bench_quick_run_polls_with_both_masters(tmp_path: Path) -> None:

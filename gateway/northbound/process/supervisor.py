@@ -1,9 +1,10 @@
 """The core's side of the adapter processes: start them, feed them, answer them, restart them.
 
 Each configured `northbound:` section gets one `AdapterProcess`. During the poll the engine calls
-`node_arrived` with each node's state as its poll answers; the states that arrive within a batch
-(`NODE_BATCH_S`, doubling within a poll) go out together as one NODES frame, pickled once and offered
-to every child, so SCADA sees a pack's values one poll plus a few milliseconds after they changed.
+`node_arrived` with each node's state as its poll answers; the states that arrive together go out
+as one NODES frame, pickled once and offered to every child, so SCADA sees a pack's values one poll
+plus a few milliseconds after they changed: the first frame once the loop has handled the answers it
+read with the first one, each later frame at least `NODE_BATCH_S` after the one before.
 The engine then calls `publish` once per cycle: the snapshot is pickled once and offered to every
 child. A child still busy gets what waits for it when it is ready, the newest snapshot and the node
 frames offered after it: whatever waited before a newer snapshot is dropped (the snapshot carries
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -58,11 +60,11 @@ log = logging.getLogger(__name__)
 CHILD_MODULE: Final = "gateway.northbound.process.child"
 START_TIMEOUT_S: Final = 60.0  # a first start that takes longer fails `socgw run`
 STOP_TIMEOUT_S: Final = 10.0  # then SIGKILL
-# The first node states of a poll go to the children this long after the first answer, in one frame;
-# each later batch of the same poll waits twice as long as the one before (5, 10, 20, 40 ms...): the
-# packs that answer first reach SCADA a few ms after their poll, and a long poll (many packs, a loaded
-# loop) still makes only a handful of frames, each a system call per child and a wake-up of each child
-# and its stack (a DNP3 unsolicited response, an IEC 61850 report).
+# The least time between two NODES frames: each frame is a system call per child and a wake-up of each
+# child and its stack (a DNP3 unsolicited response, an IEC 61850 report), so a long poll (many packs, a
+# loaded loop) makes at most one frame per NODE_BATCH_S, and no answer waits longer than that for its
+# frame. (bench.freshness measured it against batches of 5, 10, 20, 40 ms after the first answer: a
+# pack answering late in a long poll waited tens of ms; see docs/architecture.md.)
 NODE_BATCH_S: Final = 0.005
 ANSWERING_JOIN_S: Final = 2.0  # a dead child's queued messages take microseconds to handle
 
@@ -347,8 +349,8 @@ class AdapterSupervisor:
     def __init__(self, config_path: str, sections: Sequence[str], submit: Submit) -> None:
         self.children = [AdapterProcess(section, config_path, submit) for section in sections]
         self._arrived: list[NodeState] = []  # since the last frame
-        self._batch: asyncio.TimerHandle | None = None
-        self._batch_s = NODE_BATCH_S  # the next batch's length: doubles with each batch of a poll
+        self._batch: asyncio.Handle | None = None  # the next frame's send, while states wait for it
+        self._last_frame = -math.inf  # when the last NODES frame went (the loop's clock)
         self._shown: dict[str, NodeState] = {}  # each node's state in the last snapshot
 
     async def start(self) -> None:
@@ -368,11 +370,18 @@ class AdapterSupervisor:
             return
         self._arrived.append(state)
         if self._batch is None:
-            self._batch = asyncio.get_running_loop().call_later(self._batch_s, self._send_arrived)
+            loop = asyncio.get_running_loop()
+            due = self._last_frame + NODE_BATCH_S
+            # call_soon runs after the callbacks already ready: the other answers read with this one
+            self._batch = (
+                loop.call_soon(self._send_arrived)
+                if due <= loop.time()
+                else loop.call_at(due, self._send_arrived)
+            )
 
     def _send_arrived(self) -> None:
         self._batch = None
-        self._batch_s *= 2
+        self._last_frame = asyncio.get_running_loop().time()
         frame = encode_nodes(self._arrived, time.time())
         self._arrived.clear()
         for child in self.children:
@@ -385,7 +394,6 @@ class AdapterSupervisor:
             self._batch.cancel()
             self._batch = None
         self._arrived.clear()
-        self._batch_s = NODE_BATCH_S
         self._shown = {state.node_id: state for state in snapshot.fleet.nodes}
         doors = {child.section: dict(child.front_door) for child in self.children if child.front_door}
         if doors:

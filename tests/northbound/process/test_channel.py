@@ -206,6 +206,43 @@ def test_the_states_that_arrive_together_go_out_as_one_frame_and_the_snapshot_ta
     child.close()
 
 
+def test_the_first_answers_go_at_once_and_later_ones_at_most_one_frame_per_batch_time() -> None:
+    """The first states of a poll go out once the loop has handled what is ready, without a timer;
+    a state arriving right after a frame waits for the next, NODE_BATCH_S after the one before."""
+    core, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child.setblocking(False)
+    states = cycle(1, packs=3).fleet.nodes
+    readable: list[bool] = []
+
+    def has_frame() -> bool:
+        try:
+            return bool(child.recv(65536, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+
+    async def arrive() -> None:
+        supervisor = AdapterSupervisor("gateway.yaml", [], lambda update, *, apply=True: None)
+        process = AdapterProcess("dnp3", "gateway.yaml", lambda update, *, apply=True: None)
+        process._feed = FrameFeed(core)
+        supervisor.children = [process]
+        supervisor.node_arrived(states[0])
+        supervisor.node_arrived(states[1])
+        readable.append(has_frame())  # not yet: the loop has not had a turn
+        await asyncio.sleep(0)
+        readable.append(has_frame())  # out
+        child.recv(65536)
+        supervisor.node_arrived(states[2])
+        await asyncio.sleep(0)
+        readable.append(has_frame())  # waits: the last frame went less than NODE_BATCH_S ago
+        await asyncio.sleep(3 * NODE_BATCH_S)
+        readable.append(has_frame())
+
+    uvloop.run(asyncio.wait_for(arrive(), timeout=30))
+    assert readable == [False, True, False, True]
+    core.close()
+    child.close()
+
+
 def read_until(sock: socket.socket, size: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
