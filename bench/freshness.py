@@ -4,10 +4,12 @@
                               [--watch first|last] [--variants gateway issue-start ...] [--rounds R]
                               [--quick] [--json bench/results/freshness.json]
 
-Method, per N: the simulator runs in this process (`FleetThread`, N microstore/mp2000 packs at real-time
-speed) so the bench can change a pack's state directly; `socgw run -c` runs as its own process (the
-core, with its DNP3, IEC 61850 and MQTT children) through bench.stages; the core is pinned to CPU 0
-and its adapter processes run on any CPU (variant `children-with-core`: pinned with the core), while
+Method, per N: the watched pack is simulated in this process (`FleetThread`, a microstore/mp2000 pack at
+real-time speed) so the bench can change its state directly, the N - 1 others in `socgw simulate`
+processes of 125 packs (as bench.pipeline: serving N packs inside this process, beside dnp3py decoding
+their events, made the simulator's answers wait for its GIL and the core's polls for them); `socgw run
+-c` runs as its own process (the core, with its DNP3, IEC 61850 and MQTT children) through
+bench.stages; the core is pinned to CPU 0 and its adapter processes run on any CPU (variant `children-with-core`: pinned with the core), while
 this process, the clients and a Mosquitto broker started here on a free loopback port stay on the other
 CPUs. Three independent clients watch one pack at once (`--watch`: pack-01, polled first, or the last):
 - DNP3: the master dnp3py with unsolicited responses enabled; its handler stamps every analog value as
@@ -63,6 +65,7 @@ from bench.pipeline import (
     GATEWAY_STOP_S,
     LOOPBACK,
     PACK_RATED_W,
+    PACKS_PER_SIMULATOR,
     children_cpu_s,
     children_us_per_pack_cycle,
     cpu_split,
@@ -73,13 +76,14 @@ from bench.pipeline import (
     start_pinned,
     write_site_config,
 )
+from bench.poll_scale import Simulators
 from bench.stages import STAGES_VARIABLE, VARIANT_VARIABLE, Recorder
 from gateway.commands.demo import stop_process
 from gateway.mapping.dnp3 import LARGE_MAP
 from gateway.mapping.iec61850 import find_map as find_iec61850_map
 from gateway.profiles.loader import ProfileLibrary
 from gateway.sim.faults import Faults
-from gateway.sim.fleet import FleetThread
+from gateway.sim.fleet import Endpoint, FleetThread
 from gateway.sim.scenario import uniform_fleet
 from gateway.status import read_status
 from gateway.timing import percentile
@@ -261,6 +265,14 @@ class Sample:
     arrived: dict[str, float | None]
 
 
+def placed(own: Endpoint, others: Sequence[Endpoint], watched: Watched) -> list[Endpoint]:
+    """The site's packs in poll order, named pack-01, pack-02...: the watched one (simulated in this
+    process) at its position, the others (simulator processes) around it."""
+    ordered = list(others)
+    ordered.insert(watched.position - 1, own)
+    return [dataclasses.replace(e, pack_id=f"pack-{n:02d}") for n, e in enumerate(ordered, start=1)]
+
+
 async def take_samples(
     dnp3_port: int,
     fleet: FleetThread,
@@ -268,6 +280,7 @@ async def take_samples(
     decoder: StampedDecoder,
     samples: int,
     *,
+    pack_id: str,
     watched: Watched,
 ) -> list[Sample]:
     rng = random.Random(11)
@@ -288,7 +301,7 @@ async def take_samples(
             reports.arrivals.clear()
             decoder.arrivals.clear()
             started = time.perf_counter()
-            fleet.update_state(watched.node_id, soc_pct=target)
+            fleet.update_state(pack_id, soc_pct=target)
             arrived: dict[str, float | None] = dict.fromkeys(CLIENTS)
             taken.append(Sample(started, time.perf_counter(), target, arrived))
             deadline = started + SAMPLE_TIMEOUT_S
@@ -568,12 +581,14 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
     maps = site_maps(packs, iec61850_map)
     block = watched.report_block(maps["iec61850"])
     with (
-        FleetThread(uniform_fleet(packs, profile, base_port=0, speed=1.0)) as fleet,
+        FleetThread(uniform_fleet(1, profile, base_port=0, speed=1.0)) as fleet,
+        Simulators(packs - 1, PACKS_PER_SIMULATOR, other_cpus) as others,
         tempfile.TemporaryDirectory(prefix="socgw-freshness-") as temp,
     ):
         directory = Path(temp)
         stages = directory / "stages.jsonl"
-        record_served(fleet, watched.node_id, Recorder(str(stages), watched.node_id, "simulator"))
+        own_id = fleet.endpoints[0].pack_id  # the watched pack's id in this process's simulator
+        record_served(fleet, own_id, Recorder(str(stages), watched.node_id, "simulator"))
         broker = Broker(directory, free_port())
         served_map = maps["iec61850"]
         if variant.buf_time_ms is not None:
@@ -592,7 +607,7 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
             request_w = packs * PACK_RATED_W / 4
             config = write_site_config(
                 directory,
-                fleet.endpoints,
+                placed(fleet.endpoints[0], others.endpoints, watched),
                 northbound,
                 request_w,
                 iec61850_map=served_map,
@@ -611,7 +626,9 @@ def run_one(packs: int, samples: int, iec61850_map: str | None, variant: Variant
                     before, children_before = gateway.read()["timing"], children_cpu_s(gateway.process.pid)
                     core_before = process_cpu_s(gateway.process.pid)
                     load_before, reports_before, since = os.getloadavg()[0], reports.count, time.monotonic()
-                    sampling = take_samples(dnp3_port, fleet, reports, decoder, samples, watched=watched)
+                    sampling = take_samples(
+                        dnp3_port, fleet, reports, decoder, samples, pack_id=own_id, watched=watched
+                    )
                     taken = uvloop.run(sampling)
                     reports_per_s = (reports.count - reports_before) / (time.monotonic() - since)
                     after, children_after = gateway.read()["timing"], children_cpu_s(gateway.process.pid)

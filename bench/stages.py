@@ -137,12 +137,20 @@ def install_core(record: Recorder) -> None:
 
         return recorded
 
+    def recorded_poll_soon(poll_soon: Callable[..., bool]) -> Callable[..., bool]:
+        def recorded(now: float, done: Callable[[Any], None]) -> bool:
+            record("polled", None)  # a fleet's poll starts the unit's requests without a coroutine
+            return poll_soon(now, done)
+
+        return recorded
+
     def build_sessions(build: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
         def recorded(*args: Any, **kwargs: Any) -> list[Any]:
             sessions = build(*args, **kwargs)
             for session in sessions:
                 if session.node_id == watched:  # only the watched session pays
                     _wrap(session, "poll", recorded_poll)
+                    _wrap(session, "poll_soon", recorded_poll_soon)
             return sessions
 
         return recorded
