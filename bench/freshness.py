@@ -7,11 +7,12 @@
 Method, per N: the watched pack is simulated in this process (`FleetThread`, a microstore/mp2000 pack at
 real-time speed) so the bench can change its state directly, the N - 1 others in `socgw simulate`
 processes of 125 packs (as bench.pipeline: serving N packs inside this process, beside dnp3py decoding
-their events, made the simulator's answers wait for its GIL and the core's polls for them); `socgw run
--c` runs as its own process (the core, with its DNP3, IEC 61850 and MQTT children) through
-bench.stages; the core is pinned to CPU 0 and its adapter processes run on any CPU (variant `children-with-core`: pinned with the core), while
-this process, the clients and a Mosquitto broker started here on a free loopback port stay on the other
-CPUs. Three independent clients watch one pack at once (`--watch`: pack-01, polled first, or the last):
+their events, made the simulator's answers wait for its GIL and the core's polls for them); `socgw
+run -c` runs as its own process (the core, with its DNP3, IEC 61850 and MQTT children) through
+bench.stages; the core is pinned to CPU 0 and its adapter processes run on any CPU (variant
+`children-with-core`: pinned with the core), while this process, the simulators, the clients and a
+Mosquitto broker started here on a free loopback port stay on the other CPUs. Three independent
+clients watch one pack at once (`--watch`: pack-01, polled first, or the last):
 - DNP3: the master dnp3py with unsolicited responses enabled; its handler stamps every analog value as
   it decodes it (the pack's AN2018 bank SOC in 0.1 %, AI961 for pack-01).
 - IEC 61850: a libiec61850 client process (tests/northbound/iec61850/client.py `report`) with the pack's
