@@ -517,6 +517,9 @@ class Variant:
     doubling_batches: bool = False  # the batch schedule before issue 14's freshness work
     child_gc_frozen: bool = False  # gc.freeze() in each adapter process after its start
     buf_time_ms: int | None = None  # the IEC 61850 map's report buffer time; None: the map's own
+    # every request of a poll sent before an answer is read, and a NODES frame holding every answer read
+    # in one turn of the loop (the gateway before POLL_BURST and NODE_FRAME_STATES)
+    whole_bursts: bool = False
 
     def gateway_settings(self, other_cpus: set[int] | None) -> dict[str, Any]:
         child_cpus = {"core": None, "apart": other_cpus, "anywhere": set(range(os.cpu_count() or 1))}
@@ -526,6 +529,7 @@ class Variant:
             "doubling_batches": self.doubling_batches,
             "child_gc_frozen": self.child_gc_frozen,
             "child_cpus": sorted(cpus) if cpus else None,
+            "whole_bursts": self.whole_bursts,
         }
 
 
@@ -544,6 +548,7 @@ VARIANTS: Final[dict[str, Variant]] = {
     "buftm-0": Variant(buf_time_ms=0),
     "buftm-10": Variant(buf_time_ms=10),
     "buftm-100": Variant(buf_time_ms=100),
+    "whole-bursts": Variant(whole_bursts=True),
 }
 
 

@@ -21,6 +21,10 @@ from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession
 from gateway.southbound.writer import WriteOutcome
 
+# Requests started before the loop gets to read answers: the first units' answers then wait for the
+# sends of the next POLL_BURST units at most, not for the whole fleet's (about 8 ms at 500 units).
+POLL_BURST = 64
+
 
 async def connect_all(sessions: Sequence[ModbusSession], now: float) -> dict[str, FieldError]:
     """Connect and identify every unit concurrently; the failures by node id (they retry on their own)."""
@@ -69,11 +73,12 @@ async def poll_all(
     async def awaited(index: int, session: ModbusSession) -> None:
         arrived(index, await session.poll(now))
 
-    waiting = [
-        awaited(index, session)
-        for index, session in enumerate(sessions)
-        if not session.poll_soon(now, functools.partial(arrived, index))
-    ]
+    waiting = []
+    for index, session in enumerate(sessions):
+        if not session.poll_soon(now, functools.partial(arrived, index)):
+            waiting.append(awaited(index, session))
+        if index % POLL_BURST == POLL_BURST - 1:
+            await asyncio.sleep(0)  # the loop reads the answers already in before the next requests go
     if not sessions:
         all_in.set_result(None)
     coroutines = asyncio.gather(*waiting) if waiting else None
