@@ -520,6 +520,7 @@ class Variant:
     # every request of a poll sent before an answer is read, and a NODES frame holding every answer read
     # in one turn of the loop (the gateway before POLL_BURST and NODE_FRAME_STATES)
     whole_bursts: bool = False
+    whole_polls: bool = False  # only every request of a poll sent before an answer is read
 
     def gateway_settings(self, other_cpus: set[int] | None) -> dict[str, Any]:
         child_cpus = {"core": None, "apart": other_cpus, "anywhere": set(range(os.cpu_count() or 1))}
@@ -530,6 +531,7 @@ class Variant:
             "child_gc_frozen": self.child_gc_frozen,
             "child_cpus": sorted(cpus) if cpus else None,
             "whole_bursts": self.whole_bursts,
+            "whole_polls": self.whole_polls,
         }
 
 
@@ -549,6 +551,7 @@ VARIANTS: Final[dict[str, Variant]] = {
     "buftm-10": Variant(buf_time_ms=10),
     "buftm-100": Variant(buf_time_ms=100),
     "whole-bursts": Variant(whole_bursts=True),
+    "whole-polls": Variant(whole_polls=True),
 }
 
 

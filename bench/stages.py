@@ -25,7 +25,8 @@ after the first answer of a poll, each later batch twice as long), `child_cpus` 
 adapter process moves to as it starts, before its stack's threads exist) and `child_gc_frozen`
 (`gc.freeze()` in each adapter process once its adapter has started), `whole_bursts` (the gateway
 before `POLL_BURST` and `NODE_FRAME_STATES`: every request of a poll sent before an answer is read, a
-NODES frame with every answer read in one turn of the loop). Each adapter process also
+NODES frame with every answer read in one turn of the loop), `whole_polls` (only the first of the
+two). Each adapter process also
 records its garbage collections longer than 5 ms (`gc`).
 """
 
@@ -199,10 +200,11 @@ def install_core(record: Recorder) -> None:
         supervisor.NODE_BATCH_S = variant["batch_s"]  # type: ignore[misc]
     if variant.get("doubling_batches"):
         install_doubling_batches(supervisor.AdapterSupervisor)
-    if variant.get("whole_bursts"):
+    if variant.get("whole_bursts") or variant.get("whole_polls"):
         from gateway.southbound import poller
 
         poller.POLL_BURST = sys.maxsize
+    if variant.get("whole_bursts"):
         supervisor.NODE_FRAME_STATES = sys.maxsize  # type: ignore[misc]
     _wrap(fieldbus, "build_sessions", build_sessions)
     _wrap(supervisor.AdapterSupervisor, "node_arrived", node_arrived)
