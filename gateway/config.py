@@ -512,7 +512,9 @@ def load_config(path: str | Path, profile_dirs: Sequence[Path] | None = None) ->
         northbound = MarkedMap(root.mark)
     role = checker.value(site, "role", SITE_FIELDS["role"], "standalone")
     hierarchy = _check_role(checker, root, site, role, nodes=nodes, northbound=northbound)
-    clusters = _load_clusters(checker, hierarchy) if role == "head" else ()
+    # (a head without a `hierarchy` mapping was told so above)
+    has_hierarchy = role == "head" and isinstance(root.get("hierarchy"), MarkedMap)
+    clusters = _load_clusters(checker, hierarchy) if has_hierarchy else ()
     if checker.problems:
         raise ConfigError(checker.problems)
     return SiteConfig(

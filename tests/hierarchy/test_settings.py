@@ -128,3 +128,10 @@ def test_pack_list_mistakes_are_reported_at_their_line(
         load_config(write(tmp_path, PACKS.replace(*change)), [PROFILES])
     found = [str(problem) for problem in caught.value.problems]
     assert any(where in p and message in p for p in found), found
+
+
+@pytest.mark.parametrize("section", ["", "hierarchy: 3\n"])
+def test_a_head_without_a_hierarchy_mapping_gets_one_problem_not_two(tmp_path: Path, section: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "site: {role: head}\nnodes: []\n" + section), [PROFILES])
+    assert len(caught.value.problems) == 1, caught.value.problems
