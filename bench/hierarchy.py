@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.pipeline import children_cpu_s, site_maps
+from bench.pipeline import children_cpu_s, process_cpu_s, site_maps
 from gateway.hierarchy.host import command_payload
 from gateway.northbound.mqtt.metrics import DataType
 from gateway.northbound.mqtt.payload import encode
@@ -61,13 +60,7 @@ from tests.hierarchy.support import (
 )
 from tests.northbound.mqtt.support import Broker
 
-TICK_S = os.sysconf("SC_CLK_TCK")
 Metric = tuple[str, DataType, float | bool]
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK_S
 
 
 def pack_id(worker: str, index: int) -> str:
@@ -202,9 +195,9 @@ def head_cost(directory: Path, clusters: int, packs: int, seconds: float) -> dic
         time.sleep(2.0)
         assert head.process is not None
         pid = head.process.pid
-        status, cpu, children = head.status() or {}, cpu_s(pid), children_cpu_s(pid)
+        status, cpu, children = head.status() or {}, process_cpu_s(pid), children_cpu_s(pid)
         time.sleep(seconds)
-        after, cpu_after, children_after = head.status() or {}, cpu_s(pid), children_cpu_s(pid)
+        after, cpu_after, children_after = head.status() or {}, process_cpu_s(pid), children_cpu_s(pid)
         cycles = after["cycle"] - status["cycle"]
         per_cycle_s = (cpu_after - cpu) / cycles
         adapters = {
