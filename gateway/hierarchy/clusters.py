@@ -24,7 +24,7 @@ from gateway.balancer import BalancerParams
 from gateway.fleet import FleetState, NodeState, Quality
 from gateway.mapping.sources import energy_below_ceiling_wh
 
-__all__ = ["ClusterSummary", "cluster_node", "summarize"]
+__all__ = ["ClusterSummary", "cluster_node", "metric_number", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ClusterSummary:
             "nodes_online",
             "nodes_total",
         )
-        values = [_number(metrics.get(name)) for name in needed]
+        values = [metric_number(metrics.get(name)) for name in needed]
         if any(value is None for value in values):
             return None
         above, below, charge, discharge, online, total = (float(v or 0.0) for v in values)
@@ -65,14 +65,15 @@ class ClusterSummary:
             available_discharge_w=discharge,
             packs_online=int(online),
             packs_total=int(total),
-            mean_soc_pct=_number(metrics.get("mean_soc_pct")),
-            soc_spread_pct=_number(metrics.get("soc_spread_pct")),
-            power_w=_number(metrics.get("power_w")),
-            served_w=_number(metrics.get("served_w")),
+            mean_soc_pct=metric_number(metrics.get("mean_soc_pct")),
+            soc_spread_pct=metric_number(metrics.get("soc_spread_pct")),
+            power_w=metric_number(metrics.get("power_w")),
+            served_w=metric_number(metrics.get("served_w")),
         )
 
 
-def _number(value: object) -> float | None:
+def metric_number(value: object) -> float | None:
+    """A metric's value as a number; None when it is not one (null, a boolean, a string)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)

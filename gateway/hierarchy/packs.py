@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from gateway.balancer import Dispatch, NodeDispatch, NodeMode
 from gateway.config import ClusterConfig
 from gateway.fleet import FleetState, NodeState, Quality
-from gateway.hierarchy.tracker import E_DUPLICATE_NODE, ClusterTracker, PackReport, Scalar, WorkerState
+from gateway.hierarchy.clusters import metric_number
+from gateway.hierarchy.tracker import E_DUPLICATE_NODE, ClusterTracker, PackReport, WorkerState
 from gateway.logbook import RateLimitedLog, emit_to
 from gateway.mapping.sources import MODE_CODES
 from gateway.snapshot import CycleSnapshot
@@ -55,7 +56,7 @@ def pack_node(pack_id: str, report: PackReport) -> Served:
     stale = bool(report.stale)
 
     def number(name: str) -> float | None:  # a device metric named as the NodeState field it fills
-        return _number(metrics.get(name))
+        return metric_number(metrics.get(name))
 
     state = NodeState(
         pack_id,
@@ -79,7 +80,7 @@ def pack_node(pack_id: str, report: PackReport) -> Served:
     code = metrics.get("mode")
     decision = NodeDispatch(
         pack_id,
-        _number(metrics.get("setpoint_w")) or 0.0,
+        metric_number(metrics.get("setpoint_w")) or 0.0,
         MODES.get(code, NodeMode.ACTIVE) if isinstance(code, int) else NodeMode.ACTIVE,
         (THERMAL_ALARM,) if metrics.get("thermal_excursion") is True else (),
     )
@@ -91,12 +92,6 @@ def _failed(pack_id: str, reason: str) -> Served:
         NodeState(pack_id, quality=Quality.FAILED, error_code=reason),
         NodeDispatch(pack_id, 0.0, NodeMode.OFFLINE),
     )
-
-
-def _number(value: Scalar) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 class PackView:
