@@ -17,6 +17,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class ClusterSummary:
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, object]) -> ClusterSummary | None:
         """From a worker's node metrics by name (NBIRTH, updated by NDATA); None while one the head
-        needs is missing or null (a worker of an older version, or no pack online yet)."""
+        needs is missing, null or not finite (a worker of an older version, or no pack online yet)."""
         needed = (
             "energy_above_reserve_wh",
             "energy_below_ceiling_wh",
@@ -73,8 +74,9 @@ class ClusterSummary:
 
 
 def metric_number(value: object) -> float | None:
-    """A metric's value as a number; None when it is not one (null, a boolean, a string)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A metric's value as a number; None when it is not a finite one (null, a boolean, a string, NaN
+    or ±inf from a faulty or forged message: unknown, never a number to dispatch or serve with)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
 

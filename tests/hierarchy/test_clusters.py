@@ -113,6 +113,11 @@ def test_summary_from_metrics_needs_the_energies_and_limits() -> None:
     assert summary == ClusterSummary(1000.0, 2000.0, 5.0, 6.0, 3, 4)
     assert ClusterSummary.from_metrics({**metrics, "energy_below_ceiling_wh": None}) is None
     assert ClusterSummary.from_metrics({**metrics, "nodes_online": True}) is None
+    # a faulty or forged NaN / inf is unknown: the cluster leaves the dispatch, nothing is split by it
+    for bad in (math.nan, math.inf, -math.inf):
+        assert ClusterSummary.from_metrics({**metrics, "energy_above_reserve_wh": bad}) is None
+        assert ClusterSummary.from_metrics({**metrics, "available_discharge_w": bad}) is None
+        assert ClusterSummary.from_metrics({**metrics, "power_w": bad}) == summary
 
 
 def test_a_returning_cluster_is_ramped_in_at_the_head_s_ramp_limit() -> None:

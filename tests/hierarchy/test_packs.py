@@ -3,6 +3,7 @@ node encodes them, the head decodes them, and every pack quantity reads the same
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,3 +205,15 @@ def test_each_pack_goes_to_the_head_s_adapters_as_its_ddata_arrives_and_each_sna
     upstream.publish(snapshot_of(fieldbus.tracker.states(PARAMS, 0.0)))
     assert [n.node_id for n in published[-1].fleet.nodes] == ["north-01", "north-02", "north-03", "south-01"]
     assert fieldbus.pack_rows()[0] | {"worker": "north"} == fieldbus.pack_rows()[0]
+
+
+def test_a_nan_or_inf_from_a_worker_is_served_as_unknown_not_as_a_number() -> None:
+    tracker = ClusterTracker(["north", "south"], 7.5)
+    view = PackView(CLUSTERS)
+    Worker("north", CLUSTERS[0].packs, tracker).births(snapshot_of((pack("north-01", 50.0),)))
+    report = tracker.workers["north"].packs["north-01"]
+    report.take((("soc_pct", math.nan), ("power_w", math.inf), ("setpoint_w", -math.inf)), frozenset())
+    state, decision = view.served("north-01", tracker)
+    assert state.soc_pct is None and state.power_w is None and decision.setpoint_w == 0.0
+    assert not state.online  # no SOC: the quality rule shows it as offline upstream
+    assert read_fleet("fleet.mean_soc_pct", head_snapshot(view, tracker)) is None
