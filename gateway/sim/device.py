@@ -182,6 +182,10 @@ class PackDevice:
         self._operating = physics.operating_point(params, state)
         self._version = 0  # bumped whenever the state changes
         self._encoded_version: dict[Table, int] = {}  # state version each table's dynamic points show
+        # The raw value of the state label, and the bits of each set of alarms, found once: matching the
+        # profile's labels is most of a refresh's cost otherwise.
+        self._state_raw: dict[str, int | None] = {}
+        self._alarm_bits: dict[tuple[str, ...], int] = {}
 
         points: dict[tuple[Table, int, str], Point] = {}
         for point in (*profile.identify.points.values(), *variant.points.values()):
@@ -237,12 +241,19 @@ class PackDevice:
         dt_s = sim_time_s - self._time_s
         if dt_s <= 0.0 or (dt_s < REFRESH_PERIOD_S and not exact):
             return
+        self._set_state(self._advanced(sim_time_s))
+
+    def _advanced(self, sim_time_s: float) -> PackState:
+        """The state integrated exactly up to `sim_time_s`, now its time (not set: the caller changes it)."""
+        dt_s = sim_time_s - self._time_s
+        if dt_s <= 0.0:
+            return self._state
         self._time_s = sim_time_s
-        self._set_state(physics.advance(self.params, self._state, dt_s))
+        return physics.advance(self.params, self._state, dt_s)
 
     def replace_state(self, state: PackState, sim_time_s: float) -> None:
         """Set the physics state (tests and scenario changes); the registers follow on the next read."""
-        self.advance_to(sim_time_s, exact=True)
+        self._advanced(sim_time_s)  # the clock moves on; the state given replaces the integrated one
         self._set_state(state)
 
     def scale_exponent(self, scale_register: str | None) -> int | None:
@@ -284,9 +295,15 @@ class PackDevice:
         for point in self._dynamic[table]:
             value: codec.Value | None = engineering.get(point.name)
             if point.name == "state":
-                value = values.raw_for_label(point, str(value))
+                label = str(value)
+                if label not in self._state_raw:
+                    self._state_raw[label] = values.raw_for_label(point, label)
+                value = self._state_raw[label]
             elif point.name == "alarms":
-                value = values.alarm_bits(point, self._operating.alarms)
+                alarms = self._operating.alarms
+                if alarms not in self._alarm_bits:
+                    self._alarm_bits[alarms] = values.alarm_bits(point, alarms)
+                value = self._alarm_bits[alarms]
             if value is None:
                 continue
             try:
@@ -347,8 +364,7 @@ class PackDevice:
             except codec.CodecError:
                 return ExceptionCode.ILLEGAL_DATA_VALUE
             decoded.append((point, value, point_words))
-        self.advance_to(sim_time_s, exact=True)
-        state = self._state
+        state = self._advanced(sim_time_s)
         for point, value, point_words in decoded:
             state = values.apply_write(state, point.name, value)
             bank.store(point, point_words)
