@@ -2,7 +2,8 @@
 
     python -m bench.pipeline [--packs 200 500 1000] [--cycles 600 | --seconds S] [--profile-seconds 10]
                              [--pollers K] [--repeat R] [--quick] [--json bench/results/pipeline.json]
-                             [--northbound [dnp3 iec61850]] [--timeout-ms MS] [--adapters-anywhere]
+                             [--northbound [dnp3 iec61850]] [--timeout-ms MS]
+                             [--adapters core|anywhere|simulators]
 
 Method, per N: ceil(N / 125) `socgw simulate --packs K --base-port 0` processes (microstore/mp2000 packs
 at real-time speed, bench.poll_scale's Simulators) pinned to CPU 1, and the gateway in its own process
@@ -34,9 +35,11 @@ Maps as the docs advise a site: above 256 packs mappings/dnp3/large.yaml (the de
 and mappings/iec61850/large.yaml (no buffered report per pack; `--iec61850-map` forces one).
 With 1 CPU nothing is pinned. `--northbound` with no name runs the engine alone (no adapter process);
 `--timeout-ms 1000` gives every node a 1 s request timeout, so a loaded machine times out no pack that
-answers when only the core's CPU is compared. `--adapters-anywhere` unpins the adapter processes once
-every pack answers (each of their threads), so the core alone keeps CPU 0 and they share the machine
-with the simulators: the core's process on one core. Tests never assert speed; this prints it.
+answers when only the core's CPU is compared. `--adapters` places the adapter processes (each of their
+threads) once every pack answers: `core` (the default) leaves them pinned with the core on CPU 0;
+`anywhere` unpins them, so the core alone keeps CPU 0 and they share the machine with the simulators;
+`simulators` pins them beside the simulators, so CPU 0 is the core's alone: the core's process on one
+core, as on an appliance with a core for the adapters. Tests never assert speed; this prints it.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import uvloop
 
@@ -611,18 +614,22 @@ class Plan:
     pollers: int = 1  # site.pollers (written only above 1)
     request_step_s: float = REQUEST_STEP_S  # the site request moves between 25 % and 50 % this often
     timeout_ms: float | None = None  # every node's request timeout (None: the profile's)
-    children_anywhere: bool = False  # the adapter processes unpinned, the core alone on its CPU
+    adapters_on: str = "core"  # ADAPTER_PLACES: where the adapter processes run (the core stays on CPU 0)
 
 
-def unpin_children(gateway_pid: int) -> None:
-    """Every thread of each child process of the gateway may run on any CPU (threads they start later
+# Where `--adapters` puts the adapter processes: with the core (as started), on any CPU, or beside the
+# simulators (off the core's CPU).
+ADAPTER_PLACES: Final = ("core", "anywhere", "simulators")
+
+
+def move_children(gateway_pid: int, cpus: set[int]) -> None:
+    """Every thread of each child process of the gateway runs on `cpus` (threads they start later
     inherit it); the gateway's own process stays where it is pinned."""
-    every_cpu = set(range(os.cpu_count() or 1))
     for child in children_of(gateway_pid):
         with contextlib.suppress(OSError):
             for task in Path(f"/proc/{child}/task").iterdir():
                 with contextlib.suppress(OSError):
-                    os.sched_setaffinity(int(task.name), every_cpu)
+                    os.sched_setaffinity(int(task.name), cpus)
 
 
 def run_one(packs: int, plan: Plan) -> dict[str, Any]:
@@ -648,8 +655,10 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
             timeout_ms=plan.timeout_ms,
         ) as gateway:
             online_s = time.monotonic() - started
-            if plan.children_anywhere:
-                unpin_children(gateway.process.pid)
+            if plan.adapters_on == "anywhere":
+                move_children(gateway.process.pid, set(range(os.cpu_count() or 1)))
+            elif plan.adapters_on == "simulators" and other_cpus:
+                move_children(gateway.process.pid, other_cpus)
             time.sleep(WARMUP_S)
             load_before = os.getloadavg()[0]
             simulators_before = sum(process_cpu_s(p.pid) for p in simulators.processes)
@@ -670,7 +679,7 @@ def run_one(packs: int, plan: Plan) -> dict[str, Any]:
         "pollers": plan.pollers,
         "request_timeout_ms": plan.timeout_ms,
         "gateway_pinned_to_one_cpu": gateway_cpus is not None,
-        "adapters_on_any_cpu": plan.children_anywhere,
+        "adapters_on": plan.adapters_on if gateway_cpus is not None else "anywhere",
         "simulator_processes": simulator_processes,
         "maps": {name: maps[name] for name in plan.adapters},
         "window_s": round(window_s, 1),
@@ -880,9 +889,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timing out packs that answer, when only the CPU is compared)",
     )
     parser.add_argument(
-        "--adapters-anywhere",
-        action="store_true",
-        help="the adapter processes on any CPU (default: pinned with the core), the core alone on CPU 0",
+        "--adapters",
+        choices=ADAPTER_PLACES,
+        default="core",
+        help="where the adapter processes run: pinned with the core on CPU 0 (default), on any CPU, or "
+        "beside the simulators (CPU 0 then the core's alone)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: N = 10 and 50, 5 s each, 2 s profile"
@@ -919,7 +930,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.iec61850_map,
         args.pollers,
         timeout_ms=args.timeout_ms,
-        children_anywhere=args.adapters_anywhere,
+        adapters_on=args.adapters,
     )
     about = machine()
     pinning = (
