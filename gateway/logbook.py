@@ -8,12 +8,19 @@ last T s" (with the key's next line, or at the next `sweep()`, which the engine 
 key writes at most LINES_PER_WINDOW + 1 lines per window. The suppressed counts are process-wide and shown
 by `socgw status`.
 
+Many keys can also speak at once: hundreds of nodes failing together (a gateway started before its
+packs, a switch that goes down) each have their first lines. A `CrowdGate` between those keys and the
+journal lets through `CROWD_LINES_PER_S` lines a second across all of them, holds back the rest, and
+writes one line a second saying how many it held back and of which fault codes.
+
 Thread-safe: the DNP3 stack logs from its own thread.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
 import weakref
@@ -24,12 +31,15 @@ from typing import TypedDict
 
 LINES_PER_WINDOW = 6
 WINDOW_S = 60.0
+CROWD_LINES_PER_S = 10
+CROWD_WINDOW_S = 1.0
 
 Emit = Callable[[int, str], None]  # (level, text): where the admitted lines and the summaries go
 
 _suppressed: Counter[str] = Counter()
 _suppressed_lock = threading.Lock()
-_gates: weakref.WeakSet[RateLimitedLog] = weakref.WeakSet()
+_gates: weakref.WeakSet[RateLimitedLog | CrowdGate] = weakref.WeakSet()
+_FAULT_CODE = re.compile(r"\bE_[A-Z0-9_]+\b")  # the first one a line names is the line's kind
 
 
 class LogCounters(TypedDict):
@@ -114,6 +124,78 @@ class RateLimitedLog:
             window.level,
             f"{key}: suppressed {window.suppressed} similar message(s) in the last "
             f"{now - window.started_s:.0f} s",
+        )
+
+
+class CrowdGate:
+    """At most `lines` lines per `window_s` across every key that emits through it; the rest are held
+    back, counted by the first fault code each names, and summed up in one line per window (with the
+    next line, or at the next `sweep()`)."""
+
+    def __init__(
+        self,
+        emit: Emit,
+        *,
+        crowd: str,
+        where: str,
+        lines: int = CROWD_LINES_PER_S,
+        window_s: float = CROWD_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._emit = emit
+        self._crowd = crowd  # who speaks through the gate, e.g. "nodes"
+        self._where = where  # where what was held back is shown, e.g. "`socgw status`"
+        self._lines = lines
+        self._window_s = window_s
+        self._clock = clock
+        self._started_s = -math.inf
+        self._passed = 0
+        self._held: Counter[str] = Counter()
+        self._level = logging.NOTSET  # the highest level held back in this window
+        self._lock = threading.Lock()
+        _gates.add(self)
+
+    def emit(self, level: int, text: str) -> None:
+        """Write `text` unless this window's lines are used up (then count it)."""
+        now = self._clock()
+        with self._lock:
+            summary = self._close_window(now)
+            if now - self._started_s >= self._window_s:
+                self._started_s, self._passed = now, 0
+            admitted = self._passed < self._lines
+            if admitted:
+                self._passed += 1
+            else:
+                code = _FAULT_CODE.search(text)
+                self._held[code.group() if code else "other"] += 1
+                self._level = max(self._level, level)
+        if not admitted:
+            with _suppressed_lock:
+                _suppressed[f"{self._crowd} (held back together)"] += 1
+        if summary is not None:
+            self._emit(*summary)
+        if admitted:
+            self._emit(level, text)
+
+    def sweep(self) -> None:
+        """Write the summary of the window if it is over."""
+        if not self._held:  # most cycles (read without the lock: a line held meanwhile waits)
+            return
+        with self._lock:
+            summary = self._close_window(self._clock())
+        if summary is not None:
+            self._emit(*summary)
+
+    def _close_window(self, now: float) -> tuple[int, str] | None:
+        if not self._held or now - self._started_s < self._window_s:
+            return None
+        held, level = self._held, self._level
+        self._held, self._level = Counter(), logging.NOTSET
+        kinds = ", ".join(f"{code} ×{count}" for code, count in sorted(held.items()))
+        return (
+            level,
+            f"{sum(held.values())} more line(s) of {self._crowd} held back in the last "
+            f"{now - self._started_s:.0f} s ({kinds}), so many at once; {self._where} shows each",
         )
 
 

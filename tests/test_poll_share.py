@@ -62,3 +62,41 @@ def test_a_slow_and_a_silent_pack_leave_the_cycle_and_the_others_alone(
     # No overrun, but where the slow pack itself missed its 80 ms timeout on this shared machine.
     overruns = [i for i, d in enumerate(durations) if i >= 2 and d > cycle_s and SLOW not in not_good[i]]
     assert not overruns, shown
+
+
+def test_packs_connected_together_read_their_slow_points_and_heartbeat_in_different_cycles(
+    tmp_path: Path, start_sim_fleet: StartFleet
+) -> None:
+    packs = 10
+    fleet = start_sim_fleet(packs=packs, speed=1.0)
+    bus = LocalFieldbus.from_config(site_config(tmp_path, fleet.endpoints))
+    cycle_s = 0.1
+
+    async def scenario() -> tuple[list[list[int]], list[list[int]]]:
+        started = time.monotonic()
+        await bus.connect(started)
+        reads: list[list[int]] = []  # per cycle, each pack's read requests
+        beats: list[list[int]] = []  # per cycle, each pack's heartbeats
+        for cycle in range(22):
+            now = started + cycle * cycle_s  # the cycles' clock, as the engine stamps them
+            requests = [session.link.requests for session in bus.sessions]
+            await bus.poll(now)
+            reads.append([s.link.requests - r for s, r in zip(bus.sessions, requests, strict=True)])
+            heartbeats = [session.writes.heartbeats for session in bus.sessions]
+            await bus.write({}, now)
+            beats.append([s.writes.heartbeats - h for s, h in zip(bus.sessions, heartbeats, strict=True)])
+        await bus.close()
+        return reads, beats
+
+    reads, beats = run_async(scenario)
+    fast = min(min(cycle) for cycle in reads)
+    # After the first poll (everything), each pack reads its slow blocks once in ten cycles, each in
+    # a cycle of its own: no cycle carries the whole fleet's slow reads.
+    slow_cycles = [[c for c in range(1, 21) if reads[c][pack] > fast] for pack in range(packs)]
+    assert all(len(cycles) == 2 and cycles[1] - cycles[0] == 10 for cycles in slow_cycles), reads
+    assert sorted(cycles[0] for cycles in slow_cycles) == list(range(1, 11)), slow_cycles
+    # Every pack's first heartbeat goes at once; the second comes in a cycle mostly its own, within the
+    # interval (1 s) of the first.
+    beat_cycles = [[c for c in range(22) if beats[c][pack]] for pack in range(packs)]
+    assert all(cycles[0] == 0 and 0 < cycles[1] <= 10 for cycles in beat_cycles), beat_cycles
+    assert len({cycles[1] for cycles in beat_cycles}) >= packs - 2, beat_cycles

@@ -79,8 +79,9 @@ def build_sessions(config: SiteConfig, nodes: Sequence[NodeConfig] | None = None
             options=SessionOptions.for_node(node.timeout_ms),
             transport=Transport.named(node.transport, node.baud, node.parity, node.stop_bits),
             lines=lines,
+            place=place,
         )
-        for node in (config.nodes if nodes is None else nodes)
+        for place, node in enumerate(config.nodes if nodes is None else nodes)
     ]
 
 

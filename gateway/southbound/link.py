@@ -79,6 +79,17 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient | LeanTcpClient
 _region = functools.lru_cache(maxsize=4096)(Region)
 # What `read_in_turn` calls with: the words read, or why not (a FieldError; any other exception is a bug).
 ReadDone = Callable[[list[int] | Exception], None]
+# What `write_in_turn` calls with: None once acknowledged, or why not (as ReadDone).
+WriteDone = Callable[[Exception | None], None]
+
+
+def _write_request(table: Table, address: int, words: Sequence[int]) -> tuple[Region, int]:
+    """The region and function code of a write: 06 for one register, 16 for several, 05 / 15 for coils."""
+    if not table.is_writable:
+        raise ValueError(f"the {table.value} table is read-only in Modbus")
+    single = len(words) == 1
+    function_code = (0x05 if single else 0x0F) if table is Table.COIL else (0x06 if single else 0x10)
+    return _region(table, address, len(words)), function_code
 
 
 def silence_pymodbus_logging() -> None:
@@ -399,40 +410,77 @@ class ModbusLink:
         try:
             region = _region(table, address, count)
             function_code = _READ_FUNCTION[table]
-            client = self._ready_client(region, function_code, False, unit)
-            sent_at = self._arm()
 
-            def answered(answer: Answer | Exception) -> None:
-                self._disarm()
+            def answered(answer: ModbusPDU | Answer | Exception) -> None:
+                if isinstance(answer, Exception):
+                    done(answer)
+                    return
                 try:
-                    if isinstance(answer, Exception):
-                        raise self._failure(answer, region, function_code, False)
-                    response = self._accept(answer, sent_at, region, function_code, False)
-                    words = self._words(response, table, region, function_code)
+                    words = self._words(answer, table, region, function_code)
                 except Exception as error:
                     done(error)
                     return
                 done(words)
 
-            try:
-                # Only socgw's own client (take_turn_now): its request is on its way when this returns.
-                lean = cast(LeanTcpClient, client)
-                lean.request_then(function_code, address, count, (), unit, then=answered)
-            except Exception as error:
-                self._disarm()
-                raise self._failure(error, region, function_code, False) from None
+            self._request_in_turn(region, function_code, writing=False, unit=unit, words=(), done=answered)
         except Exception as error:
             done(error)
 
+    def write_in_turn(
+        self, table: Table, address: int, words: Sequence[int], unit: int, done: WriteDone
+    ) -> None:
+        """`write` without a coroutine, for the holder of the turn (`take_turn_now`): `done` gets None once
+        the device acknowledged, or the FieldError (any other exception: a bug), as `read_in_turn`'s."""
+        try:
+            region, function_code = _write_request(table, address, words)
+            self._request_in_turn(
+                region,
+                function_code,
+                writing=True,
+                unit=unit,
+                words=words,
+                done=lambda answer: done(answer if isinstance(answer, Exception) else None),
+            )
+        except Exception as error:
+            done(error)
+
+    def _request_in_turn(
+        self,
+        region: Region,
+        function_code: int,
+        *,
+        writing: bool,
+        unit: int,
+        words: Sequence[int],
+        done: Callable[[ModbusPDU | Answer | Exception], None],
+    ) -> None:
+        """Send one request on socgw's own client (the turn's holder); `done` gets the accepted answer or
+        the FieldError, from the loop. Raises the FieldError of a request that could not be sent."""
+        client = self._ready_client(region, function_code, writing, unit)
+        sent_at = self._arm()
+
+        def answered(answer: Answer | Exception) -> None:
+            self._disarm()
+            try:
+                if isinstance(answer, Exception):
+                    raise self._failure(answer, region, function_code, writing)
+                accepted = self._accept(answer, sent_at, region, function_code, writing)
+            except Exception as error:
+                done(error)
+                return
+            done(accepted)
+
+        try:
+            # Only socgw's own client (take_turn_now): its request is on its way when this returns.
+            lean = cast(LeanTcpClient, client)
+            lean.request_then(function_code, region.address, region.count, words, unit, then=answered)
+        except Exception as error:
+            self._disarm()
+            raise self._failure(error, region, function_code, writing) from None
+
     async def write(self, table: Table, address: int, words: Sequence[int], unit: int) -> None:
         """Write registers (function 06 for one, 16 for several) or coils (05 / 15)."""
-        if not table.is_writable:
-            raise ValueError(f"the {table.value} table is read-only in Modbus")
-        region = _region(table, address, len(words))
-        if table is Table.COIL:
-            function_code = 0x05 if len(words) == 1 else 0x0F
-        else:
-            function_code = 0x06 if len(words) == 1 else 0x10
+        region, function_code = _write_request(table, address, words)
         await self._execute(region, function_code, True, unit, words)
 
     @staticmethod

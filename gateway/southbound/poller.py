@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from gateway.southbound.errors import FieldError
 from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession
-from gateway.southbound.writer import WriteOutcome
+from gateway.southbound.writer import WriteOutcome, WritePlan
 
 # Requests started before the loop gets to read answers: the first units' answers then wait for the
 # sends of the next POLL_BURST units at most, not for the whole fleet's (about 8 ms at 500 units).
@@ -96,16 +96,42 @@ async def write_all(
 ) -> dict[str, list[WriteOutcome]]:
     """Write each unit's setpoints (by node id; units without an entry still get their heartbeat).
 
-    Each unit's writes are decided first, without a request; only the units with something to send get
-    a coroutine (most cycles a setpoint stays within its deadband and no heartbeat is due)."""
+    Each unit's writes are decided first, without a request; only the units with something to send
+    send. A unit with its connection to itself sends without a coroutine (`send_writes_soon`): its
+    answers drive it, and one future waits for them all, as in `poll_all`. The others get a coroutine."""
     plans = [session.plan_writes(setpoints.get(session.node_id, {}), now) for session in sessions]
-    sending = [(session, plan) for session, plan in zip(sessions, plans, strict=True) if not plan.idle]
-    sent = await asyncio.gather(*(session.send_writes(plan, now) for session, plan in sending))
     outcomes = {
         session.node_id: [outcome for outcome in plan.outcomes if outcome is not None]
         for session, plan in zip(sessions, plans, strict=True)
     }
-    outcomes.update((session.node_id, done) for (session, _), done in zip(sending, sent, strict=True))
+    sending = [(session, plan) for session, plan in zip(sessions, plans, strict=True) if not plan.idle]
+    if not sending:
+        return outcomes
+    all_in: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    remaining = len(sending)
+
+    def sent(node_id: str, done: list[WriteOutcome]) -> None:
+        nonlocal remaining
+        outcomes[node_id] = done
+        remaining -= 1
+        if remaining == 0 and not all_in.done():
+            all_in.set_result(None)
+
+    async def awaited(session: ModbusSession, plan: WritePlan) -> None:
+        sent(session.node_id, await session.send_writes(plan, now))
+
+    waiting = [
+        awaited(session, plan)
+        for session, plan in sending
+        if not session.send_writes_soon(plan, now, functools.partial(sent, session.node_id))
+    ]
+    coroutines = asyncio.gather(*waiting) if waiting else None
+    try:
+        await all_in
+    except asyncio.CancelledError:
+        if coroutines is not None:
+            coroutines.cancel()
+        raise
     return outcomes
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.fleet import Quality, node_from_values
-from gateway.logbook import RateLimitedLog, emit_to
+from gateway.logbook import CrowdGate, RateLimitedLog, emit_to
 from gateway.profiles.codec import (
     CodecError,
     PointsDecoder,
@@ -56,6 +56,13 @@ from gateway.southbound.transport import TCP, Transport
 from gateway.southbound.writer import WriteOutcome, WritePlan, WritePolicy, WriteState, WriteStatus
 
 log = logging.getLogger(__name__)
+# Every session's change lines pass one gate: a fleet failing at once (started before its packs, a
+# switch down) writes a few lines a second and a count of the rest, not a line per node.
+_NODE_LINES = CrowdGate(emit_to(log), crowd="nodes", where="`socgw status`")
+
+# Successive multiples of it modulo 1 fall evenly between 0 and 1 for any count of units: the heartbeat
+# stagger of the unit at each place.
+_GOLDEN_RATIO_CONJUGATE = (5**0.5 - 1) / 2
 
 
 def silence_session_logging() -> None:
@@ -109,7 +116,8 @@ class SessionOptions:
 class ModbusSession:
     """The gateway's view of one unit (`node_id`) at `host:port`, Modbus unit id `unit`, read with `profile`.
     `transport` says how `host:port` is reached (on a serial port, `host` is the device path); with
-    `lines`, units on one RS-485 line share its link and poll in turns.
+    `lines`, units on one RS-485 line share its link and poll in turns. `place`, the unit's index in its
+    fleet, staggers its slow reads and heartbeats against the other units'.
 
     Call `connect(now)` once at start-up (optional: `poll` connects on its own), then `poll(now)` and
     `write_setpoints(values, now)` every cycle, and `close()` at the end. `now` is the caller's monotonic
@@ -128,6 +136,7 @@ class ModbusSession:
         rng: random.Random | None = None,
         transport: Transport = TCP,
         lines: LineRegistry | None = None,
+        place: int = 0,
     ) -> None:
         self.node_id = node_id
         self.profile = profile
@@ -163,7 +172,11 @@ class ModbusSession:
         self.points: Mapping[str, Point] = {}  # the map in use: the variant's, or the common points
         self.read_only = False
         self.connects = 0  # successful connections (reconnect churn shows here)
-        self.writes = WriteState(self.options.writes)
+        # Units connected together would read their slow blocks and write their heartbeat in the same
+        # cycles: 500 packs' extra requests in one cycle of ten (a 3x longer poll there). `place` (the
+        # unit's index in its fleet) spreads both evenly over the cycles.
+        self._place = place
+        self.writes = WriteState(self.options.writes, stagger=(place * _GOLDEN_RATIO_CONJUGATE) % 1.0)
         self._backoff = Backoff(
             self.options.backoff_base_s, self.options.backoff_cap_s, rng or random.Random()
         )
@@ -196,7 +209,9 @@ class ModbusSession:
         self._alarms_of: tuple[Point, int] | None = None  # the alarms point and raw bits of `_alarms`
         self._write_errors: dict[str, tuple[object, ...]] = {}  # per point, for logging once per change
         self._encoded: dict[str, tuple[float, int | None, list[int]]] = {}  # per point: the last encode
-        self._changes_log = RateLimitedLog(emit_to(log))  # a fault that comes and goes: a few lines a minute
+        self._changes_log = RateLimitedLog(
+            _NODE_LINES.emit
+        )  # a fault that comes and goes: a few lines a minute
         self._not_connected = FieldError(
             Facts(ErrorCode.NOT_CONNECTED, "not connected yet", self.target), self.context
         )
@@ -329,7 +344,7 @@ class ModbusSession:
             self._full_plan,
             self.options.slow_poll_every,
             self.link.timeout_s,
-            phase=0 if self._lines is None else self._lines.place(self._line, self.node_id),
+            phase=self._place if self._lines is None else self._lines.place(self._line, self.node_id),
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -696,6 +711,84 @@ class ModbusSession:
             done.append(await self._send_heartbeat(*heartbeat, now))
         return done
 
+    def send_writes_soon(
+        self, plan: WritePlan, now: float, done: Callable[[list[WriteOutcome]], None]
+    ) -> bool:
+        """`send_writes` without a coroutine (no task per unit) when the unit has its connection to itself
+        and reads nothing back: True when started, and `done` gets the outcomes once the last write was
+        answered (from the loop). False: nothing was done, await `send_writes`. The same requests, in the
+        same order, and the same outcomes as `send_writes`."""
+        if (
+            self.state is not SessionState.READY
+            or self._lines is not None
+            or self.options.writes.verify_points
+            or not self.link.take_turn_now()
+        ):
+            return False
+        self._write_soon(plan, 0, list(plan.outcomes), now, done)
+        return True
+
+    def _write_soon(
+        self,
+        plan: WritePlan,
+        index: int,
+        outcomes: list[WriteOutcome | None],
+        now: float,
+        done: Callable[[list[WriteOutcome]], None],
+    ) -> None:
+        """Send `plan`'s writes from `index` on, one after the other, then its heartbeat, then hand on every
+        outcome and give the link back."""
+        if index < len(plan.sends):
+            slot, point, value, words = plan.sends[index]
+
+            def acknowledged(error: Exception | None) -> None:
+                try:
+                    failure = self._write_error(point, error)
+                    outcomes[slot] = self._point_written(point, value, words, now, failure)
+                except Exception as bug:  # contained to this node
+                    log.exception("node %s: unexpected error while writing %s", self.node_id, point.name)
+                    outcomes[slot] = WriteOutcome(point.name, value, WriteStatus.FAILED, self._internal(bug))
+                self._write_soon(plan, index + 1, outcomes, now, done)
+
+            self.link.write_in_turn(point.table, point.address, words, self.target.unit, acknowledged)
+            return
+        finished = [outcome for outcome in outcomes if outcome is not None]
+        heartbeat = plan.heartbeat
+        if heartbeat is not None and plan.sends:
+            heartbeat = self._heartbeat_due(now)  # a write that failed just now may have ended it
+
+        def finish(last: WriteOutcome | None = None) -> None:
+            self.link.give_back_turn()
+            done(finished if last is None else [*finished, last])
+
+        if heartbeat is None:
+            finish()
+            return
+        beat, counter = heartbeat
+
+        def beaten(error: Exception | None) -> None:
+            try:
+                outcome = self._heartbeat_written(beat, counter, now, self._write_error(beat, error))
+            except Exception as bug:  # contained to this node
+                log.exception("node %s: unexpected error while writing %s", self.node_id, beat.name)
+                outcome = WriteOutcome(beat.name, counter, WriteStatus.FAILED, self._internal(bug))
+            finish(outcome)
+
+        try:
+            words = encode(beat, counter)
+        except CodecError as error:
+            finish(self._heartbeat_written(beat, counter, now, error))
+            return
+        self.link.write_in_turn(beat.table, beat.address, words, self.target.unit, beaten)
+
+    def _write_error(self, point: Point, error: Exception | None) -> FieldError | None:
+        """A write's FieldError in this node's context (None: acknowledged); raises any other exception."""
+        if error is None:
+            return None
+        if isinstance(error, FieldError):
+            return error.in_context(self.context, (point.name,))
+        raise error
+
     def _write_refusal(self, code: ErrorCode, detail: str, point: str, **extra: str) -> FieldError:
         return FieldError(
             Facts(code, detail, self.target, points=(point,), writing=True, extra=extra), self.context
@@ -747,10 +840,18 @@ class ModbusSession:
         return words
 
     async def _send_point(self, point: Point, value: float, words: list[int], now: float) -> WriteOutcome:
-        name = point.name
         try:
             await self._send_write(point, words)
         except FieldError as error:
+            return self._point_written(point, value, words, now, error)
+        return self._point_written(point, value, words, now, None)
+
+    def _point_written(
+        self, point: Point, value: float, words: list[int], now: float, error: FieldError | None
+    ) -> WriteOutcome:
+        """The outcome of the write of `value` to `point`: acknowledged (`error` None) or failed."""
+        name = point.name
+        if error is not None:
             self.writes.failed(point, now)
             if error.code is ErrorCode.ILLEGAL_FUNCTION:
                 self.writes.disabled[name] = error
@@ -810,19 +911,27 @@ class ModbusSession:
         try:
             await self._send_write(point, encode(point, counter))
         except (FieldError, CodecError) as error:
-            self.writes.heartbeat_sent(None, now)
-            field_error = (
-                error
-                if isinstance(error, FieldError)
-                else self._write_refusal(ErrorCode.WRITE_REJECTED, str(error), point.name)
-            )
-            self._log_write_error(point.name, field_error)
-            if field_error.code.is_connection_fault:
-                self._request_failed(field_error, now)
-            return WriteOutcome(point.name, counter, WriteStatus.FAILED, field_error)
-        self.writes.heartbeat_sent(counter, now)
-        self._clear_write_error(point.name)
-        return WriteOutcome(point.name, counter, WriteStatus.WRITTEN)
+            return self._heartbeat_written(point, counter, now, error)
+        return self._heartbeat_written(point, counter, now, None)
+
+    def _heartbeat_written(
+        self, point: Point, counter: int, now: float, error: FieldError | CodecError | None
+    ) -> WriteOutcome:
+        """The outcome of the heartbeat write of `counter`: acknowledged (`error` None) or failed."""
+        if error is None:
+            self.writes.heartbeat_sent(counter, now)
+            self._clear_write_error(point.name)
+            return WriteOutcome(point.name, counter, WriteStatus.WRITTEN)
+        self.writes.heartbeat_sent(None, now)
+        field_error = (
+            error
+            if isinstance(error, FieldError)
+            else self._write_refusal(ErrorCode.WRITE_REJECTED, str(error), point.name)
+        )
+        self._log_write_error(point.name, field_error)
+        if field_error.code.is_connection_fault:
+            self._request_failed(field_error, now)
+        return WriteOutcome(point.name, counter, WriteStatus.FAILED, field_error)
 
     # ----------------------------------------------------------------------------------------------
     # logging once per change of state, and a few lines a minute per node when its state flaps

@@ -79,6 +79,9 @@ class WriteState:
     heartbeat_counter: int | None = None
     heartbeat_due_s: float = float("-inf")
     heartbeats: int = 0  # heartbeat writes, counted apart: devices keep that register in RAM
+    # The share of the interval by which a connection's second heartbeat comes early, so that units
+    # connected together do not all write their heartbeat in the same cycles (0: not staggered).
+    stagger: float = 0.0
 
     def forget_device(self) -> None:
         """A new connection: what the device holds is unknown until the next good poll."""
@@ -137,8 +140,11 @@ class WriteState:
         return counter if low <= counter <= high else low
 
     def heartbeat_sent(self, counter: int | None, now_s: float) -> None:
-        """Record a heartbeat write (`counter` None: it failed); either way the next is one interval away."""
+        """Record a heartbeat write (`counter` None: it failed); either way the next is one interval away,
+        or after a connection's first, less its `stagger` (never more than one interval)."""
         if counter is not None:
             self.heartbeat_counter = counter
             self.heartbeats += 1
-        self.heartbeat_due_s = now_s + (self.policy.heartbeat_interval_s or 0.0)
+        interval = self.policy.heartbeat_interval_s or 0.0
+        first = self.heartbeat_due_s == float("-inf")
+        self.heartbeat_due_s = now_s + interval * (1.0 - self.stagger if first else 1.0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import uvloop
@@ -12,6 +13,7 @@ import uvloop
 from gateway.profiles.model import Point, Profile, Variant, VersionRange
 from gateway.sim.fleet import Endpoint
 from gateway.southbound.session import ModbusSession, SessionOptions
+from gateway.southbound.writer import WriteOutcome
 
 T = TypeVar("T")
 
@@ -66,3 +68,20 @@ def session_for(
         profile,
         options=SessionOptions(**options),
     )
+
+
+# The two ways a session's writes go out: awaited (`send_writes`, a coroutine per unit) and driven by the
+# answers' callbacks (`send_writes_soon`, what `write_all` uses for a unit with its connection to itself).
+WRITE_PATHS = ("awaited", "callbacks")
+
+
+async def write_by(
+    path: str, session: ModbusSession, setpoints: Mapping[str, float], now: float
+) -> list[WriteOutcome]:
+    """`session.write_setpoints(setpoints, now)` through `path` (one of WRITE_PATHS)."""
+    plan = session.plan_writes(setpoints, now)
+    if path == "awaited" or plan.idle:
+        return await session.send_writes(plan, now)
+    finished: asyncio.Future[list[WriteOutcome]] = asyncio.get_running_loop().create_future()
+    assert session.send_writes_soon(plan, now, finished.set_result), "the unit took the awaited path"
+    return await asyncio.wait_for(finished, 10 * TEST_TIMEOUT_S)

@@ -13,17 +13,28 @@ from typing import Any
 
 import pytest
 
+from gateway import logbook
 from gateway.fleet import Quality
+from gateway.logbook import CROWD_LINES_PER_S, CROWD_WINDOW_S
 from gateway.profiles.loader import ProfileLibrary
 from gateway.profiles.model import Table, Version, VersionRange
 from gateway.sim.faults import ExceptionCode, ExceptionRule
 from gateway.sim.scenario import Scenario, make_pack
 from gateway.southbound.errors import ErrorCode, FieldError
+from gateway.southbound.poller import close_all, poll_all
 from gateway.southbound.reading import Reading
 from gateway.southbound.session import ModbusSession
-from gateway.southbound.writer import WriteOutcome
+from gateway.southbound.writer import WriteOutcome, WriteStatus
 from tests.conftest import StartFleet
-from tests.southbound.helpers import TEST_TIMEOUT_S, run, session_for, with_firmware_ranges, with_point
+from tests.southbound.helpers import (
+    TEST_TIMEOUT_S,
+    WRITE_PATHS,
+    run,
+    session_for,
+    with_firmware_ranges,
+    with_point,
+    write_by,
+)
 
 pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
@@ -302,8 +313,9 @@ def test_an_unknown_firmware_is_monitored_read_only_with_the_common_points(
     assert outcomes[0].error.code is ErrorCode.FW_UNKNOWN
 
 
+@pytest.mark.parametrize("path", WRITE_PATHS)
 def test_a_refused_write_stops_writes_to_that_point_but_the_node_stays_monitored(
-    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary, path: str
 ) -> None:
     profile = profile_library.get(MP2000)
     locked = with_point(profile, "setpoint_w", access=profile.variants[0].points["soh_pct"].access)
@@ -313,9 +325,9 @@ def test_a_refused_write_stops_writes_to_that_point_but_the_node_stays_monitored
     async def scenario() -> tuple[list[Any], list[Any], Reading, int]:
         await session.connect(time.monotonic())
         await session.poll(time.monotonic())
-        first = await session.write_setpoints({"setpoint_w": 500.0}, time.monotonic())
+        first = await write_by(path, session, {"setpoint_w": 500.0}, time.monotonic())
         requests = fleet.request_count("pack-01")
-        second = await session.write_setpoints({"setpoint_w": 600.0}, time.monotonic() + 10)
+        second = await write_by(path, session, {"setpoint_w": 600.0}, time.monotonic() + 10)
         sent = fleet.request_count("pack-01") - requests
         reading = await session.poll(time.monotonic())
         await session.close()
@@ -330,8 +342,9 @@ def test_a_refused_write_stops_writes_to_that_point_but_the_node_stays_monitored
     assert reading.quality is Quality.GOOD
 
 
+@pytest.mark.parametrize("path", WRITE_PATHS)
 def test_a_value_the_device_rejects_is_its_exception_03(
-    start_sim_fleet: StartFleet, profile_library: ProfileLibrary
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary, path: str
 ) -> None:
     fleet = start_sim_fleet(packs=1)
     wider = with_point(profile_library.get(MP2000), "setpoint_w", minimum=-5000.0, maximum=5000.0)
@@ -340,10 +353,84 @@ def test_a_value_the_device_rejects_is_its_exception_03(
     async def scenario() -> list[Any]:
         await session.connect(time.monotonic())
         await session.poll(time.monotonic())
-        outcomes = await session.write_setpoints({"setpoint_w": 4000.0}, time.monotonic())
+        outcomes = await write_by(path, session, {"setpoint_w": 4000.0}, time.monotonic())
         await session.close()
         return outcomes
 
     error = run(scenario())[0].error
     assert error.code is ErrorCode.ILLEGAL_VALUE
     assert "the device refused the value: check the point's minimum/maximum" in str(error)
+
+
+@pytest.mark.parametrize("path", WRITE_PATHS)
+def test_a_write_the_device_leaves_unanswered_fails_and_frees_the_connection(
+    start_sim_fleet: StartFleet, profile_library: ProfileLibrary, path: str
+) -> None:
+    fleet = start_sim_fleet(packs=1)
+    session = session_for(fleet.endpoint("pack-01"), profile_library.get(MP2000))
+
+    async def scenario() -> tuple[list[WriteOutcome], float, Reading, Reading]:
+        await session.connect(time.monotonic())
+        assert (await session.poll(time.monotonic())).quality is Quality.GOOD
+        fleet.set_faults("pack-01", silent=True)
+        started = time.monotonic()
+        outcomes = await write_by(path, session, {"setpoint_w": 700.0}, started)
+        elapsed = time.monotonic() - started
+        # The link is free again: this poll is not stuck waiting for the write's turn.
+        silent = await asyncio.wait_for(session.poll(time.monotonic()), 10 * TEST_TIMEOUT_S)
+        fleet.set_faults("pack-01", silent=False)
+        back = silent
+        for _ in range(100):  # bounded: the session reconnects in the background, then polls again
+            if back.quality is Quality.GOOD:
+                break
+            await asyncio.sleep(0.05)
+            back = await session.poll(time.monotonic())
+        await session.close()
+        return outcomes, elapsed, silent, back
+
+    outcomes, elapsed, silent, back = run(scenario())
+    assert [outcome.point for outcome in outcomes] == ["setpoint_w"]  # no heartbeat after a timeout
+    failed = outcomes[0]
+    assert failed.status is WriteStatus.FAILED and failed.error is not None
+    assert failed.error.code is ErrorCode.TIMEOUT and "setpoint_w" in str(failed.error)
+    assert elapsed < 2 * TEST_TIMEOUT_S  # one request timeout
+    assert silent.quality is not Quality.GOOD
+    assert back.quality is Quality.GOOD
+    assert session.writes.writes_by_point == {}  # nothing was confirmed
+
+
+def test_a_fleet_failing_at_once_logs_a_few_lines_a_second_and_counts_the_rest(
+    profile_library: ProfileLibrary, caplog: pytest.LogCaptureFixture
+) -> None:
+    profile = profile_library.get(MP2000)
+    nodes = 40
+    # Nothing listens on port 1: a gateway started before its packs.
+    sessions = [ModbusSession(f"dead-{index:02d}", "127.0.0.1", 1, 1, profile) for index in range(nodes)]
+
+    async def scenario() -> None:
+        await asyncio.sleep(CROWD_WINDOW_S)  # lines of the tests before are out of the gate's window
+        logbook.sweep()
+        caplog.clear()
+        for _ in range(50):  # bounded: until every node has its connect failure
+            await poll_all(sessions, time.monotonic())
+            if all(session.error is not None for session in sessions):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(CROWD_WINDOW_S)
+        logbook.sweep()
+        await close_all(sessions)
+
+    with caplog.at_level(logging.INFO, logger="gateway.southbound.session"):
+        run(scenario())
+    lines = [record.getMessage() for record in caplog.records]
+    per_node = [line for line in lines if line.startswith("node dead-")]
+    summaries = [line for line in lines if "held back" in line]
+    assert all(session.error is not None for session in sessions)
+    assert 0 < len(per_node) <= CROWD_LINES_PER_S
+    assert all("E_MB_CONN_REFUSED" in line for line in per_node)
+    assert len(summaries) == 1, lines
+    held = nodes - len(per_node)
+    assert summaries[0].startswith(
+        f"{held} more line(s) of nodes held back in the last 1 s (E_MB_CONN_REFUSED ×{held})"
+    )
+    assert "`socgw status` shows each" in summaries[0]

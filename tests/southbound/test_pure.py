@@ -185,6 +185,20 @@ def test_the_heartbeat_counts_up_wraps_and_waits_its_interval() -> None:
     assert state.heartbeats == 5
 
 
+def test_a_connections_second_heartbeat_comes_early_by_its_stagger_and_never_late() -> None:
+    state = WriteState(WritePolicy(heartbeat_interval_s=1.0), stagger=0.3)
+    due = []
+    for connection in range(2):
+        now = 10.0 * connection
+        for _ in range(3):
+            while state.next_heartbeat(HEARTBEAT, now) is None:
+                now = round(now + 0.1, 1)
+            state.heartbeat_sent(0, now)
+            due.append(now)
+        state.forget_device()  # a new connection: its heartbeats start over, staggered again
+    assert due == [0.0, 0.7, 1.7, 10.0, 10.7, 11.7]
+
+
 def _variant(firmware: VersionRange, **points: Point) -> Variant:
     return Variant(firmware, points)
 

@@ -20,7 +20,15 @@ from gateway.southbound.reading import PointRead, Reading
 from gateway.southbound.session import ModbusSession, SessionState
 from gateway.southbound.writer import WritePolicy, WriteStatus
 from tests.conftest import StartFleet
-from tests.southbound.helpers import TEST_TIMEOUT_S, open_fds, run, session_for, with_point
+from tests.southbound.helpers import (
+    TEST_TIMEOUT_S,
+    WRITE_PATHS,
+    open_fds,
+    run,
+    session_for,
+    with_point,
+    write_by,
+)
 
 pytestmark = pytest.mark.wire  # real stacks, sockets on loopback or child processes
 
@@ -123,7 +131,10 @@ def test_writes_are_bounds_checked_idempotent_counted_and_verified(
     assert sim_fleet.snapshot("pack-01").state.setpoint_w == pytest.approx(-300.0)
 
 
-def test_the_heartbeat_counts_up_on_the_device(sim_fleet: Any, profile_library: ProfileLibrary) -> None:
+@pytest.mark.parametrize("path", WRITE_PATHS)
+def test_the_heartbeat_counts_up_on_the_device(
+    sim_fleet: Any, profile_library: ProfileLibrary, path: str
+) -> None:
     session = session_for(
         sim_fleet.endpoint("pack-03"),
         profile_library.get(MP2000),
@@ -136,8 +147,8 @@ def test_the_heartbeat_counts_up_on_the_device(sim_fleet: Any, profile_library: 
         await session.poll(now)
         counters = []
         for step in range(3):
-            await session.write_setpoints({}, now + step)  # the interval is paced on the caller's clock
-            await session.write_setpoints({}, now + step + 0.5)  # not due: nothing written
+            await write_by(path, session, {}, now + step)  # the interval is paced on the caller's clock
+            await write_by(path, session, {}, now + step + 0.5)  # not due: nothing written
             counters.append(sim_fleet.snapshot("pack-03").state.heartbeat)
         await session.close()
         return counters
