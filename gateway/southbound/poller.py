@@ -1,9 +1,10 @@
 """Every unit at once: connect, poll, write and close a set of sessions concurrently.
 
-Each unit's work goes on by itself (its own coroutine, or for a poll on its own connection its answers'
-callbacks) and `ModbusSession.poll` / `poll_soon` / `write_setpoints` never raise, so one dead, slow or
-misbehaving unit never delays the others beyond its own request timeout, and never aborts them. (A bare
-`gather` over pymodbus calls would: a request on a disconnected client raises before its first await.)
+Each unit's work goes on by itself (its own coroutine, or for a unit on its own connection its answers'
+callbacks) and `ModbusSession.poll` / `poll_soon` / `send_writes` / `send_writes_soon` never raise, so one
+dead, slow or misbehaving unit never delays the others beyond its own request timeout, and never aborts
+them. (A bare `gather` over pymodbus calls would: a request on a disconnected client raises before its
+first await.)
 
 For hundreds of units call `gc.freeze()` once the sessions are connected: the long-lived profile and
 session objects then leave the garbage collector's generations, which shortens the collector's pauses
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from gateway.southbound.errors import FieldError
 from gateway.southbound.reading import Reading
@@ -81,13 +83,7 @@ async def poll_all(
             await asyncio.sleep(0)  # the loop reads the answers already in before the next requests go
     if not sessions:
         all_in.set_result(None)
-    coroutines = asyncio.gather(*waiting) if waiting else None
-    try:
-        await all_in
-    except asyncio.CancelledError:
-        if coroutines is not None:
-            coroutines.cancel()
-        raise
+    await _all_in(all_in, waiting)
     return [reading for reading in readings if reading is not None]  # every one: `remaining` reached 0
 
 
@@ -125,6 +121,12 @@ async def write_all(
         for session, plan in sending
         if not session.send_writes_soon(plan, now, functools.partial(sent, session.node_id))
     ]
+    await _all_in(all_in, waiting)
+    return outcomes
+
+
+async def _all_in(all_in: asyncio.Future[None], waiting: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Wait for `all_in` while the units that need a coroutine run theirs; cancelled, cancel those too."""
     coroutines = asyncio.gather(*waiting) if waiting else None
     try:
         await all_in
@@ -132,7 +134,6 @@ async def write_all(
         if coroutines is not None:
             coroutines.cancel()
         raise
-    return outcomes
 
 
 async def close_all(sessions: Sequence[ModbusSession]) -> None:
