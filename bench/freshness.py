@@ -515,7 +515,7 @@ class Variant:
     pollers: int = 1  # site.pollers: above 1 nothing is pinned (bench.pipeline.cpu_split)
     batch_ms: float | None = None  # the least time between NODES frames; None: the gateway's own
     doubling_batches: bool = False  # the batch schedule before issue 14's freshness work
-    child_gc_frozen: bool = False  # gc.freeze() in each adapter process after its start
+    child_gc_default: bool = False  # the adapter processes keep Python's collector as it starts
     buf_time_ms: int | None = None  # the IEC 61850 map's report buffer time; None: the map's own
     # every request of a poll sent before an answer is read, and a NODES frame holding every answer read
     # in one turn of the loop (the gateway before POLL_BURST and NODE_FRAME_STATES)
@@ -528,7 +528,7 @@ class Variant:
         return {
             "batch_s": None if self.batch_ms is None else self.batch_ms / 1000.0,
             "doubling_batches": self.doubling_batches,
-            "child_gc_frozen": self.child_gc_frozen,
+            "child_gc_default": self.child_gc_default,
             "child_cpus": sorted(cpus) if cpus else None,
             "whole_bursts": self.whole_bursts,
             "whole_polls": self.whole_polls,
@@ -542,7 +542,7 @@ VARIANTS: Final[dict[str, Variant]] = {
     "issue-start": Variant(children="core", doubling_batches=True, buf_time_ms=100),
     "children-with-core": Variant(children="core"),
     "children-apart": Variant(children="apart"),
-    "children-gc-frozen": Variant(child_gc_frozen=True),
+    "children-gc-default": Variant(child_gc_default=True),
     "pollers-2": Variant(pollers=2),
     "batch-doubling": Variant(doubling_batches=True),
     "batch-2ms": Variant(batch_ms=2.0),

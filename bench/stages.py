@@ -22,8 +22,8 @@ never has: the gateway itself carries no probe. Nothing here is imported by `gat
 `VARIANT_VARIABLE` (JSON) sets what bench.freshness compares side by side: `batch_s` (the supervisor's
 least time between NODES frames), `doubling_batches` (the schedule the gateway had before: a frame 5 ms
 after the first answer of a poll, each later batch twice as long), `child_cpus` (the CPUs each
-adapter process moves to as it starts, before its stack's threads exist) and `child_gc_frozen`
-(`gc.freeze()` in each adapter process once its adapter has started), `whole_bursts` (the gateway
+adapter process moves to as it starts, before its stack's threads exist), `child_gc_default` (each
+adapter process keeps Python's collector as it starts: no `settle_collector`), `whole_bursts` (the gateway
 before `POLL_BURST` and `NODE_FRAME_STATES`: every request of a poll sent before an answer is read, a
 NODES frame with every answer read in one turn of the loop), `whole_polls` (only the first of the
 two). Each adapter process also
@@ -292,27 +292,12 @@ def record_gc_pauses(record: Recorder, section: str) -> None:
     gc.callbacks.append(callback)
 
 
-def freeze_after_start(section: str) -> None:
-    """Variant `child_gc_frozen`: what the core does after its start-up (`gc.freeze()`), in the
-    adapter process once its adapter has started."""
+def keep_default_collector() -> None:
+    """Variant `child_gc_default`: the adapter process as before `settle_collector` (no `gc.freeze()`,
+    the default thresholds)."""
     from gateway.northbound.process import child
 
-    def create_adapter(original: Callable[..., Any]) -> Callable[..., Any]:
-        def frozen_after_start(*args: Any, **kwargs: Any) -> Any:
-            adapter = original(*args, **kwargs)
-            if adapter is not None:
-
-                def start(start: Callable[[], None] = adapter.start) -> None:
-                    start()
-                    gc.collect()
-                    gc.freeze()
-
-                adapter.start = start
-            return adapter
-
-        return frozen_after_start
-
-    _wrap(child, "create_adapter", create_adapter)
+    _wrap(child, "settle_collector", lambda _original: lambda: None)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -322,8 +307,8 @@ def main(argv: Sequence[str]) -> int:
         if variant.get("child_cpus"):
             os.sched_setaffinity(0, variant["child_cpus"])
         section = arguments[arguments.index("--section") + 1]
-        if variant.get("child_gc_frozen"):
-            freeze_after_start(section)
+        if variant.get("child_gc_default"):
+            keep_default_collector()
         record = recorder_from_environment(module)
         if record is not None:
             record.role = section

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import math
 import threading
@@ -35,7 +34,7 @@ from gateway.sdnotify import Notifier
 from gateway.site_command import CommandUpdate, SiteCommandState
 from gateway.snapshot import CycleAccounts, CycleSnapshot, status_rows
 from gateway.southbound.fieldbus import Fieldbus, LocalFieldbus, NodeArrived
-from gateway.timing import CyclePace, CycleStats, Pace
+from gateway.timing import CyclePace, CycleStats, Pace, settle_collector
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +43,6 @@ log = logging.getLogger(__name__)
 WRITTEN_MODES = frozenset(
     {NodeMode.ACTIVE, NodeMode.AT_RESERVE, NodeMode.BYPASSED_THERMAL, NodeMode.CALIBRATING}
 )
-
-
-GC_THRESHOLDS = (50_000, 50, 100)
 
 
 class Publisher(Protocol):
@@ -152,11 +148,7 @@ class Engine:
         failures = await self.fieldbus.connect(self.clock())
         for node_id, error in failures.items():
             log.warning("node %s not ready at start (it keeps retrying): %s", node_id, error)
-        gc.collect()
-        gc.freeze()  # long-lived objects leave the collector's generations: shorter pauses in the cycle
-        # The cycle's objects die young: at the default threshold (700 allocations) the collector ran
-        # 9-10 times a cycle at 200 packs and 24-26 at 500 (bench.pipeline); at 50 000, not once in 20 s.
-        gc.set_threshold(*GC_THRESHOLDS)
+        settle_collector()
 
     async def run_cycle(self) -> CycleSnapshot:
         steps: dict[str, float] = {}

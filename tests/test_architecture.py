@@ -67,7 +67,14 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     ),
     # The polling processes: a fieldbus over children that each run the southbound's own.
     "gateway.southbound.pollers": frozenset(
-        {"gateway.diagnostics", "gateway.profiles", "gateway.fleet", "gateway.config", "gateway.southbound"}
+        {
+            "gateway.diagnostics",
+            "gateway.profiles",
+            "gateway.fleet",
+            "gateway.timing",
+            "gateway.config",
+            "gateway.southbound",
+        }
         | UTILITIES
     ),
     "gateway.sim": frozenset({"gateway.diagnostics", "gateway.profiles"}),

@@ -1,10 +1,16 @@
-"""The cycle's pace: stretched while the work needs more than the cycle, said once, back when it fits."""
+"""The cycle's pace: stretched while the work needs more than the cycle, said once, back when it fits; the
+collector settled for a steady-state loop."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
-from gateway.timing import PACE_WINDOW, CyclePace, Pace
+from gateway.timing import GC_THRESHOLDS, PACE_WINDOW, CyclePace, Pace
+from tests.conftest import REPO
 
 
 def test_work_within_the_cycle_keeps_the_configured_period() -> None:
@@ -41,3 +47,20 @@ def test_the_period_goes_back_once_the_work_fits_well_within_the_cycle() -> None
     assert changes.count(Pace.RESTORED) == 1
     assert pace.period_s == 0.1
     assert [pace.note(0.15) for _ in range(PACE_WINDOW)].count(Pace.STRETCHED) == 1  # a new episode
+
+
+def test_a_settled_collector_leaves_what_lives_and_collects_the_young_seldom() -> None:
+    # In a process of its own: this one's collector stays as pytest has it.
+    probe = (
+        "import gc, json\n"
+        "from gateway.timing import settle_collector\n"
+        "kept = [[index] for index in range(1000)]\n"
+        "settle_collector()\n"
+        "print(json.dumps([gc.get_freeze_count(), list(gc.get_threshold())]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO, timeout=60
+    )
+    frozen, threshold = json.loads(result.stdout)
+    assert frozen >= 1000  # every object alive at the call, the 1000 lists with them
+    assert threshold == list(GC_THRESHOLDS) and GC_THRESHOLDS[0] > 700

@@ -46,6 +46,7 @@ from gateway.supervision import (
     encode_message,
     start_as_child,
 )
+from gateway.timing import settle_collector
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -143,6 +144,8 @@ async def publish_until_closed(
         link.send({"kind": "failed", "message": reason})
         adapter.stop()
         return EXIT_FAILED
+    # Its stack and point tables live as long as the process; each frame's objects die young.
+    settle_collector()
     try:
         link.send({"kind": "ready"})
         reader, writer = await asyncio.open_unix_connection(sock=snapshots)

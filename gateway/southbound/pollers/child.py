@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import gc
 import logging
 import socket
 import sys
@@ -39,11 +38,11 @@ from gateway.supervision import (
     encode_message,
     start_as_child,
 )
+from gateway.timing import settle_collector
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 SUPERSEDED = frozenset({"poll", "write"})  # a newer message of these kinds makes an older one moot
-GC_THRESHOLDS = (50_000, 50, 100)  # as the engine's: a steady-state loop whose objects die young
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +158,7 @@ async def serve(config_path: str, sock: socket.socket) -> int:
         return EXIT_FAILED
     fieldbus = LocalFieldbus.from_config(site, [nodes[node_id] for node_id in node_ids])
     failures = await fieldbus.connect(float(first["now"]))
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    settle_collector()
     channel.send_json({"kind": "connected", "failures": dict(failures)})
     suppressed = SuppressedReport()
     try:
