@@ -767,8 +767,11 @@ class ModbusSession:
         beat, counter = heartbeat
 
         def beaten(error: Exception | None) -> None:
+            """The heartbeat's outcome (its counter refused by the codec, answered, or not), then the link
+            goes back, whatever happens here."""
             try:
-                outcome = self._heartbeat_written(beat, counter, now, self._write_error(beat, error))
+                failure = error if isinstance(error, CodecError) else self._write_error(beat, error)
+                outcome = self._heartbeat_written(beat, counter, now, failure)
             except Exception as bug:  # contained to this node
                 log.exception("node %s: unexpected error while writing %s", self.node_id, beat.name)
                 outcome = WriteOutcome(beat.name, counter, WriteStatus.FAILED, self._internal(bug))
@@ -777,7 +780,7 @@ class ModbusSession:
         try:
             words = encode(beat, counter)
         except CodecError as error:
-            finish(self._heartbeat_written(beat, counter, now, error))
+            beaten(error)
             return
         self.link.write_in_turn(beat.table, beat.address, words, self.target.unit, beaten)
 
